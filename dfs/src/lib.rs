@@ -1,0 +1,9 @@
+//! Sheaf's distributed filesystem.
+//!
+//! - [`protocol`]: every DFS message (NameNode RPC, DataNode RPC, data stream headers).
+//! - [`config`]: the `[cluster]`, `[namenode]`, `[datanode]` and `[dfs]` config sections.
+//! - [`path`]: DFS path validation and manipulation.
+
+pub mod config;
+pub mod path;
+pub mod protocol;

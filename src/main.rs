@@ -25,6 +25,27 @@ enum Command {
     /// Benchmarks that compare Sheaf with a baseline in the same run.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// The DFS shell (Hadoop's `hdfs dfs`): put, get, cat, ls, mkdir, rm, mv, cp, stat, du, df, ….
+    #[command(subcommand)]
+    Dfs(cli::dfs::DfsCommand),
+    /// Check the health of every file and block under a path.
+    Fsck(cli::dfs::FsckArgs),
+    /// Cluster administration: `report`, `safemode get|enter|leave|wait`.
+    #[command(subcommand)]
+    Dfsadmin(cli::dfs::DfsadminCommand),
+    /// Run a DataNode (stores block replicas) until SIGTERM/SIGINT.
+    Datanode(cli::datanode::DatanodeArgs),
+    /// Run the NameNode (namespace and block map) until SIGTERM/SIGINT.
+    Namenode(cli::namenode::NamenodeArgs),
+    /// Create the cluster certificates (unless present) and an empty namespace.
+    Format(cli::namenode::FormatArgs),
+    /// The resource layer: nodes, applications, queues, and `run` (distributed shell).
+    #[command(subcommand)]
+    Yarn(cli::yarn::YarnCommand),
+    /// Run the ResourceManager (queues, scheduler, applications) until SIGTERM/SIGINT.
+    Resourcemanager(cli::yarn_daemons::ResourceManagerArgs),
+    /// Run a NodeManager (runs containers) until SIGTERM/SIGINT.
+    Nodemanager(cli::yarn_daemons::NodeManagerArgs),
 }
 
 /// `sheaf bench …`: every benchmark prints Sheaf's figure next to a baseline measured in the same run.
@@ -34,6 +55,10 @@ enum BenchCommand {
     Wordcount(cli::job_bench::WordcountBenchArgs),
     /// teragen → terasort → teravalidate vs `LC_ALL=C sort`.
     Terasort(cli::job_bench::TerasortBenchArgs),
+    /// Block-data transports: plain TCP vs TLS-over-TCP vs tuned QUIC.
+    Transport(cli::transport_bench::TransportBenchArgs),
+    /// DFS write and read throughput (like TestDFSIO) vs the raw disk.
+    Dfsio(cli::dfs_bench::DfsioArgs),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +69,17 @@ fn main() -> ExitCode {
         Command::Job(cmd) => ("job", cli::job::run(cmd)),
         Command::Bench(BenchCommand::Wordcount(args)) => ("bench", cli::job_bench::wordcount(args)),
         Command::Bench(BenchCommand::Terasort(args)) => ("bench", cli::job_bench::terasort(args)),
+        Command::Bench(BenchCommand::Transport(args)) => ("bench", cli::transport_bench::run(args)),
+        Command::Bench(BenchCommand::Dfsio(args)) => ("bench dfsio", cli::dfs_bench::run(args)),
+        Command::Dfs(cmd) => (cli::dfs::verb(&cmd), cli::dfs::run(cmd)),
+        Command::Fsck(args) => ("fsck", cli::dfs::fsck(args)),
+        Command::Dfsadmin(cmd) => ("dfsadmin", cli::dfs::dfsadmin(cmd)),
+        Command::Datanode(args) => ("datanode", cli::datanode::run(args)),
+        Command::Namenode(args) => ("namenode", cli::namenode::run(args)),
+        Command::Format(args) => ("format", cli::namenode::format(args)),
+        Command::Yarn(cmd) => (cli::yarn::verb(&cmd), cli::yarn::run(cmd)),
+        Command::Resourcemanager(args) => ("resourcemanager", cli::yarn_daemons::resourcemanager(args)),
+        Command::Nodemanager(args) => ("nodemanager", cli::yarn_daemons::nodemanager(args)),
     };
     cli::exit::report(verb, result)
 }

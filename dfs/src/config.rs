@@ -21,7 +21,11 @@ pub struct ClusterConfig {
 
 impl Default for ClusterConfig {
     fn default() -> Self {
-        ClusterConfig { name: "sheaf".into(), tls_dir: PathBuf::from("/tmp/sheaf/tls"), topology: None }
+        ClusterConfig {
+            name: "sheaf".into(),
+            tls_dir: PathBuf::from("/tmp/sheaf/tls"),
+            topology: None,
+        }
     }
 }
 

@@ -4,6 +4,9 @@
 //! - [`config`]: the `[cluster]`, `[namenode]`, `[datanode]` and `[dfs]` config sections.
 //! - [`path`]: DFS path validation and manipulation.
 
+pub mod client;
 pub mod config;
+pub mod datanode;
+pub mod namenode;
 pub mod path;
 pub mod protocol;

@@ -13,9 +13,16 @@ pub struct InvalidPath {
 
 /// Normalizes an absolute DFS path: collapses repeated `/`, drops a trailing `/`.
 pub fn normalize(path: &str) -> Result<String, InvalidPath> {
-    let bad = |reason| Err(InvalidPath { path: path.to_string(), reason });
+    let bad = |reason| {
+        Err(InvalidPath {
+            path: path.to_string(),
+            reason,
+        })
+    };
     if !path.starts_with('/') {
-        return bad("relative paths are not supported (use /absolute/path or sheaf://host:port/path)");
+        return bad(
+            "relative paths are not supported (use /absolute/path or sheaf://host:port/path)",
+        );
     }
     let mut out = String::with_capacity(path.len());
     for comp in path.split('/').filter(|c| !c.is_empty()) {

@@ -233,7 +233,12 @@ pub enum NamenodeRequest {
     /// Entries of a directory (or the file itself).
     ListStatus { path: String },
     /// Create a directory; with `parents` like `mkdir -p`.
-    Mkdirs { path: String, parents: bool, mode: u16, owner: String },
+    Mkdirs {
+        path: String,
+        parents: bool,
+        mode: u16,
+        owner: String,
+    },
     /// Create a file open for write, with a lease held by `client`. `client_host` lets
     /// placement put the first replica on the writer's node.
     Create {
@@ -248,19 +253,47 @@ pub enum NamenodeRequest {
     },
     /// Allocate the next block of a file being written; `previous` is the completed last block
     /// (with its final length); `excluded` DataNodes failed for this client.
-    AddBlock { path: String, client: String, previous: Option<ExtendedBlock>, excluded: Vec<String> },
+    AddBlock {
+        path: String,
+        client: String,
+        previous: Option<ExtendedBlock>,
+        excluded: Vec<String>,
+    },
     /// Give up a block the client could not write to any node.
-    AbandonBlock { path: String, client: String, block: ExtendedBlock },
+    AbandonBlock {
+        path: String,
+        client: String,
+        block: ExtendedBlock,
+    },
     /// Pipeline recovery: a new generation stamp for `block` (a DataNode failed mid-write).
-    UpdateBlockForPipeline { path: String, client: String, block: ExtendedBlock },
+    UpdateBlockForPipeline {
+        path: String,
+        client: String,
+        block: ExtendedBlock,
+    },
     /// Pipeline recovery: the surviving pipeline for the new generation stamp.
-    UpdatePipeline { path: String, client: String, old: ExtendedBlock, new: ExtendedBlock, nodes: Vec<String> },
+    UpdatePipeline {
+        path: String,
+        client: String,
+        old: ExtendedBlock,
+        new: ExtendedBlock,
+        nodes: Vec<String>,
+    },
     /// Close a file: `last` is its final last block; the lease is released.
-    Complete { path: String, client: String, last: Option<ExtendedBlock> },
+    Complete {
+        path: String,
+        client: String,
+        last: Option<ExtendedBlock>,
+    },
     /// Keep the client's leases alive.
     RenewLease { client: String },
     /// Block locations for a byte range of a file.
-    GetBlockLocations { path: String, offset: u64, len: u64, client_host: Option<IpAddr> },
+    GetBlockLocations {
+        path: String,
+        offset: u64,
+        len: u64,
+        client_host: Option<IpAddr>,
+    },
     /// Delete a path; a non-empty directory needs `recursive`.
     Delete { path: String, recursive: bool },
     /// Rename `src` to `dst` (Hadoop semantics: into `dst` if it is a directory).
@@ -280,34 +313,68 @@ pub enum NamenodeRequest {
     /// Query or change safe mode.
     SafeMode { action: SafeModeAction },
     /// A client read a replica whose checksum failed.
-    ReportBadBlock { block: ExtendedBlock, datanode_uuid: String },
+    ReportBadBlock {
+        block: ExtendedBlock,
+        datanode_uuid: String,
+    },
 
     // ---- DataNode protocol ----
     /// First contact (and again after the NameNode asked to re-register).
-    RegisterDatanode { addr: DatanodeAddr, capacity: u64, used: u64, remaining: u64 },
+    RegisterDatanode {
+        addr: DatanodeAddr,
+        capacity: u64,
+        used: u64,
+        remaining: u64,
+    },
     /// Periodic liveness with storage figures; answered with commands.
-    Heartbeat { uuid: String, capacity: u64, used: u64, remaining: u64, active_transfers: u32, last_error: Option<String> },
+    Heartbeat {
+        uuid: String,
+        capacity: u64,
+        used: u64,
+        remaining: u64,
+        active_transfers: u32,
+        last_error: Option<String>,
+    },
     /// Every finalized replica the DataNode holds.
-    BlockReport { uuid: String, blocks: Vec<ExtendedBlock> },
+    BlockReport {
+        uuid: String,
+        blocks: Vec<ExtendedBlock>,
+    },
     /// Replicas received (finalized) and deleted since the last report.
-    IncrementalBlockReport { uuid: String, received: Vec<ExtendedBlock>, deleted: Vec<BlockId> },
+    IncrementalBlockReport {
+        uuid: String,
+        received: Vec<ExtendedBlock>,
+        deleted: Vec<BlockId>,
+    },
     /// A replica on this DataNode failed its checksum (scanner or read).
     ReportCorruptReplica { uuid: String, block: ExtendedBlock },
     /// End of lease recovery run by a DataNode: `block` now has `new_gen` and `new_len` on
     /// `nodes` (uuids); the file is closed.
-    CommitBlockSynchronization { block: ExtendedBlock, new_gen: u64, new_len: u64, nodes: Vec<String> },
+    CommitBlockSynchronization {
+        block: ExtendedBlock,
+        new_gen: u64,
+        new_len: u64,
+        nodes: Vec<String>,
+    },
 }
 
 /// Work the NameNode hands a DataNode in a heartbeat reply.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DatanodeCommand {
     /// Copy `block` to `targets` (re-replication).
-    Replicate { block: ExtendedBlock, targets: Vec<DatanodeAddr> },
+    Replicate {
+        block: ExtendedBlock,
+        targets: Vec<DatanodeAddr>,
+    },
     /// Delete these replicas (excess, corrupt, or of deleted files).
     Invalidate { blocks: Vec<BlockId> },
     /// Lease recovery: agree with `replicas` on the length of `block`, finalize it at
     /// `new_gen`, and report back via `CommitBlockSynchronization`.
-    RecoverBlock { block: ExtendedBlock, new_gen: u64, replicas: Vec<DatanodeAddr> },
+    RecoverBlock {
+        block: ExtendedBlock,
+        new_gen: u64,
+        replicas: Vec<DatanodeAddr>,
+    },
     /// The NameNode does not know this DataNode (it restarted): register and send a full report.
     Reregister,
 }
@@ -406,7 +473,11 @@ pub enum DatanodeRequest {
     /// Length and generation stamp of a replica (lease recovery, fsck).
     GetReplicaInfo { block: BlockId },
     /// Truncate a replica to `len` and finalize it with `new_gen` (lease/pipeline recovery).
-    FinalizeRecovered { block: BlockId, new_gen: u64, len: u64 },
+    FinalizeRecovered {
+        block: BlockId,
+        new_gen: u64,
+        len: u64,
+    },
     /// An MD5-of-CRC32s style checksum of the replica (`dfs checksum`).
     BlockChecksum { block: ExtendedBlock },
 }
@@ -424,11 +495,18 @@ pub enum ReplicaState {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum DatanodeReply {
     /// `GetReplicaInfo`.
-    Replica { block: ExtendedBlock, state: ReplicaState },
+    Replica {
+        block: ExtendedBlock,
+        state: ReplicaState,
+    },
     /// `FinalizeRecovered`.
     Done,
     /// `BlockChecksum`: bytes per crc, and the digest over the crcs.
-    Checksum { bytes_per_crc: u32, crc_count: u64, digest: Vec<u8> },
+    Checksum {
+        bytes_per_crc: u32,
+        crc_count: u64,
+        digest: Vec<u8>,
+    },
 }
 
 /// A DataNode refusal.
@@ -477,7 +555,11 @@ pub enum DataRequest {
     },
     /// Send `len` bytes of a replica from `offset` as packets (chunk-aligned; the reply header
     /// says where the first packet starts).
-    ReadBlock { block: ExtendedBlock, offset: u64, len: u64 },
+    ReadBlock {
+        block: ExtendedBlock,
+        offset: u64,
+        len: u64,
+    },
 }
 
 /// First frame a DataNode sends back on a `ReadBlock` or `WriteBlock` stream.

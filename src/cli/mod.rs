@@ -1,7 +1,14 @@
 //! Subcommands of the `sheaf` binary, one module per command group.
 
 pub mod config;
+pub mod datanode;
+pub mod dfs;
+pub mod dfs_bench;
 pub mod exit;
 pub mod job;
 pub mod job_bench;
 pub mod logging;
+pub mod namenode;
+pub mod transport_bench;
+pub mod yarn;
+pub mod yarn_daemons;

@@ -12,6 +12,14 @@ pub mod plugin;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
+/// Conf key: `false` turns the job's combiner off (Hadoop-compatible name).
+pub const COMBINER_ENABLED_KEY: &str = "mapreduce.combiner.enabled";
+
+/// Whether `conf` allows the combiner (anything but `false` does).
+pub fn combiner_enabled(conf: &JobConf) -> bool {
+    conf.get(COMBINER_ENABLED_KEY) != Some("false")
+}
+
 /// A failure raised by user code or by the engine while running a task.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -79,7 +87,11 @@ pub trait Mapper: Send {
         ctx: &mut dyn TaskContext,
     ) -> Result<(), TaskError>;
     /// Called once after the last record of the split (in-mapper combining flushes here).
-    fn cleanup(&mut self, _out: &mut dyn Emitter, _ctx: &mut dyn TaskContext) -> Result<(), TaskError> {
+    fn cleanup(
+        &mut self,
+        _out: &mut dyn Emitter,
+        _ctx: &mut dyn TaskContext,
+    ) -> Result<(), TaskError> {
         Ok(())
     }
 }
@@ -95,7 +107,11 @@ pub trait Reducer: Send {
         ctx: &mut dyn TaskContext,
     ) -> Result<(), TaskError>;
     /// Called once after the last group.
-    fn cleanup(&mut self, _out: &mut dyn Emitter, _ctx: &mut dyn TaskContext) -> Result<(), TaskError> {
+    fn cleanup(
+        &mut self,
+        _out: &mut dyn Emitter,
+        _ctx: &mut dyn TaskContext,
+    ) -> Result<(), TaskError> {
         Ok(())
     }
 }

@@ -1,0 +1,77 @@
+//! `sheaf datanode`: runs a DataNode until SIGTERM or SIGINT.
+//!
+//! Configuration comes from `sheaf.toml` (`[datanode]`, `[namenode] address`, `[cluster] tls-dir`,
+//! `[dfs] data-transport`) with `SHEAF_DATANODE_*` environment overrides; the flags below override both.
+
+use anyhow::Context;
+use sheaf_dfs::config::DfsConfig;
+use sheaf_dfs::datanode::Datanode;
+use sheaf_rpc::TlsIdentity;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+/// Flags of `sheaf datanode`.
+#[derive(clap::Args, Debug)]
+pub struct DatanodeArgs {
+    /// Address to bind and advertise (the host's identity), overrides `[datanode] host`.
+    #[arg(long, value_name = "IP")]
+    pub host: Option<IpAddr>,
+    /// Directory for block replicas and the DataNode's uuid, overrides `[datanode] data-dir`.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// QUIC control RPC port (0 = any), overrides `[datanode] rpc-port`.
+    #[arg(long, value_name = "PORT")]
+    pub rpc_port: Option<u16>,
+    /// Bulk data port (0 = any), overrides `[datanode] data-port`.
+    #[arg(long, value_name = "PORT")]
+    pub data_port: Option<u16>,
+}
+
+/// Runs the DataNode in the foreground until a termination signal.
+pub fn run(args: DatanodeArgs) -> anyhow::Result<()> {
+    let file = crate::cli::config::load()?;
+    let mut config = DfsConfig::from_file(&file).context("invalid configuration")?;
+    let dn = &mut config.datanode;
+    if let Some(h) = args.host {
+        dn.host = h;
+    }
+    if let Some(d) = args.data_dir {
+        dn.data_dir = d;
+    }
+    if let Some(p) = args.rpc_port {
+        dn.rpc_port = p;
+    }
+    if let Some(p) = args.data_port {
+        dn.data_port = p;
+    }
+    let tls_dir = config.cluster.tls_dir.clone();
+    let identity = TlsIdentity::load(&tls_dir, "daemon").with_context(|| {
+        format!(
+            "cannot load the daemon certificate from {} (run `sheaf format` first)",
+            tls_dir.display()
+        )
+    })?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let datanode = Datanode::start(&config, identity).await?;
+        let addr = datanode.addr();
+        tracing::info!(uuid = %addr.uuid, data = %addr.data_addr(), rpc = %addr.rpc_addr(), "serving");
+        wait_for_signal().await?;
+        datanode.shutdown().await;
+        Ok(())
+    })
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}

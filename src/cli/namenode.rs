@@ -1,0 +1,103 @@
+//! `sheaf namenode` (runs the NameNode until SIGTERM/SIGINT) and `sheaf format` (creates the
+//! cluster CA and an empty namespace).
+//!
+//! Configuration comes from `sheaf.toml` (`[namenode]`, `[cluster]`) with `SHEAF_NAMENODE_*`
+//! environment overrides; the flags below override both.
+
+use anyhow::Context;
+use sheaf_dfs::config::DfsConfig;
+use sheaf_dfs::namenode::{self, Namenode};
+use sheaf_rpc::{ClusterCa, TlsIdentity};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Flags of `sheaf namenode`.
+#[derive(clap::Args, Debug)]
+pub struct NamenodeArgs {
+    /// Address to serve on, overrides `[namenode] address`.
+    #[arg(long, value_name = "IP:PORT")]
+    pub address: Option<SocketAddr>,
+    /// Namespace directory, overrides `[namenode] data-dir`.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Flags of `sheaf format`.
+#[derive(clap::Args, Debug)]
+pub struct FormatArgs {
+    /// Cluster name (goes into the CA's name), overrides `[cluster] name`.
+    #[arg(long, value_name = "NAME")]
+    pub cluster: Option<String>,
+    /// Destroy an existing namespace and create an empty one (the certificates are kept).
+    #[arg(long)]
+    pub force: bool,
+    /// Namespace directory, overrides `[namenode] data-dir`.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+fn load_config() -> anyhow::Result<DfsConfig> {
+    let file = crate::cli::config::load()?;
+    DfsConfig::from_file(&file).context("invalid configuration")
+}
+
+/// Runs the NameNode in the foreground until a termination signal.
+pub fn run(args: NamenodeArgs) -> anyhow::Result<()> {
+    let mut config = load_config()?;
+    if let Some(a) = args.address {
+        config.namenode.address = a;
+    }
+    if let Some(d) = args.data_dir {
+        config.namenode.data_dir = d;
+    }
+    let tls_dir = config.cluster.tls_dir.clone();
+    let identity = TlsIdentity::load(&tls_dir, "daemon")
+        .with_context(|| format!("cannot load the daemon certificate from {} (run `sheaf format` first)", tls_dir.display()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let running = Namenode::start(&config, identity).await?;
+        tracing::info!(addr = %running.local_addr(), data_dir = %config.namenode.data_dir.display(), "NameNode started");
+        wait_for_signal().await?;
+        tracing::info!("termination signal received; stopping");
+        running.shutdown().await?;
+        Ok(())
+    })
+}
+
+/// Creates the cluster's TLS material (unless present) and a fresh namespace.
+pub fn format(args: FormatArgs) -> anyhow::Result<()> {
+    let mut config = load_config()?;
+    if let Some(name) = args.cluster {
+        config.cluster.name = name;
+    }
+    if let Some(d) = args.data_dir {
+        config.namenode.data_dir = d;
+    }
+    let tls_dir = config.cluster.tls_dir.clone();
+    if tls_dir.join("ca.pem").exists() {
+        eprintln!("keeping the existing cluster certificates in {}", tls_dir.display());
+    } else {
+        ClusterCa::create_dir(&config.cluster.name, &tls_dir)
+            .with_context(|| format!("cannot create the cluster certificates in {}", tls_dir.display()))?;
+        println!("created cluster CA and certificates in {}", tls_dir.display());
+    }
+    let info = namenode::format(&config, args.force)?;
+    println!(
+        "formatted an empty namespace in {} (cluster {}, namespace id {:016x})",
+        config.namenode.data_dir.display(),
+        info.cluster,
+        info.namespace_id
+    );
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,14 @@
+//! Sheaf's resource layer (yarnlike): a ResourceManager with capacity queues and a locality-aware
+//! scheduler, NodeManagers that run containers as OS processes, and the clients that talk to them.
+//!
+//! - [`protocol`]: every message of the RM service and the shared types (ids, resources, states).
+//! - [`config`]: the `[resourcemanager]`, `[nodemanager]` and `[yarn]` sections of `sheaf.toml`.
+//! - [`resourcemanager`]: the scheduler and application state machines (sans-I/O) and the daemon.
+
+pub mod config;
+pub mod protocol;
+pub mod nodemanager;
+pub mod resourcemanager;
+pub mod client;
+pub mod distributed_shell;
+pub mod master;

@@ -1,0 +1,14 @@
+//! Auxiliary services: long-running services hosted inside the NodeManager process (the MapReduce
+//! shuffle server), started with the NM and advertised to applications through the RM.
+
+use crate::protocol::YarnError;
+use std::net::IpAddr;
+
+/// A service the NodeManager hosts.
+pub trait AuxService: Send + Sync {
+    /// Its name, as applications look it up ("shuffle").
+    fn name(&self) -> &str;
+    /// Starts it on the NM's host (called inside the NM's runtime, so it may spawn tasks) and
+    /// returns the address applications should use.
+    fn start(&self, host: IpAddr) -> Result<String, YarnError>;
+}

@@ -1,0 +1,194 @@
+//! The NodeManager daemon: registers with the RM, heartbeats container statuses, launches and
+//! kills what the RM says, enforces memory limits and cleans up after applications.
+//!
+//! Two heartbeat loops share the work: a long poll that the RM answers as soon as it has commands
+//! (or after the heartbeat interval, which keeps the node alive), and an immediate one sent when a
+//! container starts or ends, so completions never wait for the long poll to return.
+
+use crate::client::{unexpected, RmClient};
+use crate::config::NodeManagerConfig;
+use crate::nodemanager::aux_service::AuxService;
+use crate::nodemanager::containers::{ContainerSettings, Containers};
+use crate::protocol::*;
+use sheaf_rpc::service::Shutdown;
+use sheaf_rpc::TlsIdentity;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Everything a NodeManager needs besides its config section.
+pub struct NodeManagerSetup {
+    /// `[nodemanager]`.
+    pub config: NodeManagerConfig,
+    /// Rack of this host (resolved from the config or the topology file).
+    pub rack: String,
+    /// The RM's address.
+    pub rm_address: SocketAddr,
+    /// The daemon certificate.
+    pub identity: TlsIdentity,
+    /// Variables every container gets (cluster certificates, NameNode address, …).
+    pub container_env: BTreeMap<String, String>,
+    /// Services hosted in this process.
+    pub aux_services: Vec<Arc<dyn AuxService>>,
+}
+
+struct NodeManager {
+    rm: RmClient,
+    containers: Arc<Containers>,
+    registration: RegisterNode,
+    node_id: AtomicU64,
+    interval: Duration,
+}
+
+impl NodeManager {
+    async fn register(&self, shutdown: &Shutdown) -> Option<u64> {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let mut reg = self.registration.clone();
+            reg.running = self.containers.live();
+            match self.rm.call(&RmRequest::RegisterNode(reg)).await {
+                Ok(RmResponse::NodeRegistered { node_id }) => {
+                    self.node_id.store(node_id, Ordering::SeqCst);
+                    tracing::info!(node_id, rm = %self.rm.addr(), "registered with the resourcemanager");
+                    return Some(node_id);
+                }
+                Ok(other) => tracing::warn!(error = %unexpected(other), "registration refused"),
+                Err(e) => tracing::warn!(error = %e, "cannot register with the resourcemanager; retrying"),
+            }
+            if shutdown.is_triggered() {
+                return None;
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(self.interval);
+        }
+    }
+
+    /// One heartbeat; `false` when the RM wants a new registration.
+    async fn heartbeat(&self, wait: Duration) -> Result<bool, YarnError> {
+        let hb = NodeHeartbeat {
+            node_id: self.node_id.load(Ordering::SeqCst),
+            containers: self.containers.statuses(),
+            wait_ms: wait.as_millis() as u64,
+        };
+        let cmds = match self.rm.call(&RmRequest::NodeHeartbeat(hb)).await? {
+            RmResponse::NodeCommands(c) => c,
+            other => return Err(unexpected(other)),
+        };
+        if cmds.reregister {
+            return Ok(false);
+        }
+        self.containers.forget(&cmds.acknowledged);
+        for id in cmds.stop {
+            self.containers.stop(id, (exit_status::KILLED, "killed: stopped by the resourcemanager".into()));
+        }
+        for launch in cmds.launch {
+            tracing::debug!(container = %launch.id, "launching");
+            self.containers.launch(launch);
+        }
+        for app in cmds.finished_apps {
+            self.containers.cleanup_app(app).await;
+        }
+        Ok(true)
+    }
+
+    async fn poll_loop(self: Arc<Self>, mut shutdown: Shutdown) {
+        loop {
+            let result = tokio::select! {
+                _ = shutdown.wait() => return,
+                r = self.heartbeat(self.interval) => r,
+            };
+            match result {
+                Ok(true) => {}
+                Ok(false) => {
+                    if self.register(&shutdown).await.is_none() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "heartbeat failed");
+                    tokio::select! {
+                        _ = shutdown.wait() => return,
+                        _ = tokio::time::sleep(self.interval.min(Duration::from_millis(500))) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    async fn urgent_loop(self: Arc<Self>, mut shutdown: Shutdown) {
+        loop {
+            tokio::select! {
+                _ = shutdown.wait() => return,
+                _ = self.containers.changed.notified() => {}
+            }
+            if let Err(e) = self.heartbeat(Duration::ZERO).await {
+                tracing::debug!(error = %e, "immediate heartbeat failed");
+            }
+        }
+    }
+}
+
+/// Runs a NodeManager until `shutdown`; kills its containers on the way out.
+pub async fn run(setup: NodeManagerSetup, shutdown: Shutdown) -> Result<(), YarnError> {
+    let capability = setup.config.validate()?;
+    let host = setup.config.host;
+    let mut aux = BTreeMap::new();
+    for service in &setup.aux_services {
+        let addr = service.start(host)?;
+        tracing::info!(service = service.name(), %addr, "aux service started");
+        aux.insert(service.name().to_string(), addr);
+    }
+    let mut env = setup.container_env.clone();
+    env.insert("SHEAF_NM_HOST".into(), host.to_string());
+    let settings = ContainerSettings {
+        local_dir: setup.config.local_dir.clone(),
+        log_dir: setup.config.log_dir.clone(),
+        kill_grace: Duration::from_millis(setup.config.kill_grace_ms),
+        env,
+    };
+    let containers = Containers::new(settings);
+    let nm = Arc::new(NodeManager {
+        rm: RmClient::new(setup.rm_address, &setup.identity, host)?,
+        containers: containers.clone(),
+        registration: RegisterNode {
+            host: host.to_string(),
+            rack: setup.rack.clone(),
+            capability,
+            aux_services: aux,
+            running: vec![],
+        },
+        node_id: AtomicU64::new(0),
+        interval: Duration::from_millis(setup.config.heartbeat_interval_ms.max(10)),
+    });
+    if nm.register(&shutdown).await.is_none() {
+        return Ok(());
+    }
+    let poll = tokio::spawn(nm.clone().poll_loop(shutdown.clone()));
+    let urgent = tokio::spawn(nm.clone().urgent_loop(shutdown.clone()));
+    let monitor = {
+        let containers = containers.clone();
+        let mut shutdown = shutdown.clone();
+        let enforce = setup.config.enforce_memory;
+        let period = Duration::from_millis(setup.config.monitor_interval_ms.max(10));
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = shutdown.wait() => return,
+                    _ = tokio::time::sleep(period) => {}
+                }
+                if enforce {
+                    containers.enforce_memory().await;
+                }
+            }
+        })
+    };
+    let mut wait = shutdown.clone();
+    wait.wait().await;
+    containers.stop_all();
+    let _ = tokio::join!(poll, urgent, monitor);
+    // Give killed containers their grace period to exit before the process goes.
+    tokio::time::sleep(Duration::from_millis(setup.config.kill_grace_ms.min(3_000))).await;
+    Ok(())
+}

@@ -2,6 +2,8 @@
 # Starts a pseudo-distributed Sheaf DFS on this machine: one NameNode on 127.0.0.1:9000 and
 # SHEAF_DATANODES (default 3) DataNodes, DataNode i on its own loopback host 127.0.0.(i+1),
 # each with its own data dir, pid file and log file under SHEAF_RUN_DIR (default /tmp/sheaf).
+# SHEAF_HOST_PREFIX (default 127.0.0) moves the whole cluster to other loopback addresses
+# (NameNode PREFIX.1, DataNode i PREFIX.(i+1)) so several pseudo-clusters can run side by side.
 # Formats the cluster (CA, certificates, empty namespace) on first start. Waits until every
 # DataNode is registered and safe mode is off. Afterwards `sheaf dfs …` needs no flags.
 set -euo pipefail
@@ -10,6 +12,7 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 RUN_DIR="${SHEAF_RUN_DIR:-/tmp/sheaf}"
 DATANODES="${SHEAF_DATANODES:-3}"
 START_TIMEOUT="${SHEAF_START_TIMEOUT:-60}"
+PREFIX="${SHEAF_HOST_PREFIX:-127.0.0}"
 
 if [[ -n "${SHEAF_BIN:-}" ]]; then
     SHEAF="$SHEAF_BIN"
@@ -35,19 +38,20 @@ export RUST_LOG="${RUST_LOG:-info}"
 
 # The pseudo-cluster's configuration: config/sheaf.toml with short timeouts, every directory
 # under the run dir. Regenerated on every start so the documented defaults stay the source.
-awk -v run="$RUN_DIR" -v repo="$REPO" '
+sed "s/^127\.0\.0\./$PREFIX./" "$REPO/config/topology" >"$RUN_DIR/topology"
+awk -v run="$RUN_DIR" -v prefix="$PREFIX" '
 BEGIN {
     v["cluster.name"] = "\"sheaf\""
     v["cluster.tls-dir"] = "\"" run "/tls\""
-    v["cluster.topology"] = "\"" repo "/config/topology\""
-    v["namenode.address"] = "\"127.0.0.1:9000\""
+    v["cluster.topology"] = "\"" run "/topology\""
+    v["namenode.address"] = "\"" prefix ".1:9000\""
     v["namenode.data-dir"] = "\"" run "/namenode\""
     v["namenode.dead-timeout-ms"] = "10000"
     v["namenode.replication-interval-ms"] = "1000"
     v["namenode.lease-soft-limit-ms"] = "10000"
     v["namenode.lease-hard-limit-ms"] = "60000"
     v["namenode.safemode-extension-ms"] = "1000"
-    v["datanode.host"] = "\"127.0.0.2\""
+    v["datanode.host"] = "\"" prefix ".2\""
     v["datanode.rpc-port"] = "9867"
     v["datanode.data-port"] = "9866"
     v["datanode.data-dir"] = "\"" run "/datanode1\""
@@ -79,14 +83,14 @@ started=0
 if alive "$RUN_DIR/namenode.pid"; then
     echo "namenode running as process $(cat "$RUN_DIR/namenode.pid"). Stop it first."
 else
-    echo "Starting namenode on 127.0.0.1:9000, logging to $RUN_DIR/logs/namenode.log"
+    echo "Starting namenode on $PREFIX.1:9000, logging to $RUN_DIR/logs/namenode.log"
     nohup "$SHEAF" --conf "$CONF" namenode >>"$RUN_DIR/logs/namenode.log" 2>&1 </dev/null &
     echo $! >"$RUN_DIR/namenode.pid"
     started=$((started + 1))
 fi
 
 for i in $(seq 1 "$DATANODES"); do
-    host="127.0.0.$((i + 1))"
+    host="$PREFIX.$((i + 1))"
     pid="$RUN_DIR/datanode$i.pid"
     if alive "$pid"; then
         echo "datanode$i running as process $(cat "$pid"). Stop it first."
@@ -122,4 +126,4 @@ while :; do
     fi
     sleep 0.5
 done
-echo "DFS is up: NameNode 127.0.0.1:9000, $DATANODES DataNode(s), run dir $RUN_DIR (try: $SHEAF dfs ls /)"
+echo "DFS is up: NameNode $PREFIX.1:9000, $DATANODES DataNode(s), run dir $RUN_DIR (try: $SHEAF dfs ls /)"

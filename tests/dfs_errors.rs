@@ -10,7 +10,11 @@ const OCTET: u8 = 43;
 
 #[test]
 fn bad_input_gets_a_one_line_error_and_loses_nothing() {
-    let mut dfs = MiniDfs::start(MiniDfsOptions { datanodes: 3, replication: 3, octet: OCTET });
+    let mut dfs = MiniDfs::start(MiniDfsOptions {
+        datanodes: 3,
+        replication: 3,
+        octet: OCTET,
+    });
     let local = dfs.dir.path().join("local");
     std::fs::create_dir_all(&local).unwrap();
     let f1 = local.join("one");
@@ -20,8 +24,14 @@ fn bad_input_gets_a_one_line_error_and_loses_nothing() {
 
     // Missing local file.
     let e = one_line_error(&dfs.sheaf(&["dfs", "put", "/no/such/local/file", "/x"]));
-    assert_eq!(e, "sheaf dfs put: /no/such/local/file: No such file or directory");
-    assert_eq!(dfs.sheaf(&["dfs", "test", "-e", "/x"]).status.code(), Some(1));
+    assert_eq!(
+        e,
+        "sheaf dfs put: /no/such/local/file: No such file or directory"
+    );
+    assert_eq!(
+        dfs.sheaf(&["dfs", "test", "-e", "/x"]).status.code(),
+        Some(1)
+    );
 
     // Target exists without -f: refused, the old content kept; with -f replaced.
     dfs.ok(&["dfs", "put", f1.to_str().unwrap(), "/x"]);
@@ -55,7 +65,10 @@ fn bad_input_gets_a_one_line_error_and_loses_nothing() {
 
     // Relative and malformed paths.
     let e = one_line_error(&dfs.sheaf(&["dfs", "ls", "relative/path"]));
-    assert!(e.starts_with("sheaf dfs ls: relative/path: relative paths are not supported"), "{e}");
+    assert!(
+        e.starts_with("sheaf dfs ls: relative/path: relative paths are not supported"),
+        "{e}"
+    );
     let e = one_line_error(&dfs.sheaf(&["dfs", "ls", "/a/../b"]));
     assert!(e.contains("'..'"), "{e}");
     let e = one_line_error(&dfs.sheaf(&["dfs", "ls", "hdfs://host:1/x"]));
@@ -66,9 +79,16 @@ fn bad_input_gets_a_one_line_error_and_loses_nothing() {
     // NameNode unreachable: an error within a few seconds, never a hang.
     let started = Instant::now();
     let e = one_line_error(&dfs.sheaf(&["dfs", "ls", "sheaf://127.0.0.1:9/"]));
-    assert!(e.starts_with("sheaf dfs ls: cannot reach the NameNode at 127.0.0.1:9"), "{e}");
+    assert!(
+        e.starts_with("sheaf dfs ls: cannot reach the NameNode at 127.0.0.1:9"),
+        "{e}"
+    );
     assert!(e.contains("scripts/start-dfs.sh"), "{e}");
-    assert!(started.elapsed() < Duration::from_secs(8), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "took {:?}",
+        started.elapsed()
+    );
 
     // Fewer live DataNodes than the replication: written anyway, warned, readable.
     dfs.kill_datanode(1);
@@ -80,9 +100,16 @@ fn bad_input_gets_a_one_line_error_and_loses_nothing() {
     let src = local.join("payload");
     std::fs::write(&src, &payload).unwrap();
     let out = dfs.sheaf(&["dfs", "put", src.to_str().unwrap(), "/thin"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let warn = String::from_utf8_lossy(&out.stderr);
-    assert!(warn.contains("sheaf dfs put: warning: /thin is under-replicated"), "{warn}");
+    assert!(
+        warn.contains("sheaf dfs put: warning: /thin is under-replicated"),
+        "{warn}"
+    );
     assert!(dfs.sheaf(&["dfs", "cat", "/thin"]).stdout == payload);
 
     // No DataNode alive: a clear error and no half-written file.
@@ -91,9 +118,20 @@ fn bad_input_gets_a_one_line_error_and_loses_nothing() {
         dfs.state().map(|(live, _)| live == 0).unwrap_or(false)
     });
     let e = one_line_error(&dfs.sheaf(&["dfs", "put", src.to_str().unwrap(), "/nowhere"]));
-    assert!(e.starts_with("sheaf dfs put: no DataNode is alive to take block"), "{e}");
-    assert_eq!(dfs.sheaf(&["dfs", "test", "-e", "/nowhere"]).status.code(), Some(1));
-    assert_eq!(dfs.sheaf(&["dfs", "test", "-e", "/nowhere._COPYING_"]).status.code(), Some(1));
+    assert!(
+        e.starts_with("sheaf dfs put: no DataNode is alive to take block"),
+        "{e}"
+    );
+    assert_eq!(
+        dfs.sheaf(&["dfs", "test", "-e", "/nowhere"]).status.code(),
+        Some(1)
+    );
+    assert_eq!(
+        dfs.sheaf(&["dfs", "test", "-e", "/nowhere._COPYING_"])
+            .status
+            .code(),
+        Some(1)
+    );
     // Metadata is still served and earlier files are still listed.
     let ls = dfs.ok(&["dfs", "ls", "/"]);
     assert!(ls.contains("/thin") && ls.contains("/x"), "{ls}");
@@ -105,11 +143,22 @@ fn a_missing_configuration_or_certificate_is_a_clear_error() {
     let conf = dir.path().join("sheaf.toml");
     std::fs::write(
         &conf,
-        format!("[cluster]\ntls-dir = \"{}/tls\"\n[namenode]\naddress = \"127.0.0.1:9\"\n", dir.path().display()),
+        format!(
+            "[cluster]\ntls-dir = \"{}/tls\"\n[namenode]\naddress = \"127.0.0.1:9\"\n",
+            dir.path().display()
+        ),
     )
     .unwrap();
-    let out = sheaf_command().arg("--conf").arg(&conf).args(["dfs", "ls", "/"]).output().unwrap();
+    let out = sheaf_command()
+        .arg("--conf")
+        .arg(&conf)
+        .args(["dfs", "ls", "/"])
+        .output()
+        .unwrap();
     let e = one_line_error(&out);
-    assert!(e.starts_with("sheaf dfs ls: no usable cluster certificate in"), "{e}");
+    assert!(
+        e.starts_with("sheaf dfs ls: no usable cluster certificate in"),
+        "{e}"
+    );
     assert!(e.contains("start-dfs.sh"), "{e}");
 }

@@ -12,7 +12,11 @@ use std::time::{Duration, Instant};
 const OCTET: u8 = 42;
 
 fn cluster(datanodes: usize) -> MiniDfs {
-    MiniDfs::start(MiniDfsOptions { datanodes, replication: 3, octet: OCTET })
+    MiniDfs::start(MiniDfsOptions {
+        datanodes,
+        replication: 3,
+        octet: OCTET,
+    })
 }
 
 /// Per-block live replica counts from `fsck -blocks`.
@@ -58,20 +62,37 @@ fn a_datanode_killed_mid_write_leaves_the_file_intact() {
     stdin.write_all(rest).unwrap();
     drop(stdin);
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "put failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "put failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let cat = dfs.sheaf(&["dfs", "cat", "/survivor"]);
-    assert!(cat.status.success(), "{}", String::from_utf8_lossy(&cat.stderr));
+    assert!(
+        cat.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cat.stderr)
+    );
     assert_eq!(cat.stdout.len(), payload.len());
-    assert!(cat.stdout == payload, "file differs after a DataNode died mid-write");
+    assert!(
+        cat.stdout == payload,
+        "file differs after a DataNode died mid-write"
+    );
     // Replication is restored once a fourth DataNode is there.
     dfs.add_datanode();
-    dfs.wait_for("3 live replicas of every block", Duration::from_secs(60), || healthy_with(&dfs, "/survivor", 3));
+    dfs.wait_for(
+        "3 live replicas of every block",
+        Duration::from_secs(60),
+        || healthy_with(&dfs, "/survivor", 3),
+    );
 }
 
 #[test]
 fn a_datanode_killed_for_good_has_its_blocks_re_replicated() {
     let mut dfs = cluster(4);
-    let files: Vec<Vec<u8>> = (0..4).map(|i| data(2 * BLOCK + 100 * i, 50 + i as u64)).collect();
+    let files: Vec<Vec<u8>> = (0..4)
+        .map(|i| data(2 * BLOCK + 100 * i, 50 + i as u64))
+        .collect();
     for (i, f) in files.iter().enumerate() {
         let p = dfs.dir.path().join(format!("f{i}"));
         std::fs::write(&p, f).unwrap();
@@ -80,10 +101,14 @@ fn a_datanode_killed_for_good_has_its_blocks_re_replicated() {
     assert!(healthy_with(&dfs, "/", 3));
     dfs.kill_datanode(0);
     let started = Instant::now();
-    dfs.wait_for("every block back at 3 live replicas", Duration::from_secs(60), || {
-        let report = dfs.ok(&["dfsadmin", "report"]);
-        report.contains("Live datanodes (3):") && healthy_with(&dfs, "/", 3)
-    });
+    dfs.wait_for(
+        "every block back at 3 live replicas",
+        Duration::from_secs(60),
+        || {
+            let report = dfs.ok(&["dfsadmin", "report"]);
+            report.contains("Live datanodes (3):") && healthy_with(&dfs, "/", 3)
+        },
+    );
     eprintln!("re-replicated in {:?}", started.elapsed());
     for (i, f) in files.iter().enumerate() {
         assert!(dfs.sheaf(&["dfs", "cat", &format!("/keep{i}")]).stdout == *f);
@@ -98,7 +123,9 @@ fn flipped_bytes_in_a_replica_are_detected_read_around_and_replaced() {
     std::fs::write(&src, &payload).unwrap();
     dfs.ok(&["dfs", "put", src.to_str().unwrap(), "/fragile"]);
     // Corrupt every replica on the DataNode holding the most blocks of the file.
-    let victim = (0..4).max_by_key(|dn| dfs.replica_files(*dn).len()).unwrap();
+    let victim = (0..4)
+        .max_by_key(|dn| dfs.replica_files(*dn).len())
+        .unwrap();
     let flipped = dfs.replica_files(victim);
     assert!(!flipped.is_empty());
     for f in &flipped {
@@ -111,31 +138,48 @@ fn flipped_bytes_in_a_replica_are_detected_read_around_and_replaced() {
     // Whichever replica each read picks, the bytes returned are the file's.
     for _ in 0..5 {
         let cat = dfs.sheaf(&["dfs", "cat", "/fragile"]);
-        assert!(cat.status.success(), "{}", String::from_utf8_lossy(&cat.stderr));
+        assert!(
+            cat.status.success(),
+            "{}",
+            String::from_utf8_lossy(&cat.stderr)
+        );
         assert!(cat.stdout == payload, "read returned corrupt data");
     }
-    dfs.wait_for("the corrupt replicas replaced", Duration::from_secs(60), || {
-        let out = dfs.sheaf(&["fsck", "--blocks", "/fragile"]);
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let on_disk_good = (0..4).all(|dn| {
-            dfs.replica_files(dn).iter().all(|f| {
-                let bytes = std::fs::read(f).unwrap_or_default();
-                (0..4).any(|k| payload.get(k * BLOCK..k * BLOCK + bytes.len()) == Some(&bytes[..]))
-            })
-        });
-        healthy_with(&dfs, "/fragile", 3) && !text.contains("corrupt replica") && on_disk_good
-    });
+    dfs.wait_for(
+        "the corrupt replicas replaced",
+        Duration::from_secs(60),
+        || {
+            let out = dfs.sheaf(&["fsck", "--blocks", "/fragile"]);
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let on_disk_good = (0..4).all(|dn| {
+                dfs.replica_files(dn).iter().all(|f| {
+                    let bytes = std::fs::read(f).unwrap_or_default();
+                    (0..4).any(|k| {
+                        payload.get(k * BLOCK..k * BLOCK + bytes.len()) == Some(&bytes[..])
+                    })
+                })
+            });
+            healthy_with(&dfs, "/fragile", 3) && !text.contains("corrupt replica") && on_disk_good
+        },
+    );
 }
 
 #[test]
 fn a_namenode_killed_and_restarted_keeps_every_acknowledged_file() {
     let mut dfs = cluster(3);
-    let files: Vec<Vec<u8>> = (0..5).map(|i| data(i * BLOCK / 2 + 17, 70 + i as u64)).collect();
+    let files: Vec<Vec<u8>> = (0..5)
+        .map(|i| data(i * BLOCK / 2 + 17, 70 + i as u64))
+        .collect();
     dfs.ok(&["dfs", "mkdir", "-p", "/acked/dir"]);
     for (i, f) in files.iter().enumerate() {
         let p = dfs.dir.path().join(format!("a{i}"));
         std::fs::write(&p, f).unwrap();
-        dfs.ok(&["dfs", "put", p.to_str().unwrap(), &format!("/acked/dir/f{i}")]);
+        dfs.ok(&[
+            "dfs",
+            "put",
+            p.to_str().unwrap(),
+            &format!("/acked/dir/f{i}"),
+        ]);
     }
     dfs.ok(&["dfs", "mv", "/acked/dir/f0", "/acked/renamed"]);
     dfs.kill_namenode();
@@ -143,13 +187,24 @@ fn a_namenode_killed_and_restarted_keeps_every_acknowledged_file() {
     let e = one_line_error(&down);
     assert!(e.contains("cannot reach the NameNode"), "{e}");
     dfs.start_namenode();
-    // Safe mode ends by itself once the DataNodes have reported their blocks.
-    dfs.wait_ready(3, Duration::from_secs(30));
-    assert_eq!(dfs.ok(&["dfs", "cat", "/acked/renamed"]).as_bytes(), &files[0][..]);
+    // Safe mode ends by itself once the DataNodes have reported their blocks (they notice the
+    // restart on their next heartbeat, which may first have to time out on the old connection).
+    dfs.wait_ready(3, Duration::from_secs(60));
+    assert_eq!(
+        dfs.ok(&["dfs", "cat", "/acked/renamed"]).as_bytes(),
+        &files[0][..]
+    );
     for (i, f) in files.iter().enumerate().skip(1) {
         let out = dfs.sheaf(&["dfs", "cat", &format!("/acked/dir/f{i}")]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        assert!(out.stdout == *f, "file {i} differs after the NameNode restart");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.stdout == *f,
+            "file {i} differs after the NameNode restart"
+        );
     }
     let fsck = dfs.ok(&["fsck", "/"]);
     assert!(fsck.trim_end().ends_with("is HEALTHY"), "{fsck}");
@@ -162,24 +217,55 @@ fn clients_without_the_cluster_certificate_are_refused() {
     let conf = std::fs::read_to_string(&dfs.conf).unwrap();
     let nocert_dir = dfs.dir.path().join("nocert");
     std::fs::create_dir_all(&nocert_dir).unwrap();
-    let tls_line = conf.lines().find(|l| l.starts_with("tls-dir")).unwrap().to_string();
+    let tls_line = conf
+        .lines()
+        .find(|l| l.starts_with("tls-dir"))
+        .unwrap()
+        .to_string();
     let no_cert_conf = dfs.dir.path().join("nocert.toml");
-    std::fs::write(&no_cert_conf, conf.replace(&tls_line, &format!("tls-dir = \"{}\"", nocert_dir.display()))).unwrap();
-    let out = sheaf_command().arg("--conf").arg(&no_cert_conf).args(["dfs", "ls", "/"]).output().unwrap();
+    std::fs::write(
+        &no_cert_conf,
+        conf.replace(
+            &tls_line,
+            &format!("tls-dir = \"{}\"", nocert_dir.display()),
+        ),
+    )
+    .unwrap();
+    let out = sheaf_command()
+        .arg("--conf")
+        .arg(&no_cert_conf)
+        .args(["dfs", "ls", "/"])
+        .output()
+        .unwrap();
     let e = one_line_error(&out);
-    assert!(e.starts_with("sheaf dfs ls: no usable cluster certificate"), "{e}");
+    assert!(
+        e.starts_with("sheaf dfs ls: no usable cluster certificate"),
+        "{e}"
+    );
     // A certificate of another cluster: refused at the handshake.
     let foreign = dfs.dir.path().join("foreign");
     sheaf_rpc::ClusterCa::create_dir("other", &foreign).unwrap();
     let foreign_conf = dfs.dir.path().join("foreign.toml");
-    std::fs::write(&foreign_conf, conf.replace(&tls_line, &format!("tls-dir = \"{}\"", foreign.display()))).unwrap();
+    std::fs::write(
+        &foreign_conf,
+        conf.replace(&tls_line, &format!("tls-dir = \"{}\"", foreign.display())),
+    )
+    .unwrap();
     let started = Instant::now();
-    let out = sheaf_command().arg("--conf").arg(&foreign_conf).args(["dfs", "ls", "/"]).output().unwrap();
+    let out = sheaf_command()
+        .arg("--conf")
+        .arg(&foreign_conf)
+        .args(["dfs", "ls", "/"])
+        .output()
+        .unwrap();
     let e = one_line_error(&out);
     assert!(e.contains("refused") || e.contains("certificate"), "{e}");
     assert!(started.elapsed() < Duration::from_secs(10));
     // An anonymous QUIC client (trusts the CA, presents nothing) gets nothing served.
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let tls = dfs.dir.path().join("tls");
     rt.block_on(async {
         let user = sheaf_rpc::TlsIdentity::load(&tls, "user").unwrap();
@@ -190,7 +276,8 @@ fn clients_without_the_cluster_certificate_are_refused() {
         .unwrap();
         let client = sheaf_rpc::RpcClient::new(ep);
         let req = sheaf_dfs::protocol::NamenodeRequest::GetFileInfo { path: "/".into() };
-        let r: Result<sheaf_dfs::protocol::NamenodeResponse, _> = client.call(dfs.namenode_addr, &req).await;
+        let r: Result<sheaf_dfs::protocol::NamenodeResponse, _> =
+            client.call(dfs.namenode_addr, &req).await;
         assert!(r.is_err(), "an anonymous client was served");
     });
 }

@@ -11,7 +11,11 @@ use std::process::Stdio;
 const OCTET: u8 = 41;
 
 fn cluster(datanodes: usize) -> MiniDfs {
-    MiniDfs::start(MiniDfsOptions { datanodes, replication: 3, octet: OCTET })
+    MiniDfs::start(MiniDfsOptions {
+        datanodes,
+        replication: 3,
+        octet: OCTET,
+    })
 }
 
 #[test]
@@ -29,7 +33,10 @@ fn files_of_every_size_around_block_boundaries_round_trip_byte_identical() {
         dfs.ok(&["dfs", "put", src.to_str().unwrap(), &dst]);
         let back = local.join(format!("out{i}"));
         dfs.ok(&["dfs", "get", &dst, back.to_str().unwrap()]);
-        assert!(std::fs::read(&back).unwrap() == bytes, "get of {size} bytes differs");
+        assert!(
+            std::fs::read(&back).unwrap() == bytes,
+            "get of {size} bytes differs"
+        );
         let cat = dfs.sheaf(&["dfs", "cat", &dst]);
         assert!(cat.status.success());
         assert!(cat.stdout == bytes, "cat of {size} bytes differs");
@@ -37,7 +44,11 @@ fn files_of_every_size_around_block_boundaries_round_trip_byte_identical() {
         assert_eq!(stat.trim(), format!("{size} 3 {BLOCK} regular file"));
     }
     let fsck = dfs.ok(&["fsck", "/rt"]);
-    assert!(fsck.trim_end().ends_with("The filesystem under path '/rt' is HEALTHY"), "{fsck}");
+    assert!(
+        fsck.trim_end()
+            .ends_with("The filesystem under path '/rt' is HEALTHY"),
+        "{fsck}"
+    );
 }
 
 #[test]
@@ -65,7 +76,11 @@ fn a_thousand_small_files_round_trip_as_a_directory() {
     let src = dfs.dir.path().join("many");
     std::fs::create_dir_all(src.join("sub")).unwrap();
     for i in 0..1000 {
-        let dir = if i % 2 == 0 { src.clone() } else { src.join("sub") };
+        let dir = if i % 2 == 0 {
+            src.clone()
+        } else {
+            src.join("sub")
+        };
         std::fs::write(dir.join(format!("f{i:04}")), data(100 + i, i as u64)).unwrap();
     }
     dfs.ok(&["dfs", "put", src.to_str().unwrap(), "/many"]);
@@ -78,15 +93,25 @@ fn a_thousand_small_files_round_trip_as_a_directory() {
     let back = dfs.dir.path().join("back");
     dfs.ok(&["dfs", "get", "/many", back.to_str().unwrap()]);
     for i in 0..1000 {
-        let dir = if i % 2 == 0 { back.clone() } else { back.join("sub") };
-        assert_eq!(std::fs::read(dir.join(format!("f{i:04}"))).unwrap(), data(100 + i, i as u64), "file {i}");
+        let dir = if i % 2 == 0 {
+            back.clone()
+        } else {
+            back.join("sub")
+        };
+        assert_eq!(
+            std::fs::read(dir.join(format!("f{i:04}"))).unwrap(),
+            data(100 + i, i as u64),
+            "file {i}"
+        );
     }
 }
 
 #[test]
 fn four_concurrent_writers_all_land_intact() {
     let dfs = cluster(3);
-    let payloads: Vec<Vec<u8>> = (0..4).map(|i| data(5 * BLOCK + 1000 * i, 100 + i as u64)).collect();
+    let payloads: Vec<Vec<u8>> = (0..4)
+        .map(|i| data(5 * BLOCK + 1000 * i, 100 + i as u64))
+        .collect();
     let children: Vec<_> = payloads
         .iter()
         .enumerate()
@@ -112,7 +137,11 @@ fn four_concurrent_writers_all_land_intact() {
     for (child, feeder) in children {
         feeder.join().unwrap();
         let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     for (i, p) in payloads.iter().enumerate() {
         let out = dfs.sheaf(&["dfs", "cat", &format!("/w{i}")]);
@@ -139,22 +168,47 @@ fn shell_commands_behave_like_hadoop() {
     assert_eq!(cols[6].len(), 5, "HH:mm: {}", cols[6]);
     assert_eq!(cols[7], "/a/b/x.txt");
     let ls_root = dfs.ok(&["dfs", "ls", "/"]);
-    assert!(ls_root.lines().any(|l| l.starts_with("drwxr-xr-x") && l.contains(" - ") && l.ends_with(" /a")), "{ls_root}");
+    assert!(
+        ls_root
+            .lines()
+            .any(|l| l.starts_with("drwxr-xr-x") && l.contains(" - ") && l.ends_with(" /a")),
+        "{ls_root}"
+    );
     // test: exit code only
-    assert!(dfs.sheaf(&["dfs", "test", "-e", "/a/b/x.txt"]).status.success());
-    assert!(dfs.sheaf(&["dfs", "test", "-f", "/a/b/x.txt"]).status.success());
-    assert!(dfs.sheaf(&["dfs", "test", "-s", "/a/b/x.txt"]).status.success());
+    assert!(dfs
+        .sheaf(&["dfs", "test", "-e", "/a/b/x.txt"])
+        .status
+        .success());
+    assert!(dfs
+        .sheaf(&["dfs", "test", "-f", "/a/b/x.txt"])
+        .status
+        .success());
+    assert!(dfs
+        .sheaf(&["dfs", "test", "-s", "/a/b/x.txt"])
+        .status
+        .success());
     let not_dir = dfs.sheaf(&["dfs", "test", "-d", "/a/b/x.txt"]);
     assert_eq!(not_dir.status.code(), Some(1));
     assert!(not_dir.stderr.is_empty() && not_dir.stdout.is_empty());
-    assert_eq!(dfs.sheaf(&["dfs", "test", "-e", "/nope"]).status.code(), Some(1));
+    assert_eq!(
+        dfs.sheaf(&["dfs", "test", "-e", "/nope"]).status.code(),
+        Some(1)
+    );
     // cp, mv, touchz, tail, du, df, checksum, setrep
     dfs.ok(&["dfs", "cp", "/a/b/x.txt", "/a/copy.txt"]);
     assert_eq!(dfs.ok(&["dfs", "cat", "/a/copy.txt"]), "hello sheaf\n");
     dfs.ok(&["dfs", "mv", "/a/copy.txt", "/a/moved.txt"]);
-    assert_eq!(dfs.sheaf(&["dfs", "test", "-e", "/a/copy.txt"]).status.code(), Some(1));
+    assert_eq!(
+        dfs.sheaf(&["dfs", "test", "-e", "/a/copy.txt"])
+            .status
+            .code(),
+        Some(1)
+    );
     dfs.ok(&["dfs", "touchz", "/a/empty"]);
-    assert!(dfs.sheaf(&["dfs", "test", "-z", "/a/empty"]).status.success());
+    assert!(dfs
+        .sheaf(&["dfs", "test", "-z", "/a/empty"])
+        .status
+        .success());
     dfs.ok(&["dfs", "touchz", "/a/empty"]);
     let e = common::mini_dfs::one_line_error(&dfs.sheaf(&["dfs", "touchz", "/a/moved.txt"]));
     assert!(e.contains("Not a zero-length file"), "{e}");
@@ -171,23 +225,36 @@ fn shell_commands_behave_like_hadoop() {
     assert!(df.starts_with("Filesystem"), "{df}");
     let c1 = dfs.ok(&["dfs", "checksum", "/a/b/x.txt"]);
     let c2 = dfs.ok(&["dfs", "checksum", "/a/moved.txt"]);
-    assert_eq!(c1.split('\t').nth(2), c2.split('\t').nth(2), "same bytes, same checksum");
+    assert_eq!(
+        c1.split('\t').nth(2),
+        c2.split('\t').nth(2),
+        "same bytes, same checksum"
+    );
     assert!(c1.contains("MD5-of-"), "{c1}");
     let c3 = dfs.ok(&["dfs", "checksum", "/a/tail.bin"]);
     assert_ne!(c1.split('\t').nth(2), c3.split('\t').nth(2));
     let setrep = dfs.ok(&["dfs", "setrep", "-w", "2", "/a/tail.bin"]);
-    assert!(setrep.contains("Replication 2 set: /a/tail.bin"), "{setrep}");
+    assert!(
+        setrep.contains("Replication 2 set: /a/tail.bin"),
+        "{setrep}"
+    );
     assert_eq!(dfs.ok(&["dfs", "stat", "%r", "/a/tail.bin"]).trim(), "2");
     // rm: a non-empty directory needs -r
     let e = common::mini_dfs::one_line_error(&dfs.sheaf(&["dfs", "rm", "/a"]));
     assert!(e.starts_with("sheaf dfs rm: /a: Is a directory"), "{e}");
     assert!(dfs.ok(&["dfs", "rm", "-r", "/a"]).contains("Deleted /a"));
-    assert_eq!(dfs.sheaf(&["dfs", "test", "-e", "/a"]).status.code(), Some(1));
+    assert_eq!(
+        dfs.sheaf(&["dfs", "test", "-e", "/a"]).status.code(),
+        Some(1)
+    );
     dfs.ok(&["dfs", "rm", "-f", "/a"]);
     // sheaf:// paths name the NameNode explicitly
     let uri = format!("sheaf://{}/", dfs.namenode_addr);
     assert!(dfs.ok(&["dfs", "ls", &uri]).starts_with("Found"));
     let report = dfs.ok(&["dfsadmin", "report"]);
     assert!(report.contains("Live datanodes (3):"), "{report}");
-    assert_eq!(dfs.ok(&["dfsadmin", "safemode", "get"]).trim(), "Safe mode is OFF");
+    assert_eq!(
+        dfs.ok(&["dfsadmin", "safemode", "get"]).trim(),
+        "Safe mode is OFF"
+    );
 }

@@ -171,16 +171,18 @@ fn acknowledged_mutations_survive_sigkill_and_safe_mode_exits_by_itself() {
         .unwrap();
     let mut child = ChildGuard(child);
     let stdout = child.0.stdout.take().unwrap();
-    let mut addr = None;
-    let started = Instant::now();
-    for line in BufReader::new(stdout).lines() {
-        let line = line.unwrap();
-        if let Some(a) = line.strip_prefix("NAMENODE_ADDR=") {
-            addr = Some(a.parse::<SocketAddr>().unwrap());
-            break;
+    // Read the child's stdout on a thread so a silent child fails the test in bounded time.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            // libtest prints "test … " without a newline before the child's own output.
+            if let Some(i) = line.find("NAMENODE_ADDR=") {
+                let _ = tx.send(line[i + "NAMENODE_ADDR=".len()..].trim().parse::<SocketAddr>().ok());
+                return;
+            }
         }
-        assert!(started.elapsed() < Duration::from_secs(30), "child NameNode did not start");
-    }
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(30)).ok().flatten();
     let addr = addr.expect("child printed no address");
 
     let rt = tokio::runtime::Runtime::new().unwrap();

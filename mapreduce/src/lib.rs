@@ -3,6 +3,8 @@
 pub mod api;
 pub mod counters;
 pub mod formats;
+pub mod jobtracker;
 pub mod local;
+pub mod shuffle;
 pub mod streaming;
 pub mod task;

@@ -55,14 +55,17 @@ pub fn run(args: DatanodeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(async {
+    let outcome = runtime.block_on(async {
         let datanode = Datanode::start(&config, identity).await?;
         let addr = datanode.addr();
         tracing::info!(uuid = %addr.uuid, data = %addr.data_addr(), rpc = %addr.rpc_addr(), "serving");
         wait_for_signal().await?;
         datanode.shutdown().await;
-        Ok(())
-    })
+        anyhow::Ok(())
+    });
+    // Disk work still finishing (a packet being written) gets a moment, never a hang.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    outcome
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {

@@ -8,7 +8,9 @@ use anyhow::{anyhow, bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 use sheaf_dfs::client::{CopyProgress, DfsClient, DfsError, WriteOutcome};
 use sheaf_dfs::config::DfsConfig;
-use sheaf_dfs::protocol::{BlockHealth, DatanodeState, FileKind, FileStatus, NamenodeError, SafeModeAction};
+use sheaf_dfs::protocol::{
+    BlockHealth, DatanodeState, FileKind, FileStatus, NamenodeError, SafeModeAction,
+};
 use sheaf_rpc::TlsIdentity;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -198,7 +200,7 @@ pub struct SetrepArgs {
 
 /// `test`.
 #[derive(clap::Args)]
-#[group(required = true, multiple = false)]
+#[command(group(clap::ArgGroup::new("what").required(true).multiple(false)))]
 pub struct TestArgs {
     /// The path exists.
     #[arg(short = 'e', group = "what")]
@@ -305,15 +307,27 @@ pub fn parse_path(arg: &str) -> anyhow::Result<DfsPath> {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
         };
-        let addr = resolve_authority(authority)
-            .ok_or_else(|| anyhow!("{arg}: malformed NameNode address {authority:?} (expected sheaf://host:port/path)"))?;
+        let addr = resolve_authority(authority).ok_or_else(|| {
+            anyhow!(
+                "{arg}: malformed NameNode address {authority:?} (expected sheaf://host:port/path)"
+            )
+        })?;
         let path = sheaf_dfs::path::normalize(path)?;
-        return Ok(DfsPath { namenode: Some(addr), path });
+        return Ok(DfsPath {
+            namenode: Some(addr),
+            path,
+        });
     }
     if let Some(i) = arg.find("://") {
-        bail!("{arg}: unsupported scheme {:?} (use /absolute/path or sheaf://host:port/path)", &arg[..i]);
+        bail!(
+            "{arg}: unsupported scheme {:?} (use /absolute/path or sheaf://host:port/path)",
+            &arg[..i]
+        );
     }
-    Ok(DfsPath { namenode: None, path: sheaf_dfs::path::normalize(arg)? })
+    Ok(DfsPath {
+        namenode: None,
+        path: sheaf_dfs::path::normalize(arg)?,
+    })
 }
 
 fn resolve_authority(authority: &str) -> Option<SocketAddr> {
@@ -321,7 +335,11 @@ fn resolve_authority(authority: &str) -> Option<SocketAddr> {
     if authority.is_empty() {
         return None;
     }
-    let with_port = if authority.rsplit_once(':').map(|(_, p)| p.parse::<u16>().is_ok()).unwrap_or(false) {
+    let with_port = if authority
+        .rsplit_once(':')
+        .map(|(_, p)| p.parse::<u16>().is_ok())
+        .unwrap_or(false)
+    {
         authority.to_string()
     } else {
         format!("{authority}:9000")
@@ -337,11 +355,13 @@ fn load_config(namenode: Option<SocketAddr>) -> anyhow::Result<(DfsConfig, TlsId
         config.namenode.address = addr;
     }
     let dir = config.cluster.tls_dir.clone();
-    let identity = TlsIdentity::load(&dir, "user").map_err(|e| {
-        anyhow!(
-            "no usable cluster certificate in {} ({e}; start the cluster with scripts/start-dfs.sh or point [cluster] tls-dir at it)",
-            dir.display()
-        )
+    let identity = TlsIdentity::load(&dir, "user").map_err(|e| match e {
+        sheaf_rpc::RpcError::TlsMaterial { path, .. } if !path.exists() => anyhow!(
+            "no usable cluster certificate in {}: {} is missing (start the cluster with scripts/start-dfs.sh, or point [cluster] tls-dir at the cluster's certificates)",
+            dir.display(),
+            path.display()
+        ),
+        e => anyhow!("no usable cluster certificate in {}: {e}", dir.display()),
     })?;
     Ok((config, identity))
 }
@@ -352,7 +372,10 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
 }
 
 /// Connects to the cluster named by the first `sheaf://` path among `paths` (or the config's).
@@ -404,14 +427,20 @@ fn is_not_found(e: &DfsError) -> bool {
 // ---------------------------------------------------------------------------------------------
 // put / get / cat / cp
 
+/// Files of a directory copied at the same time: small files are dominated by round trips
+/// (create, block, pipeline, complete), which overlap well.
+const PARALLEL_FILES: usize = 8;
+
 fn progress_bar(total: Option<u64>, label: &str) -> Option<(ProgressBar, CopyProgress)> {
     if !std::io::stderr().is_terminal() {
         return None;
     }
     let bar = match total {
         Some(t) => ProgressBar::new(t).with_style(
-            ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ProgressStyle::with_template(
+                "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
         ),
         None => ProgressBar::new_spinner().with_style(
             ProgressStyle::with_template("{msg} {spinner} {bytes} {bytes_per_sec}")
@@ -437,22 +466,39 @@ async fn put(a: PutArgs) -> anyhow::Result<()> {
     let client = connect(&[&dst]).await?;
     let dst_status = client.status(&dst.path).await?;
     if srcs.len() > 1 && !matches!(&dst_status, Some(s) if s.kind == FileKind::Directory) {
-        bail!("{}: Is not a directory (several sources need a directory target)", dst.path);
+        bail!(
+            "{}: Is not a directory (several sources need a directory target)",
+            dst.path
+        );
     }
     let mut warnings = Vec::new();
     for src in srcs {
         if src == "-" {
             let target = target_in(&dst.path, dst_status.as_ref(), "-");
             if target != dst.path {
-                bail!("{}: Is a directory (name the file to write stdin to)", dst.path);
+                bail!(
+                    "{}: Is a directory (name the file to write stdin to)",
+                    dst.path
+                );
             }
-            let outcome = put_stream(&client, Box::new(std::io::stdin()), "-", &target, a.force, None).await?;
+            let outcome = put_stream(
+                &client,
+                Box::new(std::io::stdin()),
+                "-",
+                &target,
+                a.force,
+                None,
+            )
+            .await?;
             warnings.extend(under_replication(&target, &outcome));
             continue;
         }
         let local = PathBuf::from(src);
         let meta = std::fs::metadata(&local).map_err(|e| anyhow!("{src}: {}", io_reason(&e)))?;
-        let name = local.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| src.clone());
+        let name = local
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| src.clone());
         let target = target_in(&dst.path, dst_status.as_ref(), &name);
         if meta.is_dir() {
             put_dir(&client, &local, &target, a.force, &mut warnings).await?;
@@ -465,7 +511,10 @@ async fn put(a: PutArgs) -> anyhow::Result<()> {
         eprintln!("sheaf dfs put: warning: {w}");
     }
     if warnings.len() > 3 {
-        eprintln!("sheaf dfs put: warning: … and {} more under-replicated file(s)", warnings.len() - 3);
+        eprintln!(
+            "sheaf dfs put: warning: … and {} more under-replicated file(s)",
+            warnings.len() - 3
+        );
     }
     Ok(())
 }
@@ -495,7 +544,10 @@ async fn put_dir(
     warnings: &mut Vec<String>,
 ) -> anyhow::Result<()> {
     match client.status(target).await? {
-        Some(s) if s.kind == FileKind::File => bail!("{target}: Is not a directory (cannot put directory {} there)", local.display()),
+        Some(s) if s.kind == FileKind::File => bail!(
+            "{target}: Is not a directory (cannot put directory {} there)",
+            local.display()
+        ),
         Some(_) if !force => bail!("{target} already exists (use -f to overwrite)"),
         _ => {}
     }
@@ -519,21 +571,37 @@ async fn put_dir(
     }
     // Small files are dominated by round trips: copy a few at a time.
     use futures::StreamExt;
-    let mut results = futures::stream::iter(files.into_iter().map(|(path, len, child)| async move {
-        let outcome = put_file(client, &path, len, &child, force).await?;
-        Ok::<_, anyhow::Error>(under_replication(&child, &outcome))
-    }))
-    .buffer_unordered(4);
+    let mut results =
+        futures::stream::iter(files.into_iter().map(|(path, len, child)| async move {
+            let outcome = put_file(client, &path, len, &child, force).await?;
+            Ok::<_, anyhow::Error>(under_replication(&child, &outcome))
+        }))
+        .buffer_unordered(PARALLEL_FILES);
     while let Some(r) = results.next().await {
         warnings.extend(r?);
     }
     Ok(())
 }
 
-async fn put_file(client: &DfsClient, local: &Path, len: u64, target: &str, force: bool) -> anyhow::Result<WriteOutcome> {
-    let file = std::fs::File::open(local).map_err(|e| anyhow!("{}: {}", local.display(), io_reason(&e)))?;
+async fn put_file(
+    client: &DfsClient,
+    local: &Path,
+    len: u64,
+    target: &str,
+    force: bool,
+) -> anyhow::Result<WriteOutcome> {
+    let file = std::fs::File::open(local)
+        .map_err(|e| anyhow!("{}: {}", local.display(), io_reason(&e)))?;
     let bar = progress_bar(Some(len), &local.display().to_string());
-    let outcome = put_stream(client, Box::new(file), &local.display().to_string(), target, force, bar.as_ref().map(|b| b.1.clone())).await;
+    let outcome = put_stream(
+        client,
+        Box::new(file),
+        &local.display().to_string(),
+        target,
+        force,
+        bar.as_ref().map(|b| b.1.clone()),
+    )
+    .await;
     if let Some((b, _)) = bar {
         b.finish_and_clear();
     }
@@ -562,7 +630,10 @@ async fn put_stream(
         None if name == "-" => progress_bar(None, "stdin").map(|(_, p)| p),
         None => None,
     };
-    let outcome = match client.copy_from_reader(source, name, &temp, true, progress).await {
+    let outcome = match client
+        .copy_from_reader(source, name, &temp, true, progress)
+        .await
+    {
         Ok(o) => o,
         Err(e) => {
             let _ = client.delete(&temp, false).await;
@@ -585,9 +656,14 @@ async fn put_stream(
 
 fn map_write_error(e: DfsError, target: &str) -> anyhow::Error {
     match e.namenode_error() {
-        Some(NamenodeError::AlreadyExists(_)) => anyhow!("{target} already exists (use -f to overwrite)"),
+        Some(NamenodeError::AlreadyExists(_)) => {
+            anyhow!("{target} already exists (use -f to overwrite)")
+        }
         Some(NamenodeError::ParentNotFound(_)) => {
-            anyhow!("{}: No such file or directory (create it with `sheaf dfs mkdir -p`)", sheaf_dfs::path::parent(target).unwrap_or("/"))
+            anyhow!(
+                "{}: No such file or directory (create it with `sheaf dfs mkdir -p`)",
+                sheaf_dfs::path::parent(target).unwrap_or("/")
+            )
         }
         _ => e.into(),
     }
@@ -600,12 +676,22 @@ async fn get(a: GetArgs) -> anyhow::Result<()> {
     let local = PathBuf::from(&dst[0]);
     let local_is_dir = local.is_dir();
     if srcs.len() > 1 && !local_is_dir {
-        bail!("{}: Is not a directory (several sources need a directory target)", local.display());
+        bail!(
+            "{}: Is not a directory (several sources need a directory target)",
+            local.display()
+        );
     }
     for src in &srcs {
-        let status = client.status(&src.path).await?.ok_or_else(|| not_found(&src.path))?;
+        let status = client
+            .status(&src.path)
+            .await?
+            .ok_or_else(|| not_found(&src.path))?;
         let name = sheaf_dfs::path::file_name(&src.path).to_string();
-        let target = if local_is_dir && !name.is_empty() { local.join(&name) } else { local.clone() };
+        let target = if local_is_dir && !name.is_empty() {
+            local.join(&name)
+        } else {
+            local.clone()
+        };
         if status.kind == FileKind::Directory {
             get_dir(&client, &src.path, &target, a.force).await?;
         } else {
@@ -617,23 +703,42 @@ async fn get(a: GetArgs) -> anyhow::Result<()> {
 
 async fn get_dir(client: &DfsClient, src: &str, target: &Path, force: bool) -> anyhow::Result<()> {
     if target.exists() && !target.is_dir() {
-        bail!("{}: Is not a directory (cannot get directory {src} there)", target.display());
+        bail!(
+            "{}: Is not a directory (cannot get directory {src} there)",
+            target.display()
+        );
     }
     std::fs::create_dir_all(target).with_context(|| format!("{}", target.display()))?;
+    let mut files = Vec::new();
     for entry in client.list(src).await? {
         let name = sheaf_dfs::path::file_name(&entry.path).to_string();
         let child = target.join(&name);
         if entry.kind == FileKind::Directory {
             Box::pin(get_dir(client, &entry.path, &child, force)).await?;
         } else {
-            get_file(client, &entry, &child, force).await?;
+            files.push((entry, child));
         }
+    }
+    use futures::StreamExt;
+    let mut results = futures::stream::iter(
+        files
+            .iter()
+            .map(|(entry, child)| async move { get_file(client, entry, child, force).await }),
+    )
+    .buffer_unordered(PARALLEL_FILES);
+    while let Some(r) = results.next().await {
+        r?;
     }
     Ok(())
 }
 
 /// Copies to `target._COPYING_` then renames, so a failed get leaves no partial file.
-async fn get_file(client: &DfsClient, status: &FileStatus, target: &Path, force: bool) -> anyhow::Result<()> {
+async fn get_file(
+    client: &DfsClient,
+    status: &FileStatus,
+    target: &Path,
+    force: bool,
+) -> anyhow::Result<()> {
     if target.is_dir() {
         bail!("{}: Is a directory", target.display());
     }
@@ -644,7 +749,9 @@ async fn get_file(client: &DfsClient, status: &FileStatus, target: &Path, force:
     temp.push("._COPYING_");
     let temp = PathBuf::from(temp);
     let bar = progress_bar(Some(status.len), &status.path);
-    let r = client.copy_to_local(&status.path, &temp, bar.as_ref().map(|b| b.1.clone())).await;
+    let r = client
+        .copy_to_local(&status.path, &temp, bar.as_ref().map(|b| b.1.clone()))
+        .await;
     if let Some((b, _)) = bar {
         b.finish_and_clear();
     }
@@ -657,11 +764,16 @@ async fn cat(a: PathsArgs) -> anyhow::Result<()> {
     let paths = parse_all(&a.paths)?;
     let client = connect(&paths.iter().collect::<Vec<_>>()).await?;
     for p in &paths {
-        let status = client.status(&p.path).await?.ok_or_else(|| not_found(&p.path))?;
+        let status = client
+            .status(&p.path)
+            .await?
+            .ok_or_else(|| not_found(&p.path))?;
         if status.kind == FileKind::Directory {
             bail!("{}: Is a directory", p.path);
         }
-        client.copy_to_writer(&p.path, Box::new(std::io::stdout()), "stdout", None).await?;
+        client
+            .copy_to_writer(&p.path, Box::new(std::io::stdout()), "stdout", None)
+            .await?;
     }
     Ok(())
 }
@@ -673,17 +785,32 @@ async fn cp(a: CpArgs) -> anyhow::Result<()> {
     let client = connect(&all.iter().collect::<Vec<_>>()).await?;
     let dst_status = client.status(&dst.path).await?;
     if srcs.len() > 1 && !matches!(&dst_status, Some(s) if s.kind == FileKind::Directory) {
-        bail!("{}: Is not a directory (several sources need a directory target)", dst.path);
+        bail!(
+            "{}: Is not a directory (several sources need a directory target)",
+            dst.path
+        );
     }
     for src in srcs {
-        let status = client.status(&src.path).await?.ok_or_else(|| not_found(&src.path))?;
-        let target = target_in(&dst.path, dst_status.as_ref(), sheaf_dfs::path::file_name(&src.path));
+        let status = client
+            .status(&src.path)
+            .await?
+            .ok_or_else(|| not_found(&src.path))?;
+        let target = target_in(
+            &dst.path,
+            dst_status.as_ref(),
+            sheaf_dfs::path::file_name(&src.path),
+        );
         copy_tree(&client, &status, &target, a.force).await?;
     }
     Ok(())
 }
 
-async fn copy_tree(client: &DfsClient, src: &FileStatus, target: &str, force: bool) -> anyhow::Result<()> {
+async fn copy_tree(
+    client: &DfsClient,
+    src: &FileStatus,
+    target: &str,
+    force: bool,
+) -> anyhow::Result<()> {
     if src.kind == FileKind::Directory {
         if target == src.path || target.starts_with(&format!("{}/", src.path)) {
             bail!("{target}: cannot copy {} into itself", src.path);
@@ -702,7 +829,9 @@ async fn copy_tree(client: &DfsClient, src: &FileStatus, target: &str, force: bo
     }
     let temp = format!("{target}._COPYING_");
     let mut reader = client.open(&src.path).await?;
-    let mut writer = client.create(&temp, true, Some(src.replication), Some(src.block_size)).await?;
+    let mut writer = client
+        .create(&temp, true, Some(src.replication), Some(src.block_size))
+        .await?;
     while let Some(chunk) = reader.next_chunk().await? {
         writer.write_all(&chunk).await?;
     }
@@ -722,11 +851,18 @@ async fn copy_tree(client: &DfsClient, src: &FileStatus, target: &str, force: bo
 // namespace commands
 
 async fn ls(a: LsArgs) -> anyhow::Result<()> {
-    let args = if a.paths.is_empty() { vec!["/".to_string()] } else { a.paths.clone() };
+    let args = if a.paths.is_empty() {
+        vec!["/".to_string()]
+    } else {
+        a.paths.clone()
+    };
     let paths = parse_all(&args)?;
     let client = connect(&paths.iter().collect::<Vec<_>>()).await?;
     for p in &paths {
-        let status = client.status(&p.path).await?.ok_or_else(|| not_found(&p.path))?;
+        let status = client
+            .status(&p.path)
+            .await?
+            .ok_or_else(|| not_found(&p.path))?;
         if status.kind == FileKind::File {
             print_listing(&[status], a.human);
             continue;
@@ -742,7 +878,11 @@ async fn ls(a: LsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn ls_recursive(client: &DfsClient, entries: Vec<FileStatus>, human: bool) -> anyhow::Result<()> {
+async fn ls_recursive(
+    client: &DfsClient,
+    entries: Vec<FileStatus>,
+    human: bool,
+) -> anyhow::Result<()> {
     for e in entries {
         print_listing(std::slice::from_ref(&e), human);
         if e.kind == FileKind::Directory {
@@ -763,9 +903,26 @@ fn print_listing(entries: &[FileStatus], human: bool) {
 
 /// The `ls` lines for `entries`, columns padded to the widest value like Hadoop.
 pub fn listing_lines(entries: &[FileStatus], human: bool) -> Vec<String> {
-    let repl = |s: &FileStatus| if s.kind == FileKind::Directory { "-".to_string() } else { s.replication.to_string() };
-    let size = |s: &FileStatus| if human { human_size(s.len) } else { s.len.to_string() };
-    let w_repl = entries.iter().map(|s| repl(s).len()).max().unwrap_or(1).max(3);
+    let repl = |s: &FileStatus| {
+        if s.kind == FileKind::Directory {
+            "-".to_string()
+        } else {
+            s.replication.to_string()
+        }
+    };
+    let size = |s: &FileStatus| {
+        if human {
+            human_size(s.len)
+        } else {
+            s.len.to_string()
+        }
+    };
+    let w_repl = entries
+        .iter()
+        .map(|s| repl(s).len())
+        .max()
+        .unwrap_or(1)
+        .max(3);
     let w_owner = entries.iter().map(|s| s.owner.len()).max().unwrap_or(0);
     let w_group = entries.iter().map(|s| s.group.len()).max().unwrap_or(0);
     let w_size = entries.iter().map(|s| size(s).len()).max().unwrap_or(0);
@@ -789,7 +946,11 @@ pub fn listing_lines(entries: &[FileStatus], human: bool) -> Vec<String> {
 /// `drwxr-xr-x` / `-rw-r--r--`.
 pub fn permissions(s: &FileStatus) -> String {
     let mut out = String::with_capacity(10);
-    out.push(if s.kind == FileKind::Directory { 'd' } else { '-' });
+    out.push(if s.kind == FileKind::Directory {
+        'd'
+    } else {
+        '-'
+    });
     for shift in [6u16, 3, 0] {
         let bits = (s.mode >> shift) & 7;
         out.push(if bits & 4 != 0 { 'r' } else { '-' });
@@ -859,7 +1020,12 @@ pub fn utc_time(ms: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = if m <= 2 { y + 1 } else { y };
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", rem / 3600, (rem / 60) % 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
 }
 
 async fn mkdir(a: MkdirArgs) -> anyhow::Result<()> {
@@ -867,18 +1033,25 @@ async fn mkdir(a: MkdirArgs) -> anyhow::Result<()> {
     let client = connect(&paths.iter().collect::<Vec<_>>()).await?;
     for p in &paths {
         match client.status(&p.path).await? {
-            Some(s) if s.kind == FileKind::File => bail!("{}: File exists (and is not a directory)", p.path),
+            Some(s) if s.kind == FileKind::File => {
+                bail!("{}: File exists (and is not a directory)", p.path)
+            }
             Some(_) if a.parents => continue,
             Some(_) => bail!("{}: File exists", p.path),
             None => {}
         }
-        client.mkdirs(&p.path, a.parents).await.map_err(|e| match e.namenode_error() {
-            Some(NamenodeError::ParentNotFound(_)) | Some(NamenodeError::NotFound(_)) => anyhow!(
-                "{}: No such file or directory (use -p to create parents)",
-                sheaf_dfs::path::parent(&p.path).unwrap_or("/")
-            ),
-            _ => e.into(),
-        })?;
+        client
+            .mkdirs(&p.path, a.parents)
+            .await
+            .map_err(|e| match e.namenode_error() {
+                Some(NamenodeError::ParentNotFound(_)) | Some(NamenodeError::NotFound(_)) => {
+                    anyhow!(
+                        "{}: No such file or directory (use -p to create parents)",
+                        sheaf_dfs::path::parent(&p.path).unwrap_or("/")
+                    )
+                }
+                _ => e.into(),
+            })?;
     }
     Ok(())
 }
@@ -897,7 +1070,10 @@ async fn rm(a: RmArgs) -> anyhow::Result<()> {
             }
         };
         if status.kind == FileKind::Directory && !a.recursive {
-            failed = Some(anyhow!("{}: Is a directory (use -r to delete it and its contents)", p.path));
+            failed = Some(anyhow!(
+                "{}: Is a directory (use -r to delete it and its contents)",
+                p.path
+            ));
             continue;
         }
         if p.path == "/" {
@@ -920,11 +1096,21 @@ async fn mv(a: MvArgs) -> anyhow::Result<()> {
     let client = connect(&all.iter().collect::<Vec<_>>()).await?;
     let dst_status = client.status(&dst.path).await?;
     if srcs.len() > 1 && !matches!(&dst_status, Some(s) if s.kind == FileKind::Directory) {
-        bail!("{}: Is not a directory (several sources need a directory target)", dst.path);
+        bail!(
+            "{}: Is not a directory (several sources need a directory target)",
+            dst.path
+        );
     }
     for src in srcs {
-        client.status(&src.path).await?.ok_or_else(|| not_found(&src.path))?;
-        let target = target_in(&dst.path, dst_status.as_ref(), sheaf_dfs::path::file_name(&src.path));
+        client
+            .status(&src.path)
+            .await?
+            .ok_or_else(|| not_found(&src.path))?;
+        let target = target_in(
+            &dst.path,
+            dst_status.as_ref(),
+            sheaf_dfs::path::file_name(&src.path),
+        );
         if target != dst.path || dst_status.is_none() {
             if client.status(&target).await?.is_some() {
                 bail!("{target}: File exists");
@@ -946,7 +1132,10 @@ async fn stat(a: StatArgs) -> anyhow::Result<()> {
     let paths = parse_all(paths)?;
     let client = connect(&paths.iter().collect::<Vec<_>>()).await?;
     for p in &paths {
-        let s = client.status(&p.path).await?.ok_or_else(|| not_found(&p.path))?;
+        let s = client
+            .status(&p.path)
+            .await?
+            .ok_or_else(|| not_found(&p.path))?;
         println!("{}", format_stat(&format, &s));
     }
     Ok(())
@@ -974,7 +1163,11 @@ pub fn format_stat(format: &str, s: &FileStatus) -> String {
             Some('a') => out.push_str(&format!("{:o}", s.mode)),
             Some('A') => out.push_str(&permissions(s)),
             Some('b') => out.push_str(&s.len.to_string()),
-            Some('F') => out.push_str(if s.kind == FileKind::Directory { "directory" } else { "regular file" }),
+            Some('F') => out.push_str(if s.kind == FileKind::Directory {
+                "directory"
+            } else {
+                "regular file"
+            }),
             Some('g') => out.push_str(&s.group),
             Some('n') => out.push_str(sheaf_dfs::path::file_name(&s.path)),
             Some('o') => out.push_str(&s.block_size.to_string()),
@@ -996,13 +1189,26 @@ pub fn format_stat(format: &str, s: &FileStatus) -> String {
 }
 
 async fn du(a: DuArgs) -> anyhow::Result<()> {
-    let args = if a.paths.is_empty() { vec!["/".to_string()] } else { a.paths.clone() };
+    let args = if a.paths.is_empty() {
+        vec!["/".to_string()]
+    } else {
+        a.paths.clone()
+    };
     let paths = parse_all(&args)?;
     let client = connect(&paths.iter().collect::<Vec<_>>()).await?;
-    let size = |n: u64| if a.human { human_size(n) } else { n.to_string() };
+    let size = |n: u64| {
+        if a.human {
+            human_size(n)
+        } else {
+            n.to_string()
+        }
+    };
     let mut rows = Vec::new();
     for p in &paths {
-        let status = client.status(&p.path).await?.ok_or_else(|| not_found(&p.path))?;
+        let status = client
+            .status(&p.path)
+            .await?
+            .ok_or_else(|| not_found(&p.path))?;
         if a.summary || status.kind == FileKind::File {
             let c = client.content_summary(&p.path).await?;
             rows.push((size(c.length), size(c.space_consumed), p.path.clone()));
@@ -1022,15 +1228,38 @@ async fn du(a: DuArgs) -> anyhow::Result<()> {
 }
 
 async fn df(a: DfArgs) -> anyhow::Result<()> {
-    let args = if a.paths.is_empty() { vec!["/".to_string()] } else { a.paths.clone() };
+    let args = if a.paths.is_empty() {
+        vec!["/".to_string()]
+    } else {
+        a.paths.clone()
+    };
     let paths = parse_all(&args)?;
     let client = connect(&paths.iter().collect::<Vec<_>>()).await?;
     let s = client.stats().await?;
-    let size = |n: u64| if a.human { human_size(n) } else { n.to_string() };
-    let pct = if s.capacity > 0 { s.used as f64 * 100.0 / s.capacity as f64 } else { 0.0 };
+    let size = |n: u64| {
+        if a.human {
+            human_size(n)
+        } else {
+            n.to_string()
+        }
+    };
+    let pct = if s.capacity > 0 {
+        s.used as f64 * 100.0 / s.capacity as f64
+    } else {
+        0.0
+    };
     let fs = format!("sheaf://{}", client.namenode_addr());
-    println!("{:<25} {:>15} {:>15} {:>15} {:>5}", "Filesystem", "Size", "Used", "Available", "Use%");
-    println!("{fs:<25} {:>15} {:>15} {:>15} {:>4.0}%", size(s.capacity), size(s.used), size(s.remaining), pct);
+    println!(
+        "{:<25} {:>15} {:>15} {:>15} {:>5}",
+        "Filesystem", "Size", "Used", "Available", "Use%"
+    );
+    println!(
+        "{fs:<25} {:>15} {:>15} {:>15} {:>4.0}%",
+        size(s.capacity),
+        size(s.used),
+        size(s.remaining),
+        pct
+    );
     Ok(())
 }
 
@@ -1042,7 +1271,10 @@ async fn setrep(a: SetrepArgs) -> anyhow::Result<()> {
     let client = connect(&paths.iter().collect::<Vec<_>>()).await?;
     let mut files = Vec::new();
     for p in &paths {
-        let status = client.status(&p.path).await?.ok_or_else(|| not_found(&p.path))?;
+        let status = client
+            .status(&p.path)
+            .await?
+            .ok_or_else(|| not_found(&p.path))?;
         collect_files(&client, status, &mut files).await?;
     }
     for f in &files {
@@ -1056,9 +1288,11 @@ async fn setrep(a: SetrepArgs) -> anyhow::Result<()> {
             let _ = std::io::stdout().flush();
             loop {
                 let report = client.fsck(f).await?;
-                let done = report
-                    .iter()
-                    .all(|file| file.blocks.iter().all(|b| b.locations.len() == a.replication as usize));
+                let done = report.iter().all(|file| {
+                    file.blocks
+                        .iter()
+                        .all(|b| b.locations.len() == a.replication as usize)
+                });
                 if done {
                     break;
                 }
@@ -1072,7 +1306,11 @@ async fn setrep(a: SetrepArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn collect_files(client: &DfsClient, status: FileStatus, out: &mut Vec<String>) -> anyhow::Result<()> {
+async fn collect_files(
+    client: &DfsClient,
+    status: FileStatus,
+    out: &mut Vec<String>,
+) -> anyhow::Result<()> {
     if status.kind == FileKind::File {
         out.push(status.path);
         return Ok(());
@@ -1117,7 +1355,10 @@ async fn touchz(a: PathsArgs) -> anyhow::Result<()> {
                 client.set_mtime(&p.path, now).await?;
             }
             None => {
-                let w = client.create(&p.path, false, None, None).await.map_err(|e| map_write_error(e, &p.path))?;
+                let w = client
+                    .create(&p.path, false, None, None)
+                    .await
+                    .map_err(|e| map_write_error(e, &p.path))?;
                 w.close().await?;
             }
         }
@@ -1128,7 +1369,10 @@ async fn touchz(a: PathsArgs) -> anyhow::Result<()> {
 async fn tail(a: TailArgs) -> anyhow::Result<()> {
     let p = parse_path(&a.path)?;
     let client = connect(&[&p]).await?;
-    let status = client.status(&p.path).await?.ok_or_else(|| not_found(&p.path))?;
+    let status = client
+        .status(&p.path)
+        .await?
+        .ok_or_else(|| not_found(&p.path))?;
     if status.kind == FileKind::Directory {
         bail!("{}: Is a directory", p.path);
     }
@@ -1161,7 +1405,10 @@ async fn checksum(a: PathsArgs) -> anyhow::Result<()> {
     let paths = parse_all(&a.paths)?;
     let client = connect(&paths.iter().collect::<Vec<_>>()).await?;
     for p in &paths {
-        let status = client.status(&p.path).await?.ok_or_else(|| not_found(&p.path))?;
+        let status = client
+            .status(&p.path)
+            .await?
+            .ok_or_else(|| not_found(&p.path))?;
         if status.kind == FileKind::Directory {
             bail!("{}: Is a directory", p.path);
         }
@@ -1290,7 +1537,10 @@ pub fn dfsadmin(cmd: DfsadminCommand) -> anyhow::Result<()> {
 async fn client_for(fs: Option<&str>) -> anyhow::Result<DfsClient> {
     let p = match fs {
         Some(f) => parse_path(f)?,
-        None => DfsPath { namenode: None, path: "/".into() },
+        None => DfsPath {
+            namenode: None,
+            path: "/".into(),
+        },
     };
     connect(&[&p]).await
 }
@@ -1300,7 +1550,13 @@ async fn report(a: DfsadminReportArgs) -> anyhow::Result<()> {
     let s = client.stats().await?;
     let nodes = client.datanode_report().await?;
     let gb = |n: u64| format!("{n} ({})", human_size(n).replace(' ', " ") + "B");
-    let pct = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 * 100.0 / b as f64 };
+    let pct = |a: u64, b: u64| {
+        if b == 0 {
+            0.0
+        } else {
+            a as f64 * 100.0 / b as f64
+        }
+    };
     println!("Configured Capacity: {}", gb(s.capacity));
     println!("Present Capacity: {}", gb(s.used + s.remaining));
     println!("DFS Remaining: {}", gb(s.remaining));
@@ -1312,7 +1568,10 @@ async fn report(a: DfsadminReportArgs) -> anyhow::Result<()> {
     println!("\tMissing blocks: {}", s.missing_blocks);
     println!();
     println!("-------------------------------------------------");
-    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
     for (state, title) in [(DatanodeState::Live, "Live"), (DatanodeState::Dead, "Dead")] {
         let group: Vec<_> = nodes.iter().filter(|n| n.state == state).collect();
         println!("{title} datanodes ({}):", group.len());
@@ -1327,7 +1586,10 @@ async fn report(a: DfsadminReportArgs) -> anyhow::Result<()> {
             println!("DFS Remaining: {}", gb(n.remaining));
             println!("DFS Used%: {:.2}%", pct(n.used, n.capacity));
             println!("Blocks: {}", n.blocks);
-            println!("Last contact: {}", local_time(now_ms.saturating_sub(n.last_contact_ms), true));
+            println!(
+                "Last contact: {}",
+                local_time(now_ms.saturating_sub(n.last_contact_ms), true)
+            );
             if let Some(e) = &n.last_error {
                 println!("Last error: {e}");
             }
@@ -1376,11 +1638,20 @@ mod tests {
 
     #[test]
     fn paths_parse_with_and_without_a_namenode() {
-        assert_eq!(parse_path("/a//b/").unwrap(), DfsPath { namenode: None, path: "/a/b".into() });
+        assert_eq!(
+            parse_path("/a//b/").unwrap(),
+            DfsPath {
+                namenode: None,
+                path: "/a/b".into()
+            }
+        );
         let p = parse_path("sheaf://127.0.0.1:9100/x").unwrap();
         assert_eq!(p.namenode, Some("127.0.0.1:9100".parse().unwrap()));
         assert_eq!(p.path, "/x");
-        assert_eq!(parse_path("sheaf://127.0.0.1").unwrap().namenode, Some("127.0.0.1:9000".parse().unwrap()));
+        assert_eq!(
+            parse_path("sheaf://127.0.0.1").unwrap().namenode,
+            Some("127.0.0.1:9000".parse().unwrap())
+        );
         assert!(parse_path("relative/x").is_err());
         assert!(parse_path("hdfs://h:1/x").is_err());
         assert!(parse_path("sheaf:///x").is_err());
@@ -1388,9 +1659,20 @@ mod tests {
 
     #[test]
     fn ls_lines_have_hadoop_columns() {
-        let lines = listing_lines(&[status(FileKind::Directory, 0), status(FileKind::File, 1234)], false);
-        assert!(lines[0].starts_with("drwxr-xr-x   - alice supergroup    0 "), "{}", lines[0]);
-        assert!(lines[1].starts_with("-rw-r--r--   3 alice supergroup 1234 "), "{}", lines[1]);
+        let lines = listing_lines(
+            &[status(FileKind::Directory, 0), status(FileKind::File, 1234)],
+            false,
+        );
+        assert!(
+            lines[0].starts_with("drwxr-xr-x   - alice supergroup    0 "),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            lines[1].starts_with("-rw-r--r--   3 alice supergroup 1234 "),
+            "{}",
+            lines[1]
+        );
         assert!(lines[1].ends_with(" /d/f"));
     }
 
@@ -1404,7 +1686,10 @@ mod tests {
     #[test]
     fn stat_formats() {
         let s = status(FileKind::File, 42);
-        assert_eq!(format_stat("%b %F %g %n %o %r %u", &s), "42 regular file supergroup f 1048576 3 alice");
+        assert_eq!(
+            format_stat("%b %F %g %n %o %r %u", &s),
+            "42 regular file supergroup f 1048576 3 alice"
+        );
         assert_eq!(format_stat("%Y", &s), "1700000000000");
         assert_eq!(format_stat("%y", &s), "2023-11-14 22:13:20");
     }

@@ -19,9 +19,9 @@ pub struct DfsioArgs {
     /// Size of each file: bytes or with a K/M/G suffix (binary).
     #[arg(long, default_value = "256M")]
     size: String,
-    /// Files written or read at the same time.
-    #[arg(long, default_value_t = 2)]
-    parallel: usize,
+    /// Files written or read at the same time (default: all files, at most 4).
+    #[arg(long)]
+    parallel: Option<usize>,
     /// DFS directory for the benchmark files (deleted afterwards).
     #[arg(long, default_value = "/benchmarks/dfsio")]
     dir: String,
@@ -40,7 +40,10 @@ pub fn parse_size(s: &str) -> anyhow::Result<u64> {
         Some('T') => (&s[..s.len() - 1], 1 << 40),
         _ => (s, 1),
     };
-    let n: f64 = num.trim().parse().with_context(|| format!("invalid size {s:?} (expected e.g. 256M)"))?;
+    let n: f64 = num
+        .trim()
+        .parse()
+        .with_context(|| format!("invalid size {s:?} (expected e.g. 256M)"))?;
     if n <= 0.0 {
         bail!("size must be positive: {s:?}");
     }
@@ -77,21 +80,36 @@ pub fn run(args: DfsioArgs) -> anyhow::Result<()> {
     }
     let file = super::config::load()?;
     let config = sheaf_dfs::config::DfsConfig::from_file(&file)?;
-    let identity = sheaf_rpc::TlsIdentity::load(&config.cluster.tls_dir, "user").with_context(|| {
-        format!("no cluster certificate in {} (start the cluster with scripts/start-dfs.sh)", config.cluster.tls_dir.display())
-    })?;
+    let identity =
+        sheaf_rpc::TlsIdentity::load(&config.cluster.tls_dir, "user").with_context(|| {
+            format!(
+                "no cluster certificate in {} (start the cluster with scripts/start-dfs.sh)",
+                config.cluster.tls_dir.display()
+            )
+        })?;
     let raw_dir = args.raw_dir.clone().unwrap_or_else(|| {
-        config.datanode.data_dir.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/tmp"))
+        config
+            .datanode
+            .data_dir
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("/tmp"))
     });
     let total = size * args.files as u64;
+    let parallel = args.parallel.unwrap_or(args.files.min(4)).max(1);
     let replication = config.dfs.replication;
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     let data = std::sync::Arc::new(pattern());
     let (write_s, read_s, cache_dropped) = rt.block_on(async {
         let client = DfsClient::connect(&config, identity).await?;
         let _ = client.delete(&args.dir, true).await;
         client.mkdirs(&args.dir, true).await?;
-        let names: Vec<String> = (0..args.files).map(|i| format!("{}/io_data_{i}", args.dir)).collect();
+        let names: Vec<String> = (0..args.files)
+            .map(|i| format!("{}/io_data_{i}", args.dir))
+            .collect();
         let started = Instant::now();
         use futures::StreamExt;
         let writes = futures::stream::iter(names.iter().cloned().map(|name| {
@@ -109,14 +127,16 @@ pub fn run(args: DfsioArgs) -> anyhow::Result<()> {
                 Ok::<_, anyhow::Error>(())
             }
         }))
-        .buffer_unordered(args.parallel.max(1))
+        .buffer_unordered(parallel)
         .collect::<Vec<_>>()
         .await;
         for r in writes {
             r?;
         }
         let write_s = started.elapsed().as_secs_f64();
-        let cache_dropped = tokio::task::spawn_blocking(drop_page_cache).await.unwrap_or(false);
+        let cache_dropped = tokio::task::spawn_blocking(drop_page_cache)
+            .await
+            .unwrap_or(false);
         let started = Instant::now();
         let reads = futures::stream::iter(names.iter().cloned().map(|name| {
             let client = client.clone();
@@ -132,7 +152,7 @@ pub fn run(args: DfsioArgs) -> anyhow::Result<()> {
                 Ok::<_, anyhow::Error>(())
             }
         }))
-        .buffer_unordered(args.parallel.max(1))
+        .buffer_unordered(parallel)
         .collect::<Vec<_>>()
         .await;
         for r in reads {
@@ -147,7 +167,7 @@ pub fn run(args: DfsioArgs) -> anyhow::Result<()> {
     let (w, r, rw, rr) = (mbs(write_s), mbs(read_s), mbs(raw_write_s), mbs(raw_read_s));
     let w_ceiling = rw / replication.max(1) as f64;
     println!(
-        "dfsio: {} files x {} bytes = {:.0} MB, replication {}, block size {}, transport {}",
+        "dfsio: {} files x {} bytes = {:.0} MB ({parallel} at a time), replication {}, block size {}, transport {}",
         args.files,
         size,
         total as f64 / MB,
@@ -155,10 +175,26 @@ pub fn run(args: DfsioArgs) -> anyhow::Result<()> {
         config.dfs.block_size,
         config.dfs.data_transport
     );
-    println!("page cache dropped before reads: {}", if cache_dropped { "yes" } else { "no (not permitted: reads may be served from memory)" });
-    println!("raw disk ({}): write {rw:.1} MB/s (fsync at end), read {rr:.1} MB/s", raw_dir.display());
-    println!("write: {w:.1} MB/s   ceiling raw/{replication} = {w_ceiling:.1} MB/s   ratio {:.2}", w / w_ceiling);
-    println!("read:  {r:.1} MB/s   ceiling raw = {rr:.1} MB/s   ratio {:.2}", r / rr);
+    println!(
+        "page cache dropped before reads: {}",
+        if cache_dropped {
+            "yes"
+        } else {
+            "no (not permitted: reads may be served from memory)"
+        }
+    );
+    println!(
+        "raw disk ({}): write {rw:.1} MB/s (fsync at end), read {rr:.1} MB/s",
+        raw_dir.display()
+    );
+    println!(
+        "write: {w:.1} MB/s   ceiling raw/{replication} = {w_ceiling:.1} MB/s   ratio {:.2}",
+        w / w_ceiling
+    );
+    println!(
+        "read:  {r:.1} MB/s   ceiling raw = {rr:.1} MB/s   ratio {:.2}",
+        r / rr
+    );
     Ok(())
 }
 

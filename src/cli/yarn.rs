@@ -128,9 +128,15 @@ fn cluster() -> anyhow::Result<Cluster> {
     let cluster: ClusterConfig = file.section("cluster").context("invalid configuration")?;
     let yarn = YarnSections::from_file(&file).context("invalid configuration")?;
     let identity = TlsIdentity::load(&cluster.tls_dir, "user").with_context(|| {
-        format!("cannot load the user certificate from {} (run `sheaf format` first)", cluster.tls_dir.display())
+        format!(
+            "cannot load the user certificate from {} (run `sheaf format` first)",
+            cluster.tls_dir.display()
+        )
     })?;
-    Ok(Cluster { identity, rm: yarn.resourcemanager.address })
+    Ok(Cluster {
+        identity,
+        rm: yarn.resourcemanager.address,
+    })
 }
 
 fn local_ip_for(rm: SocketAddr) -> IpAddr {
@@ -173,7 +179,10 @@ pub fn run(cmd: YarnCommand) -> anyhow::Result<()> {
 
 async fn node_list(rm: &RmClient) -> anyhow::Result<()> {
     let nodes = rm.nodes().await?;
-    println!("{:<16} {:<14} {:<8} {:>10} {:>10} {:>6} {:>6} {:>10}", "HOST", "RACK", "STATE", "MEM-USED", "MEM-TOTAL", "VCORES", "CONTS", "HEARTBEAT");
+    println!(
+        "{:<16} {:<14} {:<8} {:>10} {:>10} {:>6} {:>6} {:>10}",
+        "HOST", "RACK", "STATE", "MEM-USED", "MEM-TOTAL", "VCORES", "CONTS", "HEARTBEAT"
+    );
     for n in nodes {
         println!(
             "{:<16} {:<14} {:<8} {:>7} MB {:>7} MB {:>2}/{:<3} {:>6} {:>7} ms{}",
@@ -189,7 +198,14 @@ async fn node_list(rm: &RmClient) -> anyhow::Result<()> {
             if n.aux_services.is_empty() {
                 String::new()
             } else {
-                format!("  aux: {}", n.aux_services.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","))
+                format!(
+                    "  aux: {}",
+                    n.aux_services
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                )
             }
         );
     }
@@ -202,10 +218,21 @@ async fn app_list(rm: &RmClient, state: Option<String>) -> anyhow::Result<()> {
         None => vec![],
     };
     let apps = rm.applications(states).await?;
-    println!("{:<32} {:<24} {:<10} {:<16} {:<10} {:<10}", "APPLICATION", "NAME", "USER", "QUEUE", "STATE", "FINAL");
+    println!(
+        "{:<32} {:<24} {:<10} {:<16} {:<10} {:<10}",
+        "APPLICATION", "NAME", "USER", "QUEUE", "STATE", "FINAL"
+    );
     for a in apps {
         let name: String = a.name.chars().take(24).collect();
-        println!("{:<32} {:<24} {:<10} {:<16} {:<10} {:<10}", a.id, name, a.user, a.queue, a.state, a.final_status);
+        println!(
+            "{:<32} {:<24} {:<10} {:<16} {:<10} {:<10}",
+            a.id.to_string(),
+            name,
+            a.user,
+            a.queue,
+            a.state,
+            a.final_status
+        );
     }
     Ok(())
 }
@@ -225,7 +252,7 @@ async fn app_status(rm: &RmClient, app: &str) -> anyhow::Result<()> {
     for c in &r.containers {
         println!(
             "  {} {:<15} {:<10} {:<8} {:>5} {}{}",
-            c.id,
+            c.id.to_string(),
             c.host,
             c.locality,
             format!("{:?}", c.state),
@@ -238,11 +265,20 @@ async fn app_status(rm: &RmClient, app: &str) -> anyhow::Result<()> {
 }
 
 async fn queue_status(rm: &RmClient) -> anyhow::Result<()> {
-    println!("{:<24} {:>8} {:>8} {:>8} {:>8} {:>6} {:>8}", "QUEUE", "CAP%", "MAX%", "ABS%", "USED%", "APPS", "PENDING");
+    println!(
+        "{:<24} {:>8} {:>8} {:>8} {:>8} {:>6} {:>8}",
+        "QUEUE", "CAP%", "MAX%", "ABS%", "USED%", "APPS", "PENDING"
+    );
     for q in rm.queues().await? {
         println!(
             "{:<24} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>6} {:>8}",
-            q.path, q.capacity, q.max_capacity, q.absolute_capacity, q.used_percent, q.active_apps, q.pending_containers
+            q.path,
+            q.capacity,
+            q.max_capacity,
+            q.absolute_capacity,
+            q.used_percent,
+            q.active_apps,
+            q.pending_containers
         );
     }
     Ok(())
@@ -268,16 +304,23 @@ async fn distributed_shell(rm: &RmClient, args: RunArgs) -> anyhow::Result<()> {
     am.extend(args.command.iter().cloned());
     let sub = SubmitApplication {
         name: format!("shell: {}", args.command.join(" ")),
-        user: std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+        user: current_user(),
         queue: args.queue.clone(),
         am_resource: Resource::new(args.master_memory, 1),
-        am_spec: LaunchSpec { command: am, ..LaunchSpec::default() },
+        am_spec: LaunchSpec {
+            command: am,
+            ..LaunchSpec::default()
+        },
         max_attempts: 0,
     };
     // Asks that no node could hold are refused before anything starts.
     let nodes = rm.nodes().await?;
     let want = Resource::new(args.memory, args.vcores);
-    if !nodes.is_empty() && !nodes.iter().any(|n| n.state == "RUNNING" && n.capability.fits(&want)) {
+    if !nodes.is_empty()
+        && !nodes
+            .iter()
+            .any(|n| n.state == "RUNNING" && n.capability.fits(&want))
+    {
         bail!("containers of {want} exceed what any node can hold (ask for less memory or fewer vcores)");
     }
     let id = rm.submit(sub).await?;
@@ -289,20 +332,46 @@ async fn distributed_shell(rm: &RmClient, args: RunArgs) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    let workers = report.containers.iter().filter(|c| !c.is_master && c.id.attempt.attempt == report.attempt);
+    let workers = report
+        .containers
+        .iter()
+        .filter(|c| !c.is_master && c.id.attempt.attempt == report.attempt);
     for c in workers {
-        let note = if c.diagnostics.is_empty() { String::new() } else { format!("  ({})", c.diagnostics) };
+        let note = if c.diagnostics.is_empty() {
+            String::new()
+        } else {
+            format!("  ({})", c.diagnostics)
+        };
         println!("{}  {}  exit {}{note}", c.id, c.host, c.exit_status);
     }
     if report.state == AppState::Finished && report.final_status == FinalStatus::Succeeded {
         return Ok(());
     }
-    bail!("{id} ended {} / {}: {}", report.state, report.final_status, report.diagnostics)
+    bail!(
+        "{id} ended {} / {}: {}",
+        report.state,
+        report.final_status,
+        report.diagnostics
+    )
+}
+
+/// The submitting user: `$USER`, else `$LOGNAME`, else the numeric uid.
+fn current_user() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| {
+            // SAFETY: getuid has no preconditions and cannot fail.
+            format!("uid{}", unsafe { libc::getuid() })
+        })
 }
 
 async fn shell_master(c: &Cluster, args: ShellMasterArgs) -> anyhow::Result<()> {
     let am = MasterClient::from_env(&c.identity, local_ip_for(c.rm))?;
-    let job = ShellJob { command: args.command, containers: args.containers, resource: Resource::new(args.memory, args.vcores) };
+    let job = ShellJob {
+        command: args.command,
+        containers: args.containers,
+        resource: Resource::new(args.memory, args.vcores),
+    };
     match run_master(&am, &job).await? {
         FinalStatus::Succeeded => Ok(()),
         other => bail!("application ended {other}"),

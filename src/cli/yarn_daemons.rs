@@ -48,12 +48,18 @@ pub struct NodeManagerArgs {
 
 fn daemon_identity(cluster: &ClusterConfig) -> anyhow::Result<TlsIdentity> {
     TlsIdentity::load(&cluster.tls_dir, "daemon").with_context(|| {
-        format!("cannot load the daemon certificate from {} (run `sheaf format` first)", cluster.tls_dir.display())
+        format!(
+            "cannot load the daemon certificate from {} (run `sheaf format` first)",
+            cluster.tls_dir.display()
+        )
     })
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }
 
 /// Triggers `trigger` on SIGTERM or SIGINT.
@@ -86,18 +92,30 @@ pub fn resourcemanager(args: ResourceManagerArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async {
         let (trigger, shutdown) = Shutdown::new();
         shutdown_on_signal(trigger).await?;
-        sheaf_yarn::resourcemanager::daemon::run(yarn.resourcemanager, yarn.yarn, identity, shutdown)
-            .await
-            .context("the resourcemanager stopped")
+        sheaf_yarn::resourcemanager::daemon::run(
+            yarn.resourcemanager,
+            yarn.yarn,
+            identity,
+            shutdown,
+        )
+        .await
+        .context("the resourcemanager stopped")
     })
 }
 
 /// The rack of `host` in a topology file (lines `HOST RACK`, `#` comments).
 fn rack_from_topology(path: &Path, host: IpAddr) -> anyhow::Result<Option<String>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read topology file {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read topology file {}", path.display()))?;
     Ok(text
         .lines()
-        .map(|l| l.split('#').next().unwrap_or("").split_whitespace().collect::<Vec<_>>())
+        .map(|l| {
+            l.split('#')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .collect::<Vec<_>>()
+        })
         .find(|f| f.len() >= 2 && f[0].parse::<IpAddr>().ok() == Some(host))
         .map(|f| f[1].to_string()))
 }
@@ -138,9 +156,18 @@ pub fn nodemanager(args: NodeManagerArgs) -> anyhow::Result<()> {
     let identity = daemon_identity(&cluster)?;
     let tls_dir = std::path::absolute(&cluster.tls_dir).unwrap_or(cluster.tls_dir.clone());
     let mut env = BTreeMap::from([
-        ("SHEAF_CLUSTER_TLS_DIR".to_string(), tls_dir.display().to_string()),
-        ("SHEAF_NAMENODE_ADDRESS".to_string(), namenode.address.to_string()),
-        ("SHEAF_RUN_DIR".to_string(), crate::cli::config::run_dir().display().to_string()),
+        (
+            "SHEAF_CLUSTER_TLS_DIR".to_string(),
+            tls_dir.display().to_string(),
+        ),
+        (
+            "SHEAF_NAMENODE_ADDRESS".to_string(),
+            namenode.address.to_string(),
+        ),
+        (
+            "SHEAF_RUN_DIR".to_string(),
+            crate::cli::config::run_dir().display().to_string(),
+        ),
     ]);
     if let Some(conf) = crate::cli::config::config_path() {
         let conf = std::path::absolute(&conf).unwrap_or(conf);
@@ -157,6 +184,8 @@ pub fn nodemanager(args: NodeManagerArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async {
         let (trigger, shutdown) = Shutdown::new();
         shutdown_on_signal(trigger).await?;
-        sheaf_yarn::nodemanager::daemon::run(setup, shutdown).await.context("the nodemanager stopped")
+        sheaf_yarn::nodemanager::daemon::run(setup, shutdown)
+            .await
+            .context("the nodemanager stopped")
     })
 }

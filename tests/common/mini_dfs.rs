@@ -58,14 +58,19 @@ pub fn sheaf_command() -> Command {
 /// A daemon command: logs at info level (or `RUST_LOG`) into its log file.
 fn daemon_command() -> Command {
     let mut c = sheaf_command();
-    c.env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()));
+    c.env(
+        "RUST_LOG",
+        std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+    );
     c
 }
 
 /// Claims a free third octet under `/tmp/sheaf-mini-dfs/<octet>/`; stale claims of dead
 /// processes are taken over.
 fn claim_slot(octet: u8) -> (u8, PathBuf) {
-    let dir = std::env::temp_dir().join("sheaf-mini-dfs").join(octet.to_string());
+    let dir = std::env::temp_dir()
+        .join("sheaf-mini-dfs")
+        .join(octet.to_string());
     std::fs::create_dir_all(&dir).unwrap();
     let start = (std::process::id() % 250) as u8;
     for k in 0..250u16 {
@@ -78,8 +83,12 @@ fn claim_slot(octet: u8) -> (u8, PathBuf) {
                 return (c, path);
             }
             Err(_) => {
-                let owner: Option<i32> = std::fs::read_to_string(&path).ok().and_then(|s| s.trim().parse().ok());
-                let dead = owner.map(|p| unsafe { libc::kill(p, 0) } != 0).unwrap_or(false);
+                let owner: Option<i32> = std::fs::read_to_string(&path)
+                    .ok()
+                    .and_then(|s| s.trim().parse().ok());
+                let dead = owner
+                    .map(|p| unsafe { libc::kill(p, 0) } != 0)
+                    .unwrap_or(false);
                 if dead && std::fs::remove_file(&path).is_ok() {
                     if let Ok(mut f) = OpenOptions::new().write(true).create_new(true).open(&path) {
                         use std::io::Write;
@@ -98,12 +107,21 @@ impl MiniDfs {
     pub fn start(opts: MiniDfsOptions) -> MiniDfs {
         let (c, slot) = claim_slot(opts.octet);
         let base = [127, opts.octet, c];
-        let dir = tempfile::Builder::new().prefix("sheaf-mini-dfs").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("sheaf-mini-dfs")
+            .tempdir()
+            .unwrap();
         let nn_ip = IpAddr::V4(Ipv4Addr::new(base[0], base[1], base[2], 1));
         let namenode_addr = SocketAddr::new(nn_ip, 9000);
         let mut topology = String::new();
         for i in 1..=16u8 {
-            topology.push_str(&format!("127.{}.{}.{} /rack{}\n", base[1], base[2], i + 1, 1 + (i % 2)));
+            topology.push_str(&format!(
+                "127.{}.{}.{} /rack{}\n",
+                base[1],
+                base[2],
+                i + 1,
+                1 + (i % 2)
+            ));
         }
         std::fs::write(dir.path().join("topology"), topology).unwrap();
         let d = dir.path().display();
@@ -144,9 +162,21 @@ connect-timeout-ms = 2000
         );
         let conf = dir.path().join("sheaf.toml");
         std::fs::write(&conf, conf_text).unwrap();
-        let mut dfs = MiniDfs { dir, conf, namenode_addr, base, namenode: None, datanodes: Vec::new(), slot };
+        let mut dfs = MiniDfs {
+            dir,
+            conf,
+            namenode_addr,
+            base,
+            namenode: None,
+            datanodes: Vec::new(),
+            slot,
+        };
         let out = dfs.sheaf(&["format"]);
-        assert!(out.status.success(), "sheaf format failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "sheaf format failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         dfs.start_namenode();
         for _ in 0..opts.datanodes {
             dfs.add_datanode();
@@ -157,7 +187,12 @@ connect-timeout-ms = 2000
 
     /// The host of DataNode `i` (0-based).
     pub fn datanode_host(&self, i: usize) -> IpAddr {
-        IpAddr::V4(Ipv4Addr::new(self.base[0], self.base[1], self.base[2], i as u8 + 2))
+        IpAddr::V4(Ipv4Addr::new(
+            self.base[0],
+            self.base[1],
+            self.base[2],
+            i as u8 + 2,
+        ))
     }
 
     /// The data dir of DataNode `i` (0-based).
@@ -166,7 +201,11 @@ connect-timeout-ms = 2000
     }
 
     fn log(&self, name: &str) -> File {
-        OpenOptions::new().create(true).append(true).open(self.dir.path().join(format!("{name}.log"))).unwrap()
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("{name}.log")))
+            .unwrap()
     }
 
     /// Starts (or restarts) the NameNode.
@@ -225,7 +264,13 @@ connect-timeout-ms = 2000
 
     /// Runs the CLI against this cluster.
     pub fn sheaf(&self, args: &[&str]) -> Output {
-        sheaf_command().arg("--conf").arg(&self.conf).args(args).stdin(Stdio::null()).output().unwrap()
+        sheaf_command()
+            .arg("--conf")
+            .arg(&self.conf)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
     }
 
     /// Runs the CLI and asserts success; returns stdout.
@@ -247,9 +292,11 @@ connect-timeout-ms = 2000
             return None;
         }
         let text = String::from_utf8_lossy(&report.stdout);
-        let live = text
-            .lines()
-            .find_map(|l| l.strip_prefix("Live datanodes (").and_then(|r| r.split(')').next()).and_then(|n| n.parse().ok()))?;
+        let live = text.lines().find_map(|l| {
+            l.strip_prefix("Live datanodes (")
+                .and_then(|r| r.split(')').next())
+                .and_then(|n| n.parse().ok())
+        })?;
         let mode = self.sheaf(&["dfsadmin", "safemode", "get"]);
         let off = String::from_utf8_lossy(&mode.stdout).contains("Safe mode is OFF");
         Some((live, off))
@@ -266,7 +313,10 @@ connect-timeout-ms = 2000
                 }
             }
             if Instant::now() > deadline {
-                panic!("cluster not ready (want {live} live DataNodes, safe mode off; have {s:?})\n{}", self.log_tails());
+                panic!(
+                    "cluster not ready (want {live} live DataNodes, safe mode off; have {s:?})\n{}",
+                    self.log_tails()
+                );
             }
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -287,7 +337,12 @@ connect-timeout-ms = 2000
     pub fn log_tails(&self) -> String {
         let mut out = String::new();
         let mut names: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
-            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "log")).collect())
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "log"))
+                    .collect()
+            })
             .unwrap_or_default();
         names.sort();
         for p in names {
@@ -307,7 +362,10 @@ connect-timeout-ms = 2000
         let mut out = Vec::new();
         walk(&self.datanode_dir(i).join("current"), &mut out);
         out.retain(|p| {
-            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             name.starts_with("blk_") && !name.ends_with(".meta")
         });
         out.sort();
@@ -316,7 +374,9 @@ connect-timeout-ms = 2000
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in entries.flatten() {
         let p = e.path();
         if p.is_dir() {
@@ -358,9 +418,16 @@ pub fn data(len: usize, seed: u64) -> Vec<u8> {
 
 /// stderr of a failed command, asserting it failed with one line.
 pub fn one_line_error(out: &Output) -> String {
-    assert!(!out.status.success(), "expected failure, got success; stdout: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        !out.status.success(),
+        "expected failure, got success; stdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty() && !l.contains(" WARN ") && !l.contains(" INFO ")).collect();
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.contains(" WARN ") && !l.contains(" INFO "))
+        .collect();
     assert_eq!(lines.len(), 1, "expected a one-line error, got: {err:?}");
     lines[0].to_string()
 }

@@ -16,7 +16,11 @@ pub struct RmClient {
 
 impl RmClient {
     /// A client of the RM at `addr` presenting `identity`, from an ephemeral port on `local_ip`.
-    pub fn new(addr: SocketAddr, identity: &TlsIdentity, local_ip: IpAddr) -> Result<RmClient, YarnError> {
+    pub fn new(
+        addr: SocketAddr,
+        identity: &TlsIdentity,
+        local_ip: IpAddr,
+    ) -> Result<RmClient, YarnError> {
         let mut rpc = RpcClient::new(quic::client_endpoint(local_ip, identity)?);
         rpc.call_timeout = Duration::from_secs(30);
         Ok(RmClient { rpc, addr })
@@ -58,7 +62,10 @@ impl RmClient {
     }
 
     /// Applications in `states` (all when empty).
-    pub async fn applications(&self, states: Vec<AppState>) -> Result<Vec<ApplicationReport>, YarnError> {
+    pub async fn applications(
+        &self,
+        states: Vec<AppState>,
+    ) -> Result<Vec<ApplicationReport>, YarnError> {
         match self.call(&RmRequest::ListApplications(states)).await? {
             RmResponse::Applications(r) => Ok(r),
             other => Err(unexpected(other)),

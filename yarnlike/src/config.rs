@@ -136,7 +136,12 @@ pub struct YarnConfig {
 
 impl Default for YarnConfig {
     fn default() -> Self {
-        YarnConfig { queues: Vec::new(), node_locality_delay: 3, rack_locality_delay: 3, minimum_allocation_mb: 1 }
+        YarnConfig {
+            queues: Vec::new(),
+            node_locality_delay: 3,
+            rack_locality_delay: 3,
+            minimum_allocation_mb: 1,
+        }
     }
 }
 

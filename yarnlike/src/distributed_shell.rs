@@ -37,13 +37,28 @@ pub async fn run_master(am: &MasterClient, job: &ShellJob) -> Result<FinalStatus
     let mut replacements = 0u32;
     let (mut ok, mut failed) = (0u32, 0u32);
     while ok + failed < job.containers {
-        let a = am.allocate(std::mem::take(&mut asks), vec![], POLL_MS).await?;
+        let a = match am
+            .allocate(std::mem::take(&mut asks), vec![], POLL_MS)
+            .await
+        {
+            Ok(a) => a,
+            Err(e @ (YarnError::ResourceTooLarge { .. } | YarnError::BadRequest(_))) => {
+                // Retrying cannot help: end the application with the reason.
+                am.finish(FinalStatus::Failed, e.to_string()).await?;
+                return Ok(FinalStatus::Failed);
+            }
+            Err(e) => return Err(e),
+        };
         if a.shutdown {
             return Err(YarnError::NotCurrentMaster(am.attempt().to_string()));
         }
         if !a.allocated.is_empty() {
-            let spec = LaunchSpec { command: job.command.clone(), ..LaunchSpec::default() };
-            am.start(a.allocated.iter().map(|c| (c.id, spec.clone())).collect()).await?;
+            let spec = LaunchSpec {
+                command: job.command.clone(),
+                ..LaunchSpec::default()
+            };
+            am.start(a.allocated.iter().map(|c| (c.id, spec.clone())).collect())
+                .await?;
         }
         for c in a.completed {
             if c.exit_status == exit_status::NODE_LOST && replacements < job.containers {
@@ -62,9 +77,15 @@ pub async fn run_master(am: &MasterClient, job: &ShellJob) -> Result<FinalStatus
         }
     }
     let (status, diag) = if failed == 0 {
-        (FinalStatus::Succeeded, format!("{ok} of {} containers exited 0", job.containers))
+        (
+            FinalStatus::Succeeded,
+            format!("{ok} of {} containers exited 0", job.containers),
+        )
     } else {
-        (FinalStatus::Failed, format!("{failed} of {} containers failed", job.containers))
+        (
+            FinalStatus::Failed,
+            format!("{failed} of {} containers failed", job.containers),
+        )
     };
     am.finish(status, diag).await?;
     Ok(status)

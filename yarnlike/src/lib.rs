@@ -5,10 +5,10 @@
 //! - [`config`]: the `[resourcemanager]`, `[nodemanager]` and `[yarn]` sections of `sheaf.toml`.
 //! - [`resourcemanager`]: the scheduler and application state machines (sans-I/O) and the daemon.
 
-pub mod config;
-pub mod protocol;
-pub mod nodemanager;
-pub mod resourcemanager;
 pub mod client;
+pub mod config;
 pub mod distributed_shell;
 pub mod master;
+pub mod nodemanager;
+pub mod protocol;
+pub mod resourcemanager;

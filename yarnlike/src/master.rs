@@ -15,7 +15,11 @@ pub struct MasterClient {
 }
 
 fn env_var(name: &str) -> Result<String, YarnError> {
-    std::env::var(name).map_err(|_| YarnError::Config(format!("${name} is not set (not running in a master container?)")))
+    std::env::var(name).map_err(|_| {
+        YarnError::Config(format!(
+            "${name} is not set (not running in a master container?)"
+        ))
+    })
 }
 
 impl MasterClient {
@@ -29,10 +33,14 @@ impl MasterClient {
         let attempt: u32 = env_var(env::ATTEMPT)?
             .parse()
             .map_err(|_| YarnError::Config(format!("${} is not a number", env::ATTEMPT)))?;
-        let token: u64 = env_var(env::AM_TOKEN)?
-            .parse()
-            .map_err(|_| YarnError::Config(format!("${} is not a number ({container})", env::AM_TOKEN)))?;
-        Ok(MasterClient { rm: RmClient::new(addr, identity, local_ip)?, attempt: AttemptId { app, attempt }, token })
+        let token: u64 = env_var(env::AM_TOKEN)?.parse().map_err(|_| {
+            YarnError::Config(format!("${} is not a number ({container})", env::AM_TOKEN))
+        })?;
+        Ok(MasterClient {
+            rm: RmClient::new(addr, identity, local_ip)?,
+            attempt: AttemptId { app, attempt },
+            token,
+        })
     }
 
     /// This attempt.
@@ -42,7 +50,14 @@ impl MasterClient {
 
     /// Registers; returns the largest container the cluster can hold.
     pub async fn register(&self) -> Result<Resource, YarnError> {
-        match self.rm.call(&RmRequest::RegisterMaster { attempt: self.attempt, token: self.token }).await? {
+        match self
+            .rm
+            .call(&RmRequest::RegisterMaster {
+                attempt: self.attempt,
+                token: self.token,
+            })
+            .await?
+        {
             RmResponse::MasterRegistered { max_resource } => Ok(max_resource),
             other => Err(unexpected(other)),
         }
@@ -55,7 +70,14 @@ impl MasterClient {
         release: Vec<ContainerId>,
         wait_ms: u64,
     ) -> Result<Allocation, YarnError> {
-        let req = Allocate { attempt: self.attempt, token: self.token, asks, cancel_asks: vec![], release, wait_ms };
+        let req = Allocate {
+            attempt: self.attempt,
+            token: self.token,
+            asks,
+            cancel_asks: vec![],
+            release,
+            wait_ms,
+        };
         match self.rm.call(&RmRequest::Allocate(req)).await? {
             RmResponse::Allocation(a) => Ok(a),
             other => Err(unexpected(other)),
@@ -64,7 +86,11 @@ impl MasterClient {
 
     /// Starts processes in allocated containers.
     pub async fn start(&self, launches: Vec<(ContainerId, LaunchSpec)>) -> Result<(), YarnError> {
-        let req = RmRequest::StartContainers { attempt: self.attempt, token: self.token, launches };
+        let req = RmRequest::StartContainers {
+            attempt: self.attempt,
+            token: self.token,
+            launches,
+        };
         match self.rm.call(&req).await? {
             RmResponse::Done => Ok(()),
             other => Err(unexpected(other)),
@@ -73,7 +99,12 @@ impl MasterClient {
 
     /// Declares the application over.
     pub async fn finish(&self, status: FinalStatus, diagnostics: String) -> Result<(), YarnError> {
-        let req = RmRequest::FinishMaster { attempt: self.attempt, token: self.token, status, diagnostics };
+        let req = RmRequest::FinishMaster {
+            attempt: self.attempt,
+            token: self.token,
+            status,
+            diagnostics,
+        };
         match self.rm.call(&req).await? {
             RmResponse::Done => Ok(()),
             other => Err(unexpected(other)),

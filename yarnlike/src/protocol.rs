@@ -26,7 +26,10 @@ impl Resource {
     }
     /// `self + other`.
     pub fn plus(&self, other: &Resource) -> Resource {
-        Resource { memory_mb: self.memory_mb + other.memory_mb, vcores: self.vcores + other.vcores }
+        Resource {
+            memory_mb: self.memory_mb + other.memory_mb,
+            vcores: self.vcores + other.vcores,
+        }
     }
     /// `self - other`, floored at zero.
     pub fn minus(&self, other: &Resource) -> Resource {
@@ -61,10 +64,17 @@ impl fmt::Display for AppId {
 impl std::str::FromStr for AppId {
     type Err = YarnError;
     fn from_str(s: &str) -> Result<AppId, YarnError> {
-        let bad = || YarnError::BadRequest(format!("'{s}' is not an application id (application_<ts>_<seq>)"));
+        let bad = || {
+            YarnError::BadRequest(format!(
+                "'{s}' is not an application id (application_<ts>_<seq>)"
+            ))
+        };
         let rest = s.strip_prefix("application_").ok_or_else(bad)?;
         let (ts, seq) = rest.split_once('_').ok_or_else(bad)?;
-        Ok(AppId { cluster_ts: ts.parse().map_err(|_| bad())?, seq: seq.parse().map_err(|_| bad())? })
+        Ok(AppId {
+            cluster_ts: ts.parse().map_err(|_| bad())?,
+            seq: seq.parse().map_err(|_| bad())?,
+        })
     }
 }
 
@@ -79,7 +89,11 @@ pub struct AttemptId {
 
 impl fmt::Display for AttemptId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "appattempt_{}_{:04}_{:06}", self.app.cluster_ts, self.app.seq, self.attempt)
+        write!(
+            f,
+            "appattempt_{}_{:04}_{:06}",
+            self.app.cluster_ts, self.app.seq, self.attempt
+        )
     }
 }
 
@@ -95,7 +109,11 @@ pub struct ContainerId {
 impl fmt::Display for ContainerId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let a = &self.attempt;
-        write!(f, "container_{}_{:04}_{:02}_{:06}", a.app.cluster_ts, a.app.seq, a.attempt, self.seq)
+        write!(
+            f,
+            "container_{}_{:04}_{:02}_{:06}",
+            a.app.cluster_ts, a.app.seq, a.attempt, self.seq
+        )
     }
 }
 
@@ -114,7 +132,7 @@ pub enum Locality {
 
 impl fmt::Display for Locality {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+        f.pad(match self {
             Locality::NodeLocal => "node-local",
             Locality::RackLocal => "rack-local",
             Locality::OffRack => "off-rack",
@@ -241,13 +259,16 @@ pub enum AppState {
 impl AppState {
     /// True for FINISHED, FAILED and KILLED.
     pub fn is_final(&self) -> bool {
-        matches!(self, AppState::Finished | AppState::Failed | AppState::Killed)
+        matches!(
+            self,
+            AppState::Finished | AppState::Failed | AppState::Killed
+        )
     }
 }
 
 impl fmt::Display for AppState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+        f.pad(match self {
             AppState::New => "NEW",
             AppState::Accepted => "ACCEPTED",
             AppState::Running => "RUNNING",
@@ -292,7 +313,7 @@ pub enum FinalStatus {
 
 impl fmt::Display for FinalStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+        f.pad(match self {
             FinalStatus::Undefined => "UNDEFINED",
             FinalStatus::Succeeded => "SUCCEEDED",
             FinalStatus::Failed => "FAILED",
@@ -626,11 +647,17 @@ mod tests {
 
     #[test]
     fn ids_display_like_hadoop_and_parse_back() {
-        let app = AppId { cluster_ts: 1764115200000, seq: 7 };
+        let app = AppId {
+            cluster_ts: 1764115200000,
+            seq: 7,
+        };
         assert_eq!(app.to_string(), "application_1764115200000_0007");
         assert_eq!(app.to_string().parse::<AppId>().unwrap(), app);
         assert!("app_1_2".parse::<AppId>().is_err());
-        let c = ContainerId { attempt: AttemptId { app, attempt: 1 }, seq: 42 };
+        let c = ContainerId {
+            attempt: AttemptId { app, attempt: 1 },
+            seq: 42,
+        };
         assert_eq!(c.to_string(), "container_1764115200000_0007_01_000042");
     }
 

@@ -640,7 +640,7 @@ impl DfsWriter {
         }
         self.finish_block().await?;
         let started = Instant::now();
-        let mut backoff = Duration::from_millis(50);
+        let mut backoff = Duration::from_millis(5);
         loop {
             let req = NamenodeRequest::Complete {
                 path: self.path.clone(),
@@ -659,7 +659,7 @@ impl DfsWriter {
                         });
                     }
                     tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    backoff = (backoff * 2).min(Duration::from_millis(500));
                 }
                 _ => return Err(DfsError::UnexpectedReply("Complete")),
             }

@@ -1,12 +1,13 @@
 //! The block scanner: a background thread that re-reads every finalized replica against its
-//! meta file once per `scan-interval-ms`, throttled so that the pass is spread over the
-//! interval (never slower than [`MIN_SCAN_RATE`]), and reports corrupt replicas. A read
-//! failure elsewhere can ask for one replica to be scanned at once.
+//! meta file once per `scan-interval-ms` (a new replica soon after it appears), throttled so
+//! that a full scan is spread over the interval (never slower than [`MIN_SCAN_RATE`]), and
+//! reports corrupt replicas. A read failure elsewhere can ask for one replica to be scanned
+//! at once.
 
 use super::block_store::{BlockStore, StoreError};
 use super::reports::ReportQueue;
 use crate::protocol::{BlockId, ExtendedBlock};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -45,6 +46,7 @@ impl ScannerHandle {
                     interval,
                     rx,
                     reported: HashSet::new(),
+                    last_scan: HashMap::new(),
                 }
                 .run()
             })?;
@@ -82,6 +84,8 @@ struct Scanner {
     rx: mpsc::Receiver<ScanMsg>,
     /// Replicas already reported corrupt (reported once, not every pass).
     reported: HashSet<(BlockId, u64)>,
+    /// When each replica was last verified.
+    last_scan: HashMap<BlockId, Instant>,
 }
 
 /// The scanner should stop.
@@ -89,26 +93,22 @@ struct Stopped;
 
 impl Scanner {
     fn run(mut self) {
+        // Idle wake-ups look for replicas that became due (new ones are due at once).
+        let tick = self
+            .interval
+            .clamp(Duration::from_millis(10), Duration::from_secs(1));
         loop {
-            let pass_start = Instant::now();
             if self.pass().is_err() {
                 return;
             }
-            let next = pass_start + self.interval;
-            loop {
-                let wait = next.saturating_duration_since(Instant::now());
-                if wait.is_zero() {
-                    break;
-                }
-                match self.rx.recv_timeout(wait) {
-                    Ok(ScanMsg::Block(id)) => {
-                        if self.scan_block(id, None).is_err() {
-                            return;
-                        }
+            match self.rx.recv_timeout(tick) {
+                Ok(ScanMsg::Block(id)) => {
+                    if self.scan_block(id, None).is_err() {
+                        return;
                     }
-                    Ok(ScanMsg::Stop) | Err(RecvTimeoutError::Disconnected) => return,
-                    Err(RecvTimeoutError::Timeout) => break,
                 }
+                Ok(ScanMsg::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+                Err(RecvTimeoutError::Timeout) => {}
             }
         }
     }
@@ -124,8 +124,26 @@ impl Scanner {
         }
     }
 
+    /// Scans every finalized replica not scanned within the interval, at a rate that
+    /// spreads a full scan of the data dir over the interval.
     fn pass(&mut self) -> Result<(), Stopped> {
         let blocks = self.store.finalized();
+        let live: HashSet<BlockId> = blocks.iter().map(|b| b.id).collect();
+        self.last_scan.retain(|id, _| live.contains(id));
+        self.reported.retain(|(id, _)| live.contains(id));
+        let now = Instant::now();
+        let due: Vec<ExtendedBlock> = blocks
+            .iter()
+            .filter(|b| {
+                self.last_scan
+                    .get(&b.id)
+                    .is_none_or(|t| now.duration_since(*t) >= self.interval)
+            })
+            .copied()
+            .collect();
+        if due.is_empty() {
+            return Ok(());
+        }
         let total: u64 = blocks.iter().map(|b| b.len).sum();
         let secs = self.interval.as_secs_f64().max(0.001);
         let rate = ((total as f64 / secs) as u64).max(MIN_SCAN_RATE);
@@ -134,7 +152,7 @@ impl Scanner {
             began: Instant::now(),
             bytes: 0,
         };
-        for b in blocks {
+        for b in due {
             self.poll()?;
             self.scan_block(b.id, Some(&mut throttle))?;
         }
@@ -158,6 +176,7 @@ impl Scanner {
             }
         };
         let block = reader.block();
+        self.last_scan.insert(id, Instant::now());
         let (mut buf, mut crcs) = (Vec::new(), Vec::new());
         let mut pos = 0u64;
         while pos < block.len {

@@ -117,7 +117,8 @@ impl Cluster {
     }
 
     fn client(&self) -> BulkConnector {
-        BulkConnector::new(BulkTransport::Tcp, &self.user, ip(1)).unwrap()
+        let transport = self.config.dfs.data_transport.parse().unwrap();
+        BulkConnector::new(transport, &self.user, ip(1)).unwrap()
     }
 }
 
@@ -205,7 +206,17 @@ fn received_by(req: &NamenodeRequest, uuid: &str, block: ExtendedBlock) -> bool 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipeline_stores_identical_replicas_on_three_datanodes() {
+    pipeline_round_trip("tcp").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipeline_over_quic_stores_identical_replicas() {
+    pipeline_round_trip("quic").await;
+}
+
+async fn pipeline_round_trip(transport: &str) {
     let mut c = Cluster::new().await;
+    c.config.dfs.data_transport = transport.into();
     let dns = [
         c.datanode(2).await,
         c.datanode(3).await,

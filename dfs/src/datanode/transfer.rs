@@ -281,7 +281,11 @@ async fn write_block(
                 .await?;
                 w.flush().await.map_err(RpcError::from)
             };
-            if let Err(e) = forwarded.await {
+            // A downstream that stops reading must not stall the whole pipeline.
+            let forwarded = tokio::time::timeout(IO_TIMEOUT, forwarded)
+                .await
+                .unwrap_or_else(|_| Err(RpcError::Io(std::io::ErrorKind::TimedOut.into())));
+            if let Err(e) = forwarded {
                 tracing::warn!(block = block.id, error = %e, "downstream broke mid-stream");
                 down_w = None;
             }
@@ -532,6 +536,9 @@ async fn send_replica(
                 if matches!(e, StoreError::Corrupt { .. }) {
                     tracing::warn!(block = replica.id, error = %e, "corrupt replica: aborting the stream");
                     ctx.report_corrupt(replica);
+                } else {
+                    // Not proven corrupt: let the scanner look at the whole replica.
+                    ctx.scanner.scan_now(replica.id);
                 }
                 return Err(e.into());
             }

@@ -104,7 +104,7 @@ pub fn format(config: &DfsConfig, force: bool) -> Result<store::FormatInfo, Star
     drop(ns);
     let info = store::FormatInfo {
         cluster: config.cluster.name.clone(),
-        namespace_id: rand::random(),
+        namespace_id: rand::random::<u64>() >> 1,
         created_ms: now,
     };
     store::mark_formatted(dir, &info).map_err(StartError::Store)?;

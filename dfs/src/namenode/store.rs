@@ -69,7 +69,7 @@ struct LogRecord {
 pub struct FormatInfo {
     /// Cluster name given to `sheaf format`.
     pub cluster: String,
-    /// Random id of this namespace (changes on every format).
+    /// Random id of this namespace (changes on every format; below 2^63 to fit TOML integers).
     pub namespace_id: u64,
     /// Format time, ms since the Unix epoch.
     pub created_ms: u64,

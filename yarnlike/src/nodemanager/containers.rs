@@ -12,7 +12,16 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 /// Variables of the NodeManager's own environment that containers inherit.
-const INHERITED_ENV: &[&str] = &["PATH", "HOME", "USER", "LOGNAME", "LANG", "TMPDIR", "RUST_LOG", "RUST_BACKTRACE"];
+const INHERITED_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "LANG",
+    "TMPDIR",
+    "RUST_LOG",
+    "RUST_BACKTRACE",
+];
 
 /// Where and how containers run.
 #[derive(Debug, Clone)]
@@ -65,7 +74,11 @@ const LAUNCH_EXIT_UNKNOWN: i32 = -1000;
 impl Containers {
     /// An empty table.
     pub fn new(settings: ContainerSettings) -> Arc<Containers> {
-        Arc::new(Containers { table: Mutex::new(HashMap::new()), changed: Notify::new(), settings })
+        Arc::new(Containers {
+            table: Mutex::new(HashMap::new()),
+            changed: Notify::new(),
+            settings,
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<ContainerId, Entry>> {
@@ -74,11 +87,17 @@ impl Containers {
 
     /// Directory of a container's logs.
     pub fn log_dir_of(&self, id: ContainerId) -> PathBuf {
-        self.settings.log_dir.join(id.attempt.app.to_string()).join(id.to_string())
+        self.settings
+            .log_dir
+            .join(id.attempt.app.to_string())
+            .join(id.to_string())
     }
 
     fn work_dir_of(&self, id: ContainerId) -> PathBuf {
-        self.settings.local_dir.join(id.attempt.app.to_string()).join(id.to_string())
+        self.settings
+            .local_dir
+            .join(id.attempt.app.to_string())
+            .join(id.to_string())
     }
 
     /// Every container's status (completed ones until the RM acknowledges them).
@@ -90,7 +109,9 @@ impl Containers {
     pub fn forget(&self, acknowledged: &[ContainerId]) {
         let mut t = self.lock();
         for id in acknowledged {
-            if t.get(id).is_some_and(|e| e.status.state == ContainerState::Complete) {
+            if t.get(id)
+                .is_some_and(|e| e.status.state == ContainerState::Complete)
+            {
                 t.remove(id);
             }
         }
@@ -122,7 +143,15 @@ impl Containers {
                 exit_status: 0,
                 diagnostics: String::new(),
             };
-            t.insert(launch.id, Entry { status, pid: None, limit_mb: launch.resource.memory_mb, kill_reason: None });
+            t.insert(
+                launch.id,
+                Entry {
+                    status,
+                    pid: None,
+                    limit_mb: launch.resource.memory_mb,
+                    kill_reason: None,
+                },
+            );
         }
         let this = self.clone();
         tokio::spawn(async move {
@@ -144,17 +173,21 @@ impl Containers {
             return failed("localizing DFS files is not supported by this NodeManager yet".into());
         }
         let (work, logs) = (self.work_dir_of(id), self.log_dir_of(id));
-        let prepared = tokio::task::spawn_blocking(move || -> std::io::Result<(PathBuf, std::fs::File, std::fs::File)> {
-            std::fs::create_dir_all(&work)?;
-            std::fs::create_dir_all(&logs)?;
-            let out = std::fs::File::create(logs.join("stdout"))?;
-            let err = std::fs::File::create(logs.join("stderr"))?;
-            Ok((work, out, err))
-        })
+        let prepared = tokio::task::spawn_blocking(
+            move || -> std::io::Result<(PathBuf, std::fs::File, std::fs::File)> {
+                std::fs::create_dir_all(&work)?;
+                std::fs::create_dir_all(&logs)?;
+                let out = std::fs::File::create(logs.join("stdout"))?;
+                let err = std::fs::File::create(logs.join("stderr"))?;
+                Ok((work, out, err))
+            },
+        )
         .await;
         let (work, out, err) = match prepared {
             Ok(Ok(p)) => p,
-            Ok(Err(e)) => return failed(format!("cannot prepare the container's directories: {e}")),
+            Ok(Err(e)) => {
+                return failed(format!("cannot prepare the container's directories: {e}"))
+            }
             Err(e) => return failed(format!("cannot prepare the container's directories: {e}")),
         };
         let mut cmd = tokio::process::Command::new(&program);
@@ -171,12 +204,15 @@ impl Containers {
             }
         }
         cmd.envs(&self.settings.env).envs(&launch.spec.env);
-        cmd.env("SHEAF_CONTAINER_WORK_DIR", &work).env("SHEAF_CONTAINER_LOG_DIR", self.log_dir_of(id));
+        cmd.env("SHEAF_CONTAINER_WORK_DIR", &work)
+            .env("SHEAF_CONTAINER_LOG_DIR", self.log_dir_of(id));
         cmd.env("USER", &launch.user);
         // Spawn under the lock so a kill arriving now either sees the pid or stops the spawn.
         let mut child = {
             let mut t = self.lock();
-            let Some(entry) = t.get_mut(&id) else { return failed("forgotten before it started".into()) };
+            let Some(entry) = t.get_mut(&id) else {
+                return failed("forgotten before it started".into());
+            };
             if let Some(reason) = entry.kill_reason.take() {
                 return reason;
             }
@@ -193,7 +229,10 @@ impl Containers {
         let pgid = child.id().map(|p| p as i32).unwrap_or(0);
         let exit = match child.wait().await {
             Ok(status) => describe_exit(status),
-            Err(e) => (LAUNCH_EXIT_UNKNOWN, format!("cannot wait for the container: {e}")),
+            Err(e) => (
+                LAUNCH_EXIT_UNKNOWN,
+                format!("cannot wait for the container: {e}"),
+            ),
         };
         // Leftovers of the group (background children of a shell) go with their container.
         signal_group(pgid, libc::SIGKILL);
@@ -228,19 +267,30 @@ impl Containers {
     pub fn stop_all(self: &Arc<Self>) {
         let ids: Vec<ContainerId> = self.lock().keys().copied().collect();
         for id in ids {
-            self.stop(id, (exit_status::KILLED, "killed: the nodemanager stopped".into()));
+            self.stop(
+                id,
+                (
+                    exit_status::KILLED,
+                    "killed: the nodemanager stopped".into(),
+                ),
+            );
         }
     }
 
     /// One memory check: kills containers whose process tree's RSS exceeds their limit.
     /// Returns the containers killed.
     pub async fn enforce_memory(&self) -> Vec<ContainerId> {
-        let running: Vec<(ContainerId, i32, u64)> =
-            self.lock().iter().filter_map(|(id, e)| e.pid.map(|p| (*id, p, e.limit_mb))).collect();
+        let running: Vec<(ContainerId, i32, u64)> = self
+            .lock()
+            .iter()
+            .filter_map(|(id, e)| e.pid.map(|p| (*id, p, e.limit_mb)))
+            .collect();
         if running.is_empty() {
             return Vec::new();
         }
-        let Ok(table) = tokio::task::spawn_blocking(ProcessTable::scan).await else { return Vec::new() };
+        let Ok(table) = tokio::task::spawn_blocking(ProcessTable::scan).await else {
+            return Vec::new();
+        };
         let mut killed = Vec::new();
         for (id, pid, limit_mb) in running {
             let used_mb = table.tree_rss(pid) / (1 << 20);
@@ -250,7 +300,9 @@ impl Containers {
             let reason = format!("killed: exceeded memory limit ({used_mb} MB > {limit_mb} MB)");
             tracing::warn!(container = %id, "{reason}");
             let mut t = self.lock();
-            let Some(e) = t.get_mut(&id).filter(|e| e.pid == Some(pid)) else { continue };
+            let Some(e) = t.get_mut(&id).filter(|e| e.pid == Some(pid)) else {
+                continue;
+            };
             e.kill_reason = Some((exit_status::EXCEEDED_MEMORY, reason));
             drop(t);
             signal_group(pid, libc::SIGKILL);
@@ -271,7 +323,11 @@ impl Containers {
 
     /// Containers not yet complete.
     pub fn live(&self) -> Vec<ContainerStatus> {
-        self.lock().values().filter(|e| e.status.state != ContainerState::Complete).map(|e| e.status.clone()).collect()
+        self.lock()
+            .values()
+            .filter(|e| e.status.state != ContainerState::Complete)
+            .map(|e| e.status.clone())
+            .collect()
     }
 }
 
@@ -291,22 +347,38 @@ mod tests {
     }
 
     fn launch(seq: u64, mb: u64, argv: &[&str]) -> ContainerLaunch {
-        let attempt = AttemptId { app: AppId { cluster_ts: 1, seq: 1 }, attempt: 1 };
+        let attempt = AttemptId {
+            app: AppId {
+                cluster_ts: 1,
+                seq: 1,
+            },
+            attempt: 1,
+        };
         ContainerLaunch {
             id: ContainerId { attempt, seq },
             user: "tester".into(),
             resource: Resource::new(mb, 1),
-            spec: LaunchSpec { command: argv.iter().map(|s| s.to_string()).collect(), ..LaunchSpec::default() },
+            spec: LaunchSpec {
+                command: argv.iter().map(|s| s.to_string()).collect(),
+                ..LaunchSpec::default()
+            },
         }
     }
 
     async fn completion(c: &Containers, id: ContainerId, within: Duration) -> ContainerStatus {
         let deadline = tokio::time::Instant::now() + within;
         loop {
-            if let Some(s) = c.statuses().into_iter().find(|s| s.id == id && s.state == ContainerState::Complete) {
+            if let Some(s) = c
+                .statuses()
+                .into_iter()
+                .find(|s| s.id == id && s.state == ContainerState::Complete)
+            {
                 return s;
             }
-            assert!(tokio::time::Instant::now() < deadline, "{id} did not complete in {within:?}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{id} did not complete in {within:?}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -315,16 +387,37 @@ mod tests {
     async fn a_container_runs_in_its_dir_with_its_env_and_logs_and_is_cleaned_up() {
         let dir = tempfile::tempdir().unwrap();
         let c = table(dir.path());
-        let l = launch(1, 64, &["sh", "-c", "echo $SHEAF_NM_HOST $USER $(basename $PWD); echo oops >&2; exit 3"]);
+        let l = launch(
+            1,
+            64,
+            &[
+                "sh",
+                "-c",
+                "echo $SHEAF_NM_HOST $USER $(basename $PWD); echo oops >&2; exit 3",
+            ],
+        );
         let id = l.id;
         c.launch(l);
         let s = completion(&c, id, Duration::from_secs(10)).await;
-        assert_eq!((s.exit_status, s.diagnostics.as_str()), (3, "exited with status 3"));
+        assert_eq!(
+            (s.exit_status, s.diagnostics.as_str()),
+            (3, "exited with status 3")
+        );
         let out = std::fs::read_to_string(c.log_dir_of(id).join("stdout")).unwrap();
         assert_eq!(out.trim(), format!("127.0.0.9 tester {id}"));
-        assert_eq!(std::fs::read_to_string(c.log_dir_of(id).join("stderr")).unwrap().trim(), "oops");
+        assert_eq!(
+            std::fs::read_to_string(c.log_dir_of(id).join("stderr"))
+                .unwrap()
+                .trim(),
+            "oops"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
-        assert!(!dir.path().join("local").join(id.attempt.app.to_string()).join(id.to_string()).exists());
+        assert!(!dir
+            .path()
+            .join("local")
+            .join(id.attempt.app.to_string())
+            .join(id.to_string())
+            .exists());
         c.forget(&[id]);
         assert!(c.statuses().is_empty());
     }
@@ -338,7 +431,12 @@ mod tests {
         c.launch(l);
         let s = completion(&c, id, Duration::from_secs(10)).await;
         assert_eq!(s.exit_status, exit_status::LAUNCH_FAILED);
-        assert!(s.diagnostics.contains("cannot launch '/no/such/program'") && s.diagnostics.contains("No such file"), "{}", s.diagnostics);
+        assert!(
+            s.diagnostics.contains("cannot launch '/no/such/program'")
+                && s.diagnostics.contains("No such file"),
+            "{}",
+            s.diagnostics
+        );
     }
 
     #[tokio::test]
@@ -350,12 +448,20 @@ mod tests {
         c.launch(l);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         while c.enforce_memory().await.is_empty() {
-            assert!(tokio::time::Instant::now() < deadline, "the hog was never over its limit");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the hog was never over its limit"
+            );
             tokio::time::sleep(Duration::from_millis(30)).await;
         }
         let s = completion(&c, id, Duration::from_secs(10)).await;
         assert_eq!(s.exit_status, exit_status::EXCEEDED_MEMORY);
-        assert!(s.diagnostics.starts_with("killed: exceeded memory limit (") && s.diagnostics.ends_with(" MB > 64 MB)"), "{}", s.diagnostics);
+        assert!(
+            s.diagnostics.starts_with("killed: exceeded memory limit (")
+                && s.diagnostics.ends_with(" MB > 64 MB)"),
+            "{}",
+            s.diagnostics
+        );
     }
 
     #[tokio::test]
@@ -365,14 +471,24 @@ mod tests {
         let l = launch(1, 64, &["sh", "-c", "trap '' TERM; sleep 30 & wait"]);
         let id = l.id;
         c.launch(l);
-        while c.statuses().iter().all(|s| s.state != ContainerState::Running) {
+        while c
+            .statuses()
+            .iter()
+            .all(|s| s.state != ContainerState::Running)
+        {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
         let started = std::time::Instant::now();
         c.stop(id, (exit_status::KILLED, "killed: released".into()));
         let s = completion(&c, id, Duration::from_secs(5)).await;
-        assert_eq!((s.exit_status, s.diagnostics.as_str()), (exit_status::KILLED, "killed: released"));
-        assert!(started.elapsed() >= Duration::from_millis(250), "SIGKILL only after the grace period");
+        assert_eq!(
+            (s.exit_status, s.diagnostics.as_str()),
+            (exit_status::KILLED, "killed: released")
+        );
+        assert!(
+            started.elapsed() >= Duration::from_millis(250),
+            "SIGKILL only after the grace period"
+        );
     }
 }

@@ -55,7 +55,9 @@ impl NodeManager {
                     return Some(node_id);
                 }
                 Ok(other) => tracing::warn!(error = %unexpected(other), "registration refused"),
-                Err(e) => tracing::warn!(error = %e, "cannot register with the resourcemanager; retrying"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot register with the resourcemanager; retrying")
+                }
             }
             if shutdown.is_triggered() {
                 return None;
@@ -81,7 +83,13 @@ impl NodeManager {
         }
         self.containers.forget(&cmds.acknowledged);
         for id in cmds.stop {
-            self.containers.stop(id, (exit_status::KILLED, "killed: stopped by the resourcemanager".into()));
+            self.containers.stop(
+                id,
+                (
+                    exit_status::KILLED,
+                    "killed: stopped by the resourcemanager".into(),
+                ),
+            );
         }
         for launch in cmds.launch {
             tracing::debug!(container = %launch.id, "launching");

@@ -36,10 +36,20 @@ impl ProcessTable {
     pub fn scan() -> ProcessTable {
         let page = page_size();
         let mut t = ProcessTable::default();
-        let Ok(dir) = std::fs::read_dir("/proc") else { return t };
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return t;
+        };
         for entry in dir.flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
-            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
             if let Some((ppid, rss)) = parse_stat(&stat) {
                 t.parent.insert(pid, ppid);
                 t.rss_bytes.insert(pid, rss * page);
@@ -69,7 +79,10 @@ impl ProcessTable {
 
     /// Total RSS of `root`'s tree, bytes.
     pub fn tree_rss(&self, root: i32) -> u64 {
-        self.tree(root).iter().filter_map(|p| self.rss_bytes.get(p)).sum()
+        self.tree(root)
+            .iter()
+            .filter_map(|p| self.rss_bytes.get(p))
+            .sum()
     }
 }
 
@@ -86,7 +99,10 @@ mod tests {
 
     #[test]
     fn a_shells_children_are_part_of_its_tree() {
-        let mut child = std::process::Command::new("sh").args(["-c", "sleep 5 & sleep 5; wait"]).spawn().unwrap();
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "sleep 5 & sleep 5; wait"])
+            .spawn()
+            .unwrap();
         let root = child.id() as i32;
         let mut tree = Vec::new();
         for _ in 0..50 {

@@ -27,7 +27,10 @@ pub struct ResourceManager {
 }
 
 fn epoch_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Writes store batches in order; everything queued while one batch syncs shares the next fsync.
@@ -37,7 +40,10 @@ fn store_writer(store: RmStore, jobs: mpsc::Receiver<StoreJob>) {
         while let Ok(more) = jobs.try_recv() {
             batch.push(more);
         }
-        let ops: Vec<StoreOp> = batch.iter().flat_map(|(ops, _)| ops.iter().cloned()).collect();
+        let ops: Vec<StoreOp> = batch
+            .iter()
+            .flat_map(|(ops, _)| ops.iter().cloned())
+            .collect();
         let result = store.apply(&ops);
         if let Err(e) = &result {
             tracing::error!(error = %e, "cannot persist resourcemanager state");
@@ -57,7 +63,11 @@ impl ResourceManager {
     }
 
     /// Queues the state's pending writes (under the lock, so they stay in order).
-    fn queue_writes(&self, state: &mut RmState, ack: Option<oneshot::Sender<Result<(), YarnError>>>) {
+    fn queue_writes(
+        &self,
+        state: &mut RmState,
+        ack: Option<oneshot::Sender<Result<(), YarnError>>>,
+    ) {
         let ops = state.take_store_ops();
         if ops.is_empty() && ack.is_none() {
             return;
@@ -79,7 +89,11 @@ impl ResourceManager {
     }
 
     /// Waits (up to `wait`) until `take` yields something worth answering.
-    async fn long_poll<T>(&self, wait: Duration, mut take: impl FnMut(&mut RmState) -> Option<T>) -> Option<T> {
+    async fn long_poll<T>(
+        &self,
+        wait: Duration,
+        mut take: impl FnMut(&mut RmState) -> Option<T>,
+    ) -> Option<T> {
         let deadline = tokio::time::Instant::now() + wait.min(MAX_WAIT);
         loop {
             let notified = self.changed.notified();
@@ -108,7 +122,9 @@ impl ResourceManager {
         match (result, rx.await) {
             (Err(e), _) => RmResponse::Error(e),
             (Ok(_), Ok(Err(e))) => RmResponse::Error(e),
-            (Ok(_), Err(_)) => RmResponse::Error(YarnError::Store("the store writer stopped".into())),
+            (Ok(_), Err(_)) => {
+                RmResponse::Error(YarnError::Store("the store writer stopped".into()))
+            }
             (Ok(id), Ok(Ok(()))) => RmResponse::Submitted(id),
         }
     }
@@ -119,7 +135,11 @@ impl ResourceManager {
         }
         let (attempt, token) = (req.attempt, req.token);
         let first = self.lock().take_allocation(attempt, token);
-        if !first.allocated.is_empty() || !first.completed.is_empty() || first.shutdown || req.wait_ms == 0 {
+        if !first.allocated.is_empty()
+            || !first.completed.is_empty()
+            || first.shutdown
+            || req.wait_ms == 0
+        {
             return RmResponse::Allocation(first);
         }
         let pending = first.pending;
@@ -129,17 +149,26 @@ impl ResourceManager {
                 (!a.allocated.is_empty() || !a.completed.is_empty() || a.shutdown).then_some(a)
             })
             .await;
-        RmResponse::Allocation(news.unwrap_or(Allocation { pending, ..Allocation::default() }))
+        RmResponse::Allocation(news.unwrap_or(Allocation {
+            pending,
+            ..Allocation::default()
+        }))
     }
 
     async fn heartbeat(&self, hb: NodeHeartbeat) -> RmResponse {
         let known = self.mutate(|s| s.node_heartbeat(hb.node_id, &hb.containers, Instant::now()));
         if known.is_none() {
-            return RmResponse::NodeCommands(NodeCommands { reregister: true, ..NodeCommands::default() });
+            return RmResponse::NodeCommands(NodeCommands {
+                reregister: true,
+                ..NodeCommands::default()
+            });
         }
         let node = hb.node_id;
         let cmds = self
-            .long_poll(Duration::from_millis(hb.wait_ms), |s| s.has_node_commands(node).then(|| s.take_node_commands(node)))
+            .long_poll(Duration::from_millis(hb.wait_ms), |s| {
+                s.has_node_commands(node)
+                    .then(|| s.take_node_commands(node))
+            })
             .await;
         RmResponse::NodeCommands(cmds.unwrap_or_default())
     }
@@ -161,21 +190,30 @@ impl Service for ResourceManager {
                 Ok(r) => RmResponse::Application(r),
                 Err(e) => RmResponse::Error(e),
             },
-            RmRequest::ListApplications(states) => RmResponse::Applications(self.lock().list(&states)),
+            RmRequest::ListApplications(states) => {
+                RmResponse::Applications(self.lock().list(&states))
+            }
             RmRequest::Kill(id) => done(self.mutate(|s| s.kill(id, now))),
             RmRequest::QueueStatus => RmResponse::Queues(self.lock().queues()),
             RmRequest::ListNodes => RmResponse::Nodes(self.lock().node_reports(now)),
-            RmRequest::RegisterMaster { attempt, token } => match self.mutate(|s| s.register_master(attempt, token)) {
-                Ok(max_resource) => RmResponse::MasterRegistered { max_resource },
-                Err(e) => RmResponse::Error(e),
-            },
+            RmRequest::RegisterMaster { attempt, token } => {
+                match self.mutate(|s| s.register_master(attempt, token)) {
+                    Ok(max_resource) => RmResponse::MasterRegistered { max_resource },
+                    Err(e) => RmResponse::Error(e),
+                }
+            }
             RmRequest::Allocate(req) => self.allocate(req).await,
-            RmRequest::StartContainers { attempt, token, launches } => {
-                done(self.mutate(|s| s.start_containers(attempt, token, launches)))
-            }
-            RmRequest::FinishMaster { attempt, token, status, diagnostics } => {
-                done(self.mutate(|s| s.finish_master(attempt, token, status, diagnostics, now)))
-            }
+            RmRequest::StartContainers {
+                attempt,
+                token,
+                launches,
+            } => done(self.mutate(|s| s.start_containers(attempt, token, launches))),
+            RmRequest::FinishMaster {
+                attempt,
+                token,
+                status,
+                diagnostics,
+            } => done(self.mutate(|s| s.finish_master(attempt, token, status, diagnostics, now))),
             RmRequest::RegisterNode(reg) => {
                 tracing::info!(host = %reg.host, rack = %reg.rack, capability = %reg.capability, "nodemanager registered");
                 let node_id = self.mutate(|s| s.register_node(reg, now));
@@ -188,7 +226,10 @@ impl Service for ResourceManager {
 
 /// Picks the queue tree: the configured one (and remembers it), else the stored one, else
 /// `root.default`.
-fn choose_queues(store: &RmStore, configured: &[QueueConfig]) -> Result<Vec<QueueConfig>, YarnError> {
+fn choose_queues(
+    store: &RmStore,
+    configured: &[QueueConfig],
+) -> Result<Vec<QueueConfig>, YarnError> {
     if !configured.is_empty() {
         store.save_queues(configured)?;
         return Ok(configured.to_vec());
@@ -223,7 +264,11 @@ pub async fn run(
         .name("rm-store".into())
         .spawn(move || store_writer(store, rx))
         .map_err(|e| YarnError::Store(format!("cannot start the store writer: {e}")))?;
-    let service = Arc::new(ResourceManager { state: Mutex::new(state), changed: Notify::new(), store: tx });
+    let service = Arc::new(ResourceManager {
+        state: Mutex::new(state),
+        changed: Notify::new(),
+        store: tx,
+    });
     service.mutate(|_| ());
     tracing::info!(address = %rm.address, recovered, queues = queues.len(), "resourcemanager listening");
     let ticker = {

@@ -13,7 +13,9 @@
 //!   then accepts its racks, then after `rack_delay` more any node.
 
 use crate::config::{QueueConfig, YarnConfig};
-use crate::protocol::{AttemptId, ContainerAsk, ContainerId, Locality, QueueReport, Resource, YarnError};
+use crate::protocol::{
+    AttemptId, ContainerAsk, ContainerId, Locality, QueueReport, Resource, YarnError,
+};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// A container the scheduler placed on a node.
@@ -97,7 +99,11 @@ pub struct Scheduler {
 
 /// The queue tree used when the configuration names none.
 pub fn default_queues() -> Vec<QueueConfig> {
-    vec![QueueConfig { path: "root.default".into(), capacity: 100.0, max_capacity: 100.0 }]
+    vec![QueueConfig {
+        path: "root.default".into(),
+        capacity: 100.0,
+        max_capacity: 100.0,
+    }]
 }
 
 fn build_queues(configs: &[QueueConfig]) -> Result<Vec<Queue>, YarnError> {
@@ -116,15 +122,24 @@ fn build_queues(configs: &[QueueConfig]) -> Result<Vec<Queue>, YarnError> {
     sorted.sort_by_key(|q| q.path.matches('.').count());
     for q in sorted {
         let Some((parent_path, name)) = q.path.rsplit_once('.') else {
-            return Err(bad(format!("'{}' must be a path under root (root.NAME)", q.path)));
+            return Err(bad(format!(
+                "'{}' must be a path under root (root.NAME)",
+                q.path
+            )));
         };
         if name.is_empty() || queues.iter().any(|e| e.path == q.path) {
             return Err(bad(format!("'{}' is empty or defined twice", q.path)));
         }
         let Some(parent) = queues.iter().position(|e| e.path == parent_path) else {
-            return Err(bad(format!("'{}' has no parent queue '{parent_path}' defined", q.path)));
+            return Err(bad(format!(
+                "'{}' has no parent queue '{parent_path}' defined",
+                q.path
+            )));
         };
-        if !(q.capacity > 0.0 && q.capacity <= 100.0) || q.max_capacity < q.capacity || q.max_capacity > 100.0 {
+        if !(q.capacity > 0.0 && q.capacity <= 100.0)
+            || q.max_capacity < q.capacity
+            || q.max_capacity > 100.0
+        {
             return Err(bad(format!(
                 "'{}' needs 0 < capacity <= max-capacity <= 100 (got {} / {})",
                 q.path, q.capacity, q.max_capacity
@@ -147,9 +162,16 @@ fn build_queues(configs: &[QueueConfig]) -> Result<Vec<Queue>, YarnError> {
         if parent.is_leaf {
             continue;
         }
-        let sum: f64 = queues.iter().filter(|q| q.parent == Some(i)).map(|q| q.capacity).sum();
+        let sum: f64 = queues
+            .iter()
+            .filter(|q| q.parent == Some(i))
+            .map(|q| q.capacity)
+            .sum();
         if (sum - 100.0).abs() > 0.01 {
-            return Err(bad(format!("the children of '{}' have capacities summing to {sum}, not 100", parent.path)));
+            return Err(bad(format!(
+                "the children of '{}' have capacities summing to {sum}, not 100",
+                parent.path
+            )));
         }
     }
     Ok(queues)
@@ -173,7 +195,10 @@ impl Scheduler {
 
     /// Resolves a queue name given at submission: a full path or a unique leaf name.
     pub fn resolve_queue(&self, name: &str) -> Result<String, YarnError> {
-        let mut hits = self.queues.iter().filter(|q| q.path == name || q.path.rsplit('.').next() == Some(name));
+        let mut hits = self
+            .queues
+            .iter()
+            .filter(|q| q.path == name || q.path.rsplit('.').next() == Some(name));
         match (hits.next(), hits.next()) {
             (Some(q), None) if q.is_leaf => Ok(q.path.clone()),
             _ => Err(YarnError::UnknownQueue(name.to_string())),
@@ -181,22 +206,35 @@ impl Scheduler {
     }
 
     fn queue_index(&self, path: &str) -> Result<usize, YarnError> {
-        self.queues.iter().position(|q| q.path == path && q.is_leaf).ok_or_else(|| YarnError::UnknownQueue(path.into()))
+        self.queues
+            .iter()
+            .position(|q| q.path == path && q.is_leaf)
+            .ok_or_else(|| YarnError::UnknownQueue(path.into()))
     }
 
     /// Adds a node (or replaces its capability when it re-registers under the same id).
     pub fn add_node(&mut self, node_id: u64, host: &str, rack: &str, total: Resource) {
         self.nodes.insert(
             node_id,
-            Node { host: host.into(), rack: rack.into(), total, used: Resource::default(), containers: 0 },
+            Node {
+                host: host.into(),
+                rack: rack.into(),
+                total,
+                used: Resource::default(),
+                containers: 0,
+            },
         );
     }
 
     /// Removes a node; returns the containers that were on it (already freed).
     pub fn remove_node(&mut self, node_id: u64) -> Vec<ContainerId> {
         self.nodes.remove(&node_id);
-        let lost: Vec<ContainerId> =
-            self.containers.iter().filter(|(_, p)| p.node_id == node_id).map(|(id, _)| *id).collect();
+        let lost: Vec<ContainerId> = self
+            .containers
+            .iter()
+            .filter(|(_, p)| p.node_id == node_id)
+            .map(|(id, _)| *id)
+            .collect();
         for id in &lost {
             self.release(*id);
         }
@@ -205,13 +243,19 @@ impl Scheduler {
 
     /// Usage of a node.
     pub fn node_usage(&self, node_id: u64) -> Option<NodeUsage> {
-        self.nodes.get(&node_id).map(|n| NodeUsage { used: n.used, containers: n.containers })
+        self.nodes.get(&node_id).map(|n| NodeUsage {
+            used: n.used,
+            containers: n.containers,
+        })
     }
 
     /// The largest container any registered node can hold (zero with no nodes).
     pub fn largest_node(&self) -> Resource {
         self.nodes.values().fold(Resource::default(), |acc, n| {
-            Resource::new(acc.memory_mb.max(n.total.memory_mb), acc.vcores.max(n.total.vcores))
+            Resource::new(
+                acc.memory_mb.max(n.total.memory_mb),
+                acc.vcores.max(n.total.vcores),
+            )
         })
     }
 
@@ -222,14 +266,25 @@ impl Scheduler {
     /// Adds an application attempt to a leaf queue (by full path).
     pub fn add_attempt(&mut self, attempt: AttemptId, queue_path: &str) -> Result<(), YarnError> {
         let queue = self.queue_index(queue_path)?;
-        self.apps.insert(attempt, App { queue, asks: Vec::new() });
+        self.apps.insert(
+            attempt,
+            App {
+                queue,
+                asks: Vec::new(),
+            },
+        );
         Ok(())
     }
 
     /// Removes an attempt; returns its containers (already freed) so they can be killed.
     pub fn remove_attempt(&mut self, attempt: AttemptId) -> Vec<ContainerId> {
         self.apps.remove(&attempt);
-        let owned: Vec<ContainerId> = self.containers.keys().filter(|c| c.attempt == attempt).copied().collect();
+        let owned: Vec<ContainerId> = self
+            .containers
+            .keys()
+            .filter(|c| c.attempt == attempt)
+            .copied()
+            .collect();
         for id in &owned {
             self.release(*id);
         }
@@ -239,13 +294,18 @@ impl Scheduler {
     /// Rounds an ask's memory up to the minimum allocation and checks that some node can hold it.
     pub fn normalize(&self, resource: Resource) -> Result<Resource, YarnError> {
         if resource.memory_mb == 0 {
-            return Err(YarnError::BadRequest("a container needs at least 1 MB of memory".into()));
+            return Err(YarnError::BadRequest(
+                "a container needs at least 1 MB of memory".into(),
+            ));
         }
         let m = self.minimum_allocation_mb;
         let normalized = Resource::new(resource.memory_mb.div_ceil(m) * m, resource.vcores.max(1));
         if !self.nodes.is_empty() && !self.nodes.values().any(|n| n.total.fits(&normalized)) {
             let largest = self.largest_node();
-            return Err(YarnError::ResourceTooLarge { asked: normalized.to_string(), largest: largest.to_string() });
+            return Err(YarnError::ResourceTooLarge {
+                asked: normalized.to_string(),
+                largest: largest.to_string(),
+            });
         }
         Ok(normalized)
     }
@@ -253,9 +313,16 @@ impl Scheduler {
     /// Adds an ask of an attempt. Rejected at once when no node could ever hold it.
     pub fn add_ask(&mut self, attempt: AttemptId, mut ask: ContainerAsk) -> Result<(), YarnError> {
         ask.resource = self.normalize(ask.resource)?;
-        let app = self.apps.get_mut(&attempt).ok_or_else(|| YarnError::NotCurrentMaster(attempt.to_string()))?;
+        let app = self
+            .apps
+            .get_mut(&attempt)
+            .ok_or_else(|| YarnError::NotCurrentMaster(attempt.to_string()))?;
         if ask.count > 0 {
-            app.asks.push(PendingAsk { remaining: ask.count, missed: 0, ask });
+            app.asks.push(PendingAsk {
+                remaining: ask.count,
+                missed: 0,
+                ask,
+            });
             app.asks.sort_by_key(|a| (a.ask.priority, a.ask.ask_id));
         }
         Ok(())
@@ -277,12 +344,17 @@ impl Scheduler {
 
     /// Containers still to be allocated for an attempt.
     pub fn pending(&self, attempt: AttemptId) -> u32 {
-        self.apps.get(&attempt).map(|a| a.asks.iter().map(|k| k.remaining).sum()).unwrap_or(0)
+        self.apps
+            .get(&attempt)
+            .map(|a| a.asks.iter().map(|k| k.remaining).sum())
+            .unwrap_or(0)
     }
 
     /// Frees a container (completed, released or killed). Returns false when it was unknown.
     pub fn release(&mut self, id: ContainerId) -> bool {
-        let Some(p) = self.containers.remove(&id) else { return false };
+        let Some(p) = self.containers.remove(&id) else {
+            return false;
+        };
         if let Some(n) = self.nodes.get_mut(&p.node_id) {
             n.used = n.used.minus(&p.resource);
             n.containers = n.containers.saturating_sub(1);
@@ -297,7 +369,9 @@ impl Scheduler {
 
     /// Records a container that already runs (a NodeManager re-registered with it).
     pub fn adopt(&mut self, id: ContainerId, node_id: u64, resource: Resource) -> bool {
-        let Some(app) = self.apps.get(&id.attempt) else { return false };
+        let Some(app) = self.apps.get(&id.attempt) else {
+            return false;
+        };
         if !self.nodes.contains_key(&node_id) || self.containers.contains_key(&id) {
             return false;
         }
@@ -317,7 +391,14 @@ impl Scheduler {
             self.queues[i].used = self.queues[i].used.plus(&resource);
             q = self.queues[i].parent;
         }
-        self.containers.insert(id, Placed { node_id, queue, resource });
+        self.containers.insert(
+            id,
+            Placed {
+                node_id,
+                queue,
+                resource,
+            },
+        );
     }
 
     /// True when queue `leaf` (and every ancestor) may grow by `r` within its max-capacity.
@@ -358,7 +439,11 @@ impl Scheduler {
         if !ask.relax_locality {
             return (ask.hosts.is_empty() && rack_ok).then_some(Locality::RackLocal);
         }
-        let host_wait = if ask.hosts.is_empty() { 0 } else { self.node_delay };
+        let host_wait = if ask.hosts.is_empty() {
+            0
+        } else {
+            self.node_delay
+        };
         if pending.missed < host_wait {
             return None;
         }
@@ -379,24 +464,38 @@ impl Scheduler {
             ids.rotate_left(k);
         }
         self.pass += 1;
+        // Round-robin, one container per node per round, so work spreads over the nodes instead
+        // of filling the first one. An ask declines a node at most once per pass.
+        let mut declined: HashMap<u64, HashSet<(AttemptId, u64)>> = HashMap::new();
         let mut out = Vec::new();
-        for node_id in ids {
-            let mut declined: HashSet<(AttemptId, u64)> = HashSet::new();
-            while let Some(p) = self.assign_one(node_id, &mut declined) {
-                out.push(p);
+        loop {
+            let before = out.len();
+            for &node_id in &ids {
+                if let Some(p) = self.assign_one(node_id, declined.entry(node_id).or_default()) {
+                    out.push(p);
+                }
+            }
+            if out.len() == before {
+                return out;
             }
         }
-        out
     }
 
     fn leaf_order(&self) -> Vec<usize> {
-        let mut leaves: Vec<usize> = (0..self.queues.len()).filter(|&i| self.queues[i].is_leaf).collect();
-        let share = |i: usize| self.queues[i].used.memory_mb as f64 / self.queues[i].abs_capacity.max(1e-9);
+        let mut leaves: Vec<usize> = (0..self.queues.len())
+            .filter(|&i| self.queues[i].is_leaf)
+            .collect();
+        let share =
+            |i: usize| self.queues[i].used.memory_mb as f64 / self.queues[i].abs_capacity.max(1e-9);
         leaves.sort_by(|&a, &b| share(a).total_cmp(&share(b)).then(a.cmp(&b)));
         leaves
     }
 
-    fn assign_one(&mut self, node_id: u64, declined: &mut HashSet<(AttemptId, u64)>) -> Option<Placement> {
+    fn assign_one(
+        &mut self,
+        node_id: u64,
+        declined: &mut HashSet<(AttemptId, u64)>,
+    ) -> Option<Placement> {
         let node = self.nodes.get(&node_id)?;
         let free = node.total.minus(&node.used);
         if free.memory_mb == 0 || free.vcores == 0 {
@@ -409,7 +508,10 @@ impl Scheduler {
             for (attempt, app) in self.apps.iter().filter(|(_, a)| a.queue == q) {
                 for (i, pending) in app.asks.iter().enumerate() {
                     let r = pending.ask.resource;
-                    if pending.remaining == 0 || !free.fits(&r) || declined.contains(&(*attempt, pending.ask.ask_id)) {
+                    if pending.remaining == 0
+                        || !free.fits(&r)
+                        || declined.contains(&(*attempt, pending.ask.ask_id))
+                    {
                         continue;
                     }
                     if !self.within_max(q, &r, cluster_mb) {
@@ -441,10 +543,19 @@ impl Scheduler {
         }
         let (ask_id, resource) = (pending.ask.ask_id, pending.ask.resource);
         app.asks.retain(|a| a.remaining > 0);
-        let container = ContainerId { attempt, seq: self.next_container };
+        let container = ContainerId {
+            attempt,
+            seq: self.next_container,
+        };
         self.next_container += 1;
         self.charge(container, node_id, queue, resource);
-        Some(Placement { container, node_id, ask_id, resource, locality })
+        Some(Placement {
+            container,
+            node_id,
+            ask_id,
+            resource,
+            locality,
+        })
     }
 
     /// The queue tree with usage, parents before children.
@@ -473,7 +584,11 @@ impl Scheduler {
                     used_percent: q.used.memory_mb as f64 * 100.0 / cluster_mb,
                     used: q.used,
                     active_apps: apps.len() as u32,
-                    pending_containers: apps.iter().flat_map(|a| a.asks.iter()).map(|k| k.remaining).sum(),
+                    pending_containers: apps
+                        .iter()
+                        .flat_map(|a| a.asks.iter())
+                        .map(|k| k.remaining)
+                        .sum(),
                     is_leaf: q.is_leaf,
                 }
             })
@@ -487,7 +602,10 @@ mod tests {
     use crate::protocol::AppId;
 
     fn attempt(seq: u32) -> AttemptId {
-        AttemptId { app: AppId { cluster_ts: 1, seq }, attempt: 1 }
+        AttemptId {
+            app: AppId { cluster_ts: 1, seq },
+            attempt: 1,
+        }
     }
 
     fn ask(id: u64, count: u32, mb: u64, hosts: &[&str]) -> ContainerAsk {
@@ -503,15 +621,28 @@ mod tests {
     }
 
     fn queues(spec: &[(&str, f64, f64)]) -> Vec<QueueConfig> {
-        spec.iter().map(|(p, c, m)| QueueConfig { path: p.to_string(), capacity: *c, max_capacity: *m }).collect()
+        spec.iter()
+            .map(|(p, c, m)| QueueConfig {
+                path: p.to_string(),
+                capacity: *c,
+                max_capacity: *m,
+            })
+            .collect()
     }
 
     fn yarn(node_delay: u32, rack_delay: u32) -> YarnConfig {
-        YarnConfig { node_locality_delay: node_delay, rack_locality_delay: rack_delay, ..YarnConfig::default() }
+        YarnConfig {
+            node_locality_delay: node_delay,
+            rack_locality_delay: rack_delay,
+            ..YarnConfig::default()
+        }
     }
 
     fn count_by_app(placements: &[Placement], a: AttemptId) -> usize {
-        placements.iter().filter(|p| p.container.attempt == a).count()
+        placements
+            .iter()
+            .filter(|p| p.container.attempt == a)
+            .count()
     }
 
     #[test]
@@ -519,7 +650,12 @@ mod tests {
         let q = queues(&[("root.prod", 70.0, 100.0), ("root.dev", 30.0, 100.0)]);
         let mut s = Scheduler::new(&q, &yarn(0, 0)).unwrap();
         for n in 0..10 {
-            s.add_node(n, &format!("10.0.0.{n}"), "/r1", Resource::new(10 * 1024, 10));
+            s.add_node(
+                n,
+                &format!("10.0.0.{n}"),
+                "/r1",
+                Resource::new(10 * 1024, 10),
+            );
         }
         let (prod, dev) = (attempt(1), attempt(2));
         // dev submits first: FIFO across queues must not let it take everything.
@@ -530,7 +666,10 @@ mod tests {
         let placed = s.schedule();
         assert_eq!(placed.len(), 100, "the cluster holds 100 containers");
         let (p, d) = (count_by_app(&placed, prod), count_by_app(&placed, dev));
-        assert!((68..=72).contains(&p) && (28..=32).contains(&d), "prod {p} dev {d}");
+        assert!(
+            (68..=72).contains(&p) && (28..=32).contains(&d),
+            "prod {p} dev {d}"
+        );
     }
 
     #[test]
@@ -553,7 +692,11 @@ mod tests {
         }
         let next = s.schedule();
         // Shares of guarantee: b climbs 2000→4000 MB before tying with a, then they alternate.
-        assert_eq!((count_by_app(&next, a), count_by_app(&next, b)), (1, 3), "freed capacity goes to the under-served queue first");
+        assert_eq!(
+            (count_by_app(&next, a), count_by_app(&next, b)),
+            (1, 3),
+            "freed capacity goes to the under-served queue first"
+        );
     }
 
     #[test]
@@ -569,7 +712,10 @@ mod tests {
         s.add_ask(first, low).unwrap();
         s.add_ask(first, ask(3, 1, 1000, &[])).unwrap();
         let placed = s.schedule();
-        let order: Vec<(u32, u64)> = placed.iter().map(|p| (p.container.attempt.app.seq, p.ask_id)).collect();
+        let order: Vec<(u32, u64)> = placed
+            .iter()
+            .map(|p| (p.container.attempt.app.seq, p.ask_id))
+            .collect();
         assert_eq!(order, vec![(1, 3), (1, 7), (2, 1)]);
     }
 
@@ -584,7 +730,10 @@ mod tests {
         s.add_ask(filler, ask(1, 1, 1000, &["h1"])).unwrap();
         let busy = s.schedule();
         assert_eq!(busy.len(), 1);
-        assert_eq!((busy[0].node_id, busy[0].locality), (1, Locality::NodeLocal));
+        assert_eq!(
+            (busy[0].node_id, busy[0].locality),
+            (1, Locality::NodeLocal)
+        );
         let a = attempt(2);
         s.add_attempt(a, "root.default").unwrap();
         s.add_ask(a, ask(1, 1, 1000, &["h1"])).unwrap();
@@ -593,7 +742,10 @@ mod tests {
         s.release(busy[0].container);
         let placed = s.schedule();
         assert_eq!(placed.len(), 1);
-        assert_eq!((placed[0].node_id, placed[0].locality), (1, Locality::NodeLocal));
+        assert_eq!(
+            (placed[0].node_id, placed[0].locality),
+            (1, Locality::NodeLocal)
+        );
     }
 
     #[test]
@@ -614,7 +766,10 @@ mod tests {
             assert!(s.schedule().is_empty(), "pass {pass} placed too early");
         }
         let placed = s.schedule();
-        assert_eq!((placed[0].node_id, placed[0].locality), (3, Locality::OffRack));
+        assert_eq!(
+            (placed[0].node_id, placed[0].locality),
+            (3, Locality::OffRack)
+        );
 
         // Rack-local after node_delay when a rack-mate is free.
         let mut s = Scheduler::new(&default_queues(), &yarn(2, 5)).unwrap();
@@ -628,7 +783,10 @@ mod tests {
         assert!(s.schedule().is_empty());
         assert!(s.schedule().is_empty());
         let placed = s.schedule();
-        assert_eq!((placed[0].node_id, placed[0].locality), (2, Locality::RackLocal));
+        assert_eq!(
+            (placed[0].node_id, placed[0].locality),
+            (2, Locality::RackLocal)
+        );
     }
 
     #[test]
@@ -655,8 +813,15 @@ mod tests {
         let mut s = Scheduler::new(&q, &yarn(0, 0)).unwrap();
         s.add_node(1, "h1", "/r", Resource::new(4096, 4));
         s.add_node(2, "h2", "/r", Resource::new(8192, 2));
-        assert_eq!(s.resolve_queue("nope"), Err(YarnError::UnknownQueue("nope".into())));
-        assert_eq!(s.resolve_queue("root"), Err(YarnError::UnknownQueue("root".into())), "not a leaf");
+        assert_eq!(
+            s.resolve_queue("nope"),
+            Err(YarnError::UnknownQueue("nope".into()))
+        );
+        assert_eq!(
+            s.resolve_queue("root"),
+            Err(YarnError::UnknownQueue("root".into())),
+            "not a leaf"
+        );
         assert_eq!(s.resolve_queue("a").unwrap(), "root.a");
         let a = attempt(1);
         s.add_attempt(a, "root.a").unwrap();
@@ -664,17 +829,29 @@ mod tests {
         assert!(matches!(err, YarnError::ResourceTooLarge { .. }), "{err:?}");
         let mut wide = ask(2, 1, 8000, &[]);
         wide.resource.vcores = 3;
-        assert!(s.add_ask(a, wide).is_err(), "no single node has 8000 MB and 3 vcores");
+        assert!(
+            s.add_ask(a, wide).is_err(),
+            "no single node has 8000 MB and 3 vcores"
+        );
         assert!(s.add_ask(a, ask(3, 1, 8000, &[])).is_ok());
     }
 
     #[test]
     fn bad_queue_trees_are_config_errors() {
         let y = yarn(0, 0);
-        assert!(Scheduler::new(&queues(&[("root.a", 70.0, 100.0), ("root.b", 20.0, 100.0)]), &y).is_err());
+        assert!(Scheduler::new(
+            &queues(&[("root.a", 70.0, 100.0), ("root.b", 20.0, 100.0)]),
+            &y
+        )
+        .is_err());
         assert!(Scheduler::new(&queues(&[("root.a.b", 100.0, 100.0)]), &y).is_err());
         assert!(Scheduler::new(&queues(&[("root.a", 100.0, 50.0)]), &y).is_err());
-        let nested = queues(&[("root.a", 60.0, 100.0), ("root.b", 40.0, 100.0), ("root.a.x", 50.0, 100.0), ("root.a.y", 50.0, 100.0)]);
+        let nested = queues(&[
+            ("root.a", 60.0, 100.0),
+            ("root.b", 40.0, 100.0),
+            ("root.a.x", 50.0, 100.0),
+            ("root.a.y", 50.0, 100.0),
+        ]);
         let s = Scheduler::new(&nested, &y).unwrap();
         assert!(s.resolve_queue("a").is_err(), "a is a parent");
         let r = s.queue_reports();

@@ -138,7 +138,12 @@ impl RmState {
                 r.report.state = AppState::Failed;
                 r.report.final_status = FinalStatus::Failed;
                 r.report.finish_ms = now_ms;
-                for c in r.report.containers.iter_mut().filter(|c| c.state != ContainerState::Complete) {
+                for c in r
+                    .report
+                    .containers
+                    .iter_mut()
+                    .filter(|c| c.state != ContainerState::Complete)
+                {
                     c.state = ContainerState::Complete;
                     c.exit_status = exit_status::KILLED;
                     c.diagnostics = "resourcemanager restarted".into();
@@ -167,11 +172,20 @@ impl RmState {
         let queue = self.scheduler.resolve_queue(&sub.queue)?;
         self.scheduler.normalize(sub.am_resource)?;
         if sub.am_spec.command.first().is_none_or(|c| c.is_empty()) {
-            return Err(YarnError::BadRequest("the master's command is empty".into()));
+            return Err(YarnError::BadRequest(
+                "the master's command is empty".into(),
+            ));
         }
-        let id = AppId { cluster_ts: self.cluster_ts, seq: self.next_seq };
+        let id = AppId {
+            cluster_ts: self.cluster_ts,
+            seq: self.next_seq,
+        };
         self.next_seq += 1;
-        let max_attempts = if sub.max_attempts == 0 { self.max_attempts } else { sub.max_attempts };
+        let max_attempts = if sub.max_attempts == 0 {
+            self.max_attempts
+        } else {
+            sub.max_attempts
+        };
         let report = ApplicationReport {
             id,
             name: sub.name.clone(),
@@ -187,20 +201,33 @@ impl RmState {
             master_host: None,
             containers: Vec::new(),
         };
-        self.apps.insert(id, AppRecord { submission: sub, report, token: 0, master: None });
+        self.apps.insert(
+            id,
+            AppRecord {
+                submission: sub,
+                report,
+                token: 0,
+                master: None,
+            },
+        );
         self.start_attempt(id, now);
         self.prune_completed();
         Ok(id)
     }
 
     fn start_attempt(&mut self, app: AppId, now: Instant) {
-        let Some(r) = self.apps.get_mut(&app) else { return };
+        let Some(r) = self.apps.get_mut(&app) else {
+            return;
+        };
         r.report.attempt += 1;
         r.report.state = AppState::Accepted;
         r.report.master_host = None;
         r.master = None;
         r.token = rand::random();
-        let attempt = AttemptId { app, attempt: r.report.attempt };
+        let attempt = AttemptId {
+            app,
+            attempt: r.report.attempt,
+        };
         let ask = ContainerAsk {
             ask_id: MASTER_ASK,
             count: 1,
@@ -211,26 +238,51 @@ impl RmState {
             relax_locality: true,
         };
         let queue = r.report.queue.clone();
-        let started = self.scheduler.add_attempt(attempt, &queue).and_then(|_| self.scheduler.add_ask(attempt, ask));
+        let started = self
+            .scheduler
+            .add_attempt(attempt, &queue)
+            .and_then(|_| self.scheduler.add_ask(attempt, ask));
         self.news.insert(app, AttemptNews::default());
         if let Err(e) = started {
-            self.end_app(app, AppState::Failed, FinalStatus::Failed, format!("cannot schedule the master: {e}"), now);
+            self.end_app(
+                app,
+                AppState::Failed,
+                FinalStatus::Failed,
+                format!("cannot schedule the master: {e}"),
+                now,
+            );
         } else {
             self.persist(app);
         }
     }
 
     /// Moves an application to a final state and frees everything it holds.
-    fn end_app(&mut self, app: AppId, state: AppState, status: FinalStatus, diagnostics: String, now: Instant) {
+    fn end_app(
+        &mut self,
+        app: AppId,
+        state: AppState,
+        status: FinalStatus,
+        diagnostics: String,
+        now: Instant,
+    ) {
         let finish_ms = self.epoch_ms(now);
-        let Some(r) = self.apps.get_mut(&app) else { return };
-        let attempt = AttemptId { app, attempt: r.report.attempt };
+        let Some(r) = self.apps.get_mut(&app) else {
+            return;
+        };
+        let attempt = AttemptId {
+            app,
+            attempt: r.report.attempt,
+        };
         r.report.state = state;
         r.report.final_status = status;
         r.report.diagnostics = diagnostics;
         r.report.finish_ms = finish_ms;
         // A master that declared the end (or already died) exits by itself; a kill stops everything.
-        let master = if state == AppState::Killed { None } else { r.master };
+        let master = if state == AppState::Killed {
+            None
+        } else {
+            r.master
+        };
         for id in self.scheduler.remove_attempt(attempt) {
             if Some(id) != master {
                 self.stop_container(id);
@@ -253,17 +305,32 @@ impl RmState {
 
     /// Kills an application (an error when it is already final).
     pub fn kill(&mut self, app: AppId, now: Instant) -> Result<(), YarnError> {
-        let r = self.apps.get(&app).ok_or_else(|| YarnError::UnknownApplication(app.to_string()))?;
+        let r = self
+            .apps
+            .get(&app)
+            .ok_or_else(|| YarnError::UnknownApplication(app.to_string()))?;
         if r.report.state.is_final() {
-            return Err(YarnError::AlreadyFinal { app: app.to_string(), state: r.report.state.to_string() });
+            return Err(YarnError::AlreadyFinal {
+                app: app.to_string(),
+                state: r.report.state.to_string(),
+            });
         }
-        self.end_app(app, AppState::Killed, FinalStatus::Killed, "killed by user".into(), now);
+        self.end_app(
+            app,
+            AppState::Killed,
+            FinalStatus::Killed,
+            "killed by user".into(),
+            now,
+        );
         Ok(())
     }
 
     /// One application's report.
     pub fn report(&self, app: AppId) -> Result<ApplicationReport, YarnError> {
-        self.apps.get(&app).map(|r| r.report.clone()).ok_or_else(|| YarnError::UnknownApplication(app.to_string()))
+        self.apps
+            .get(&app)
+            .map(|r| r.report.clone())
+            .ok_or_else(|| YarnError::UnknownApplication(app.to_string()))
     }
 
     /// Reports of applications in `states` (all when empty).
@@ -294,14 +361,20 @@ impl RmState {
                     used: usage.as_ref().map(|u| u.used).unwrap_or_default(),
                     containers: usage.map(|u| u.containers).unwrap_or(0),
                     aux_services: n.aux_services.clone(),
-                    last_heartbeat_ago_ms: now.saturating_duration_since(n.last_seen).as_millis() as u64,
+                    last_heartbeat_ago_ms: now.saturating_duration_since(n.last_seen).as_millis()
+                        as u64,
                 }
             })
             .collect()
     }
 
     fn prune_completed(&mut self) {
-        let finals: Vec<AppId> = self.apps.values().filter(|r| r.report.state.is_final()).map(|r| r.report.id).collect();
+        let finals: Vec<AppId> = self
+            .apps
+            .values()
+            .filter(|r| r.report.state.is_final())
+            .map(|r| r.report.id)
+            .collect();
         if finals.len() > self.max_completed_apps {
             for id in &finals[..finals.len() - self.max_completed_apps] {
                 self.apps.remove(id);
@@ -314,13 +387,23 @@ impl RmState {
 
     fn current(&self, attempt: AttemptId, token: u64) -> Result<&AppRecord, YarnError> {
         match self.apps.get(&attempt.app) {
-            Some(r) if r.report.attempt == attempt.attempt && r.token == token && !r.report.state.is_final() => Ok(r),
+            Some(r)
+                if r.report.attempt == attempt.attempt
+                    && r.token == token
+                    && !r.report.state.is_final() =>
+            {
+                Ok(r)
+            }
             _ => Err(YarnError::NotCurrentMaster(attempt.to_string())),
         }
     }
 
     /// A master registers: the application is RUNNING.
-    pub fn register_master(&mut self, attempt: AttemptId, token: u64) -> Result<Resource, YarnError> {
+    pub fn register_master(
+        &mut self,
+        attempt: AttemptId,
+        token: u64,
+    ) -> Result<Resource, YarnError> {
         self.current(attempt, token)?;
         if let Some(r) = self.apps.get_mut(&attempt.app) {
             r.report.state = AppState::Running;
@@ -334,7 +417,9 @@ impl RmState {
         self.current(req.attempt, req.token)?;
         for ask in &req.asks {
             if ask.ask_id == MASTER_ASK {
-                return Err(YarnError::BadRequest(format!("ask id {MASTER_ASK} is reserved")));
+                return Err(YarnError::BadRequest(format!(
+                    "ask id {MASTER_ASK} is reserved"
+                )));
             }
             self.scheduler.add_ask(req.attempt, ask.clone())?;
         }
@@ -352,7 +437,10 @@ impl RmState {
     /// News for a master since its last call; `shutdown` when the attempt is no longer current.
     pub fn take_allocation(&mut self, attempt: AttemptId, token: u64) -> Allocation {
         if self.current(attempt, token).is_err() {
-            return Allocation { shutdown: true, ..Allocation::default() };
+            return Allocation {
+                shutdown: true,
+                ..Allocation::default()
+            };
         }
         let pending = self.scheduler.pending(attempt);
         let news = self.news.entry(attempt.app).or_default();
@@ -373,8 +461,14 @@ impl RmState {
     ) -> Result<(), YarnError> {
         let user = self.current(attempt, token)?.report.user.clone();
         for (id, spec) in launches {
-            let Some(c) = self.containers.get(&id).filter(|c| id.attempt == attempt && !c.is_master) else {
-                return Err(YarnError::BadRequest(format!("{id} is not a live container of {attempt}")));
+            let Some(c) = self
+                .containers
+                .get(&id)
+                .filter(|c| id.attempt == attempt && !c.is_master)
+            else {
+                return Err(YarnError::BadRequest(format!(
+                    "{id} is not a live container of {attempt}"
+                )));
             };
             let (node_id, resource) = (c.node_id, c.resource);
             let launch = self.launch_for(id, &user, resource, spec, None);
@@ -394,14 +488,23 @@ impl RmState {
         token: Option<u64>,
     ) -> ContainerLaunch {
         spec.env.insert(env::CONTAINER_ID.into(), id.to_string());
-        spec.env.insert(env::APPLICATION_ID.into(), id.attempt.app.to_string());
-        spec.env.insert(env::ATTEMPT.into(), id.attempt.attempt.to_string());
-        spec.env.insert(env::MEMORY_MB.into(), resource.memory_mb.to_string());
-        spec.env.insert(env::RM_ADDRESS.into(), self.rm_address.clone());
+        spec.env
+            .insert(env::APPLICATION_ID.into(), id.attempt.app.to_string());
+        spec.env
+            .insert(env::ATTEMPT.into(), id.attempt.attempt.to_string());
+        spec.env
+            .insert(env::MEMORY_MB.into(), resource.memory_mb.to_string());
+        spec.env
+            .insert(env::RM_ADDRESS.into(), self.rm_address.clone());
         if let Some(t) = token {
             spec.env.insert(env::AM_TOKEN.into(), t.to_string());
         }
-        ContainerLaunch { id, user: user.to_string(), resource, spec }
+        ContainerLaunch {
+            id,
+            user: user.to_string(),
+            resource,
+            spec,
+        }
     }
 
     /// The master declares the application over.
@@ -418,7 +521,11 @@ impl RmState {
             FinalStatus::Killed => AppState::Killed,
             _ => AppState::Finished,
         };
-        let status = if status == FinalStatus::Undefined { FinalStatus::Failed } else { status };
+        let status = if status == FinalStatus::Undefined {
+            FinalStatus::Failed
+        } else {
+            status
+        };
         self.end_app(attempt.app, state, status, diagnostics, now);
         Ok(())
     }
@@ -432,11 +539,26 @@ impl RmState {
         let any = !placements.is_empty();
         for p in placements {
             let app = p.container.attempt.app;
-            let Some(node) = self.nodes.get(&p.node_id) else { continue };
-            let (host, rack, aux) = (node.host.clone(), node.rack.clone(), node.aux_services.clone());
+            let Some(node) = self.nodes.get(&p.node_id) else {
+                continue;
+            };
+            let (host, rack, aux) = (
+                node.host.clone(),
+                node.rack.clone(),
+                node.aux_services.clone(),
+            );
             let is_master = p.ask_id == MASTER_ASK;
-            self.containers.insert(p.container, LiveContainer { node_id: p.node_id, is_master, resource: p.resource });
-            let Some(r) = self.apps.get_mut(&app) else { continue };
+            self.containers.insert(
+                p.container,
+                LiveContainer {
+                    node_id: p.node_id,
+                    is_master,
+                    resource: p.resource,
+                },
+            );
+            let Some(r) = self.apps.get_mut(&app) else {
+                continue;
+            };
             r.report.containers.push(ContainerReport {
                 id: p.container,
                 host: host.clone(),
@@ -449,22 +571,27 @@ impl RmState {
             if is_master {
                 r.master = Some(p.container);
                 r.report.master_host = Some(host);
-                let (spec, user, token) = (r.submission.am_spec.clone(), r.report.user.clone(), r.token);
+                let (spec, user, token) =
+                    (r.submission.am_spec.clone(), r.report.user.clone(), r.token);
                 let launch = self.launch_for(p.container, &user, p.resource, spec, Some(token));
                 if let Some(n) = self.nodes.get_mut(&p.node_id) {
                     n.commands.launch.push(launch);
                 }
                 self.persist(app);
             } else {
-                self.news.entry(app).or_default().allocated.push(AllocatedContainer {
-                    id: p.container,
-                    ask_id: p.ask_id,
-                    host,
-                    rack,
-                    resource: p.resource,
-                    locality: p.locality,
-                    aux_services: aux,
-                });
+                self.news
+                    .entry(app)
+                    .or_default()
+                    .allocated
+                    .push(AllocatedContainer {
+                        id: p.container,
+                        ask_id: p.ask_id,
+                        host,
+                        rack,
+                        resource: p.resource,
+                        locality: p.locality,
+                        aux_services: aux,
+                    });
             }
         }
         any
@@ -476,7 +603,12 @@ impl RmState {
     /// containers that the NM no longer reports are lost, those it reports are adopted if the RM
     /// still wants them and stopped otherwise.
     pub fn register_node(&mut self, reg: RegisterNode, now: Instant) -> u64 {
-        let previous: Vec<u64> = self.nodes.iter().filter(|(_, n)| n.host == reg.host).map(|(id, _)| *id).collect();
+        let previous: Vec<u64> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.host == reg.host)
+            .map(|(id, _)| *id)
+            .collect();
         let still_running: BTreeSet<ContainerId> = reg.running.iter().map(|c| c.id).collect();
         for old in previous {
             let carried: Vec<ContainerId> = self
@@ -485,12 +617,18 @@ impl RmState {
                 .filter(|(id, c)| c.node_id == old && still_running.contains(id))
                 .map(|(id, _)| *id)
                 .collect();
-            self.lose_node(old, &format!("node {} re-registered without it", reg.host), now, &carried);
+            self.lose_node(
+                old,
+                &format!("node {} re-registered without it", reg.host),
+                now,
+                &carried,
+            );
             self.nodes.remove(&old);
         }
         let node_id = self.next_node_id;
         self.next_node_id += 1;
-        self.scheduler.add_node(node_id, &reg.host, &reg.rack, reg.capability);
+        self.scheduler
+            .add_node(node_id, &reg.host, &reg.rack, reg.capability);
         let mut commands = NodeCommands::default();
         for status in &reg.running {
             let wanted = self.containers.get(&status.id).map(|c| c.resource);
@@ -519,7 +657,12 @@ impl RmState {
     }
 
     /// A heartbeat: records container statuses. `None` means the node must register again.
-    pub fn node_heartbeat(&mut self, node_id: u64, statuses: &[ContainerStatus], now: Instant) -> Option<()> {
+    pub fn node_heartbeat(
+        &mut self,
+        node_id: u64,
+        statuses: &[ContainerStatus],
+        now: Instant,
+    ) -> Option<()> {
         let node = self.nodes.get_mut(&node_id).filter(|n| !n.lost)?;
         node.last_seen = now;
         for s in statuses {
@@ -546,28 +689,42 @@ impl RmState {
     pub fn take_node_commands(&mut self, node_id: u64) -> NodeCommands {
         match self.nodes.get_mut(&node_id) {
             Some(n) if !n.lost => std::mem::take(&mut n.commands),
-            _ => NodeCommands { reregister: true, ..NodeCommands::default() },
+            _ => NodeCommands {
+                reregister: true,
+                ..NodeCommands::default()
+            },
         }
     }
 
     /// True when a node has commands waiting.
     pub fn has_node_commands(&self, node_id: u64) -> bool {
-        self.nodes.get(&node_id).is_none_or(|n| n.lost || n.commands != NodeCommands::default())
+        self.nodes
+            .get(&node_id)
+            .is_none_or(|n| n.lost || n.commands != NodeCommands::default())
     }
 
     fn set_container_running(&mut self, id: ContainerId) {
         if let Some(r) = self.apps.get_mut(&id.attempt.app) {
-            if let Some(c) = r.report.containers.iter_mut().find(|c| c.id == id && c.state == ContainerState::New) {
+            if let Some(c) = r
+                .report
+                .containers
+                .iter_mut()
+                .find(|c| c.id == id && c.state == ContainerState::New)
+            {
                 c.state = ContainerState::Running;
             }
         }
     }
 
     fn complete_container(&mut self, status: ContainerStatus, now: Instant) {
-        let Some(live) = self.containers.remove(&status.id) else { return };
+        let Some(live) = self.containers.remove(&status.id) else {
+            return;
+        };
         self.scheduler.release(status.id);
         let app = status.id.attempt.app;
-        let Some(r) = self.apps.get_mut(&app) else { return };
+        let Some(r) = self.apps.get_mut(&app) else {
+            return;
+        };
         if let Some(c) = r.report.containers.iter_mut().find(|c| c.id == status.id) {
             c.state = ContainerState::Complete;
             c.exit_status = status.exit_status;
@@ -579,7 +736,11 @@ impl RmState {
                 "attempt {} failed: its master exited with status {}{}",
                 status.id.attempt.attempt,
                 status.exit_status,
-                if status.diagnostics.is_empty() { String::new() } else { format!(" ({})", status.diagnostics) }
+                if status.diagnostics.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", status.diagnostics)
+                }
             );
             if r.report.attempt < r.report.max_attempts {
                 r.report.diagnostics = diag;
@@ -603,13 +764,24 @@ impl RmState {
         let silent: Vec<u64> = self
             .nodes
             .iter()
-            .filter(|(_, n)| !n.lost && now.saturating_duration_since(n.last_seen) > self.node_timeout)
+            .filter(|(_, n)| {
+                !n.lost && now.saturating_duration_since(n.last_seen) > self.node_timeout
+            })
             .map(|(id, _)| *id)
             .collect();
         for id in &silent {
-            let host = self.nodes.get(id).map(|n| n.host.clone()).unwrap_or_default();
+            let host = self
+                .nodes
+                .get(id)
+                .map(|n| n.host.clone())
+                .unwrap_or_default();
             tracing::warn!(host, "nodemanager lost: no heartbeat within the timeout");
-            self.lose_node(*id, &format!("node lost: {host} stopped heartbeating"), now, &[]);
+            self.lose_node(
+                *id,
+                &format!("node lost: {host} stopped heartbeating"),
+                now,
+                &[],
+            );
         }
         !silent.is_empty()
     }
@@ -647,10 +819,19 @@ mod tests {
     use super::*;
 
     fn rm(timeout_ms: u64) -> (RmState, Instant) {
-        let cfg = ResourceManagerConfig { node_timeout_ms: timeout_ms, ..ResourceManagerConfig::default() };
+        let cfg = ResourceManagerConfig {
+            node_timeout_ms: timeout_ms,
+            ..ResourceManagerConfig::default()
+        };
         let now = Instant::now();
-        let s = RmState::new(&cfg, &YarnConfig::default(), &crate::resourcemanager::scheduler::default_queues(), now, 1_000)
-            .unwrap();
+        let s = RmState::new(
+            &cfg,
+            &YarnConfig::default(),
+            &crate::resourcemanager::scheduler::default_queues(),
+            now,
+            1_000,
+        )
+        .unwrap();
         (s, now)
     }
 
@@ -673,13 +854,21 @@ mod tests {
             user: "u".into(),
             queue: "default".into(),
             am_resource: Resource::new(512, 1),
-            am_spec: LaunchSpec { command: vec!["am".into()], ..LaunchSpec::default() },
+            am_spec: LaunchSpec {
+                command: vec!["am".into()],
+                ..LaunchSpec::default()
+            },
             max_attempts: 0,
         }
     }
 
     fn done(id: ContainerId, code: i32) -> ContainerStatus {
-        ContainerStatus { id, state: ContainerState::Complete, exit_status: code, diagnostics: String::new() }
+        ContainerStatus {
+            id,
+            state: ContainerState::Complete,
+            exit_status: code,
+            diagnostics: String::new(),
+        }
     }
 
     /// Submits and returns (app, master container, node, token).
@@ -704,7 +893,10 @@ mod tests {
         assert_eq!(master.spec.env[env::APPLICATION_ID], app.to_string());
         let attempt = master.id.attempt;
         let token = token_of(&master);
-        assert!(s.register_master(attempt, token.wrapping_add(1)).is_err(), "wrong token refused");
+        assert!(
+            s.register_master(attempt, token.wrapping_add(1)).is_err(),
+            "wrong token refused"
+        );
         s.register_master(attempt, token).unwrap();
         assert_eq!(s.report(app).unwrap().state, AppState::Running);
         let ask = ContainerAsk {
@@ -716,23 +908,66 @@ mod tests {
             racks: vec![],
             relax_locality: true,
         };
-        let req = Allocate { attempt, token, asks: vec![ask], cancel_asks: vec![], release: vec![], wait_ms: 0 };
+        let req = Allocate {
+            attempt,
+            token,
+            asks: vec![ask],
+            cancel_asks: vec![],
+            release: vec![],
+            wait_ms: 0,
+        };
         s.allocate(&req).unwrap();
         s.schedule();
         let a = s.take_allocation(attempt, token);
         assert_eq!(a.allocated.len(), 2);
-        let launches = a.allocated.iter().map(|c| (c.id, LaunchSpec { command: vec!["true".into()], ..Default::default() }));
-        s.start_containers(attempt, token, launches.collect()).unwrap();
+        let launches = a.allocated.iter().map(|c| {
+            (
+                c.id,
+                LaunchSpec {
+                    command: vec!["true".into()],
+                    ..Default::default()
+                },
+            )
+        });
+        s.start_containers(attempt, token, launches.collect())
+            .unwrap();
         assert_eq!(s.take_node_commands(n).launch.len(), 2);
-        s.node_heartbeat(n, &[done(a.allocated[0].id, 0), done(a.allocated[1].id, 3)], now).unwrap();
+        s.node_heartbeat(
+            n,
+            &[done(a.allocated[0].id, 0), done(a.allocated[1].id, 3)],
+            now,
+        )
+        .unwrap();
         let a2 = s.take_allocation(attempt, token);
-        assert_eq!(a2.completed.iter().map(|c| c.exit_status).collect::<Vec<_>>(), vec![0, 3]);
-        s.finish_master(attempt, token, FinalStatus::Failed, "one failed".into(), now).unwrap();
+        assert_eq!(
+            a2.completed
+                .iter()
+                .map(|c| c.exit_status)
+                .collect::<Vec<_>>(),
+            vec![0, 3]
+        );
+        s.finish_master(
+            attempt,
+            token,
+            FinalStatus::Failed,
+            "one failed".into(),
+            now,
+        )
+        .unwrap();
         let r = s.report(app).unwrap();
-        assert_eq!((r.state, r.final_status), (AppState::Finished, FinalStatus::Failed));
+        assert_eq!(
+            (r.state, r.final_status),
+            (AppState::Finished, FinalStatus::Failed)
+        );
         assert_eq!(r.containers.len(), 3);
-        assert!(matches!(s.kill(app, now), Err(YarnError::AlreadyFinal { .. })));
-        assert!(s.take_store_ops().iter().any(|op| matches!(op, StoreOp::Put(r) if r.report.state == AppState::Finished)));
+        assert!(matches!(
+            s.kill(app, now),
+            Err(YarnError::AlreadyFinal { .. })
+        ));
+        assert!(s
+            .take_store_ops()
+            .iter()
+            .any(|op| matches!(op, StoreOp::Put(r) if r.report.state == AppState::Finished)));
     }
 
     #[test]
@@ -742,14 +977,25 @@ mod tests {
         s.node_heartbeat(n, &[done(master.id, 1)], now).unwrap();
         let r = s.report(app).unwrap();
         assert_eq!((r.state, r.attempt), (AppState::Accepted, 2));
-        assert!(r.diagnostics.contains("attempt 1 failed"), "{}", r.diagnostics);
+        assert!(
+            r.diagnostics.contains("attempt 1 failed"),
+            "{}",
+            r.diagnostics
+        );
         s.schedule();
         let second = s.take_node_commands(n).launch.remove(0);
         assert_eq!(second.id.attempt.attempt, 2);
-        assert!(s.register_master(master.id.attempt, token_of(&master)).is_err(), "old attempt is not current");
+        assert!(
+            s.register_master(master.id.attempt, token_of(&master))
+                .is_err(),
+            "old attempt is not current"
+        );
         s.node_heartbeat(n, &[done(second.id, 1)], now).unwrap();
         let r = s.report(app).unwrap();
-        assert_eq!((r.state, r.final_status), (AppState::Failed, FinalStatus::Failed));
+        assert_eq!(
+            (r.state, r.final_status),
+            (AppState::Failed, FinalStatus::Failed)
+        );
     }
 
     #[test]
@@ -767,10 +1013,17 @@ mod tests {
         assert_eq!(c.exit_status, exit_status::NODE_LOST);
         assert!(c.diagnostics.contains("node lost"), "{}", c.diagnostics);
         assert_eq!(r.attempt, 2, "the master was retried");
-        assert!(s.node_heartbeat(n, &[], much_later).is_none(), "lost node must re-register");
+        assert!(
+            s.node_heartbeat(n, &[], much_later).is_none(),
+            "lost node must re-register"
+        );
         s.schedule();
         let relaunch = s.take_node_commands(other).launch;
-        assert_eq!(relaunch.len(), 1, "second attempt runs on the surviving node");
+        assert_eq!(
+            relaunch.len(),
+            1,
+            "second attempt runs on the surviving node"
+        );
         assert!(s.node_reports(much_later).iter().any(|n| n.state == "LOST"));
     }
 
@@ -780,10 +1033,16 @@ mod tests {
         node(&mut s, "10.0.0.1", now);
         let mut sub = submission();
         sub.queue = "nope".into();
-        assert_eq!(s.submit(sub, now), Err(YarnError::UnknownQueue("nope".into())));
+        assert_eq!(
+            s.submit(sub, now),
+            Err(YarnError::UnknownQueue("nope".into()))
+        );
         let mut sub = submission();
         sub.am_resource = Resource::new(1 << 20, 1);
-        assert!(matches!(s.submit(sub, now), Err(YarnError::ResourceTooLarge { .. })));
+        assert!(matches!(
+            s.submit(sub, now),
+            Err(YarnError::ResourceTooLarge { .. })
+        ));
         assert!(s.list(&[]).is_empty());
     }
 
@@ -801,6 +1060,9 @@ mod tests {
         assert_eq!(r.state, AppState::Failed);
         assert!(r.diagnostics.contains("restarted"), "{}", r.diagnostics);
         let new = restarted.submit(submission(), now2).unwrap();
-        assert!(new.cluster_ts > app.cluster_ts, "ids never repeat across restarts");
+        assert!(
+            new.cluster_ts > app.cluster_ts,
+            "ids never repeat across restarts"
+        );
     }
 }

@@ -34,11 +34,18 @@ fn app_key(id: AppId) -> [u8; 12] {
 impl RmStore {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> Result<RmStore, YarnError> {
-        std::fs::create_dir_all(dir).map_err(|e| YarnError::Store(format!("{}: {e}", dir.display())))?;
-        let db = sled::open(dir.join("db")).map_err(|e| YarnError::Store(format!("{}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| YarnError::Store(format!("{}: {e}", dir.display())))?;
+        let db = sled::open(dir.join("db"))
+            .map_err(|e| YarnError::Store(format!("{}: {e}", dir.display())))?;
         let apps = db.open_tree(APPS).map_err(store_err)?;
         let meta = db.open_tree(META).map_err(store_err)?;
-        Ok(RmStore { db, apps, meta, dir: dir.to_path_buf() })
+        Ok(RmStore {
+            db,
+            apps,
+            meta,
+            dir: dir.to_path_buf(),
+        })
     }
 
     /// Every stored application record, oldest first.
@@ -75,9 +82,10 @@ impl RmStore {
         let mut batch = sled::Batch::default();
         for op in ops {
             match op {
-                StoreOp::Put(r) => {
-                    batch.insert(&app_key(r.report.id), rmp_serde::to_vec_named(r.as_ref()).map_err(store_err)?)
-                }
+                StoreOp::Put(r) => batch.insert(
+                    &app_key(r.report.id),
+                    rmp_serde::to_vec_named(r.as_ref()).map_err(store_err)?,
+                ),
                 StoreOp::Delete(id) => batch.remove(&app_key(*id)),
             }
         }
@@ -87,7 +95,8 @@ impl RmStore {
 
     fn sync(&self) -> Result<(), YarnError> {
         self.db.flush().map_err(store_err)?;
-        fsync_tree(&self.dir).map_err(|e| YarnError::Store(format!("fsync {}: {e}", self.dir.display())))
+        fsync_tree(&self.dir)
+            .map_err(|e| YarnError::Store(format!("fsync {}: {e}", self.dir.display())))
     }
 }
 
@@ -154,15 +163,25 @@ mod tests {
                 StoreOp::Put(Box::new(record(2, AppState::Running))),
                 StoreOp::Put(Box::new(record(1, AppState::Finished))),
                 StoreOp::Put(Box::new(record(3, AppState::Killed))),
-                StoreOp::Delete(AppId { cluster_ts: 5, seq: 3 }),
+                StoreOp::Delete(AppId {
+                    cluster_ts: 5,
+                    seq: 3,
+                }),
             ];
             s.apply(&ops).unwrap();
-            s.save_queues(&crate::resourcemanager::scheduler::default_queues()).unwrap();
+            s.save_queues(&crate::resourcemanager::scheduler::default_queues())
+                .unwrap();
         }
         let s = RmStore::open(dir.path()).unwrap();
         let apps = s.load_apps().unwrap();
-        assert_eq!(apps.iter().map(|r| r.report.id.seq).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(
+            apps.iter().map(|r| r.report.id.seq).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
         assert_eq!(apps[1], record(2, AppState::Running));
-        assert_eq!(s.load_queues().unwrap().unwrap(), crate::resourcemanager::scheduler::default_queues());
+        assert_eq!(
+            s.load_queues().unwrap().unwrap(),
+            crate::resourcemanager::scheduler::default_queues()
+        );
     }
 }

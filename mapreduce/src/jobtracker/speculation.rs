@@ -1,0 +1,118 @@
+//! Picking stragglers: attempts whose progress rate is well below the median of their phase.
+
+use super::config::JobConfig;
+use super::ids::AttemptId;
+
+/// A live attempt of the phase, as the speculator sees it.
+#[derive(Debug, Clone)]
+pub(super) struct LiveAttempt {
+    /// The attempt.
+    pub attempt: AttemptId,
+    /// Time since launch.
+    pub elapsed_ms: u64,
+    /// Reported progress.
+    pub progress: f64,
+    /// False when its task may not get a twin (already has one, or has two live attempts).
+    pub may_speculate: bool,
+}
+
+fn rate(progress: f64, elapsed_ms: u64) -> f64 {
+    progress.clamp(0.0, 1.0) / elapsed_ms.max(1) as f64
+}
+
+/// Up to `budget` attempts worth a twin, slowest first. `finished_ms` are the durations of the
+/// phase's successful attempts. An attempt qualifies when it is old enough to judge, its rate is
+/// below `slow_rate_fraction` × the median rate, and at its rate it would still need longer than
+/// a fresh attempt at the median rate (so a nearly finished slow attempt is left alone).
+pub(super) fn stragglers(
+    live: &[LiveAttempt],
+    finished_ms: &[u64],
+    config: &JobConfig,
+    budget: usize,
+) -> Vec<AttemptId> {
+    if budget == 0 {
+        return Vec::new();
+    }
+    let mut rates: Vec<f64> = live
+        .iter()
+        .map(|a| rate(a.progress, a.elapsed_ms))
+        .chain(finished_ms.iter().map(|d| rate(1.0, *d)))
+        .collect();
+    if rates.is_empty() {
+        return Vec::new();
+    }
+    rates.sort_by(f64::total_cmp);
+    let mid = rates.len() / 2;
+    let median = if rates.len() % 2 == 0 {
+        (rates[mid - 1] + rates[mid]) / 2.0
+    } else {
+        rates[mid]
+    };
+    if median <= 0.0 {
+        // Nothing is moving: nobody is slower than the rest; the task timeout deals with it.
+        return Vec::new();
+    }
+    let fresh_ms = 1.0 / median;
+    let mut slow: Vec<(f64, AttemptId)> = live
+        .iter()
+        .filter(|a| a.may_speculate && a.elapsed_ms >= config.speculation_min_runtime_ms)
+        .filter_map(|a| {
+            let r = rate(a.progress, a.elapsed_ms);
+            let remaining_ms = if r > 0.0 {
+                (1.0 - a.progress.clamp(0.0, 1.0)) / r
+            } else {
+                f64::INFINITY
+            };
+            (r < config.speculation_slow_rate_fraction * median && remaining_ms > fresh_ms)
+                .then_some((r, a.attempt))
+        })
+        .collect();
+    slow.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    slow.into_iter().take(budget).map(|(_, a)| a).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobtracker::ids::TaskId;
+
+    fn live(index: u32, elapsed_ms: u64, progress: f64) -> LiveAttempt {
+        LiveAttempt {
+            attempt: AttemptId {
+                task: TaskId::map(index),
+                number: 0,
+            },
+            elapsed_ms,
+            progress,
+            may_speculate: true,
+        }
+    }
+
+    #[test]
+    fn only_the_slow_attempt_that_would_finish_late_is_picked() {
+        let config = JobConfig::default();
+        let finished = [10_000, 11_000, 9_000, 10_500];
+        // Index 0: at 10% after 10 s (rate 1/100000 per ms vs median ~1/10000): slow.
+        // Index 1: normal. Index 2: slow but 99% done: leave it alone.
+        let attempts = [
+            live(0, 10_000, 0.1),
+            live(1, 5_000, 0.5),
+            live(2, 30_000, 0.99),
+        ];
+        let picked = stragglers(&attempts, &finished, &config, 5);
+        assert_eq!(picked, vec![attempts[0].attempt]);
+        assert!(stragglers(&attempts, &finished, &config, 0).is_empty());
+    }
+
+    #[test]
+    fn young_or_ineligible_attempts_are_not_judged() {
+        let config = JobConfig::default();
+        let mut a = live(0, 500, 0.0);
+        assert!(stragglers(&[a.clone()], &[1000, 1000], &config, 1).is_empty());
+        a.elapsed_ms = 5000;
+        a.may_speculate = false;
+        assert!(stragglers(&[a.clone()], &[1000, 1000], &config, 1).is_empty());
+        a.may_speculate = true;
+        assert_eq!(stragglers(&[a.clone()], &[1000, 1000], &config, 1), vec![a.attempt]);
+    }
+}

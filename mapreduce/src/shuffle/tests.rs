@@ -1,0 +1,588 @@
+//! In-process tests of the shuffle on loopback: real map outputs written by the map task,
+//! served by a [`ShuffleServer`], fetched by a [`ShuffleFetcher`] and merged by the reduce task.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sheaf_rpc::{ClusterCa, TlsIdentity};
+
+use super::*;
+use crate::api::{
+    Emitter, JobConf, JobDefinition, KeyComparator, Mapper, Partitioner, Reducer, TaskContext,
+    TaskError, ValueIter,
+};
+use crate::formats::{FormatError, Record, RecordReader, RecordWriter};
+use crate::task::map_task::{run_map_task, MapOutput, MapTaskSpec};
+use crate::task::reduce_task::{run_reduce_task, ReduceTaskSpec};
+use crate::task::settings::TaskSettings;
+
+const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+const JOB: &str = "job_1700000000000_0001";
+const PARTITIONS: u32 = 4;
+/// Every test is bounded: a hang fails instead of blocking the suite.
+const TEST_DEADLINE: Duration = Duration::from_secs(90);
+
+/// Emits (word, "<line>:<position>") so every record is distinct and traceable.
+struct WordPositions;
+impl Mapper for WordPositions {
+    fn map(
+        &mut self,
+        key: &[u8],
+        value: &[u8],
+        out: &mut dyn Emitter,
+        _ctx: &mut dyn TaskContext,
+    ) -> Result<(), TaskError> {
+        for (i, word) in value.split(|b| *b == b' ').enumerate() {
+            let mut v = key.to_vec();
+            v.extend_from_slice(format!(":{i}").as_bytes());
+            out.emit(word, &v)?;
+        }
+        Ok(())
+    }
+}
+
+/// Passes every record through, so the reduce output is exactly the merged input.
+struct Identity;
+impl Reducer for Identity {
+    fn reduce(
+        &mut self,
+        key: &[u8],
+        values: &mut dyn ValueIter,
+        out: &mut dyn Emitter,
+        _ctx: &mut dyn TaskContext,
+    ) -> Result<(), TaskError> {
+        while let Some(v) = values.next_value() {
+            out.emit(key, v)?;
+        }
+        Ok(())
+    }
+}
+
+struct PositionsJob;
+impl JobDefinition for PositionsJob {
+    fn new_mapper(&self, _conf: &JobConf) -> Result<Box<dyn Mapper>, TaskError> {
+        Ok(Box::new(WordPositions))
+    }
+    fn new_reducer(&self, _conf: &JobConf) -> Result<Box<dyn Reducer>, TaskError> {
+        Ok(Box::new(Identity))
+    }
+    fn new_combiner(&self, _conf: &JobConf) -> Result<Option<Box<dyn Reducer>>, TaskError> {
+        Ok(None)
+    }
+    fn partitioner(&self, _conf: &JobConf) -> Result<Option<Box<dyn Partitioner>>, TaskError> {
+        Ok(None)
+    }
+    fn comparator(&self, _conf: &JobConf) -> Result<Option<Box<dyn KeyComparator>>, TaskError> {
+        Ok(None)
+    }
+}
+
+/// Lines held in memory, keyed by their number.
+struct Lines {
+    lines: Vec<(Vec<u8>, Vec<u8>)>,
+    next: usize,
+}
+impl RecordReader for Lines {
+    fn next_record(&mut self) -> Result<Option<Record<'_>>, FormatError> {
+        let i = self.next;
+        self.next += 1;
+        Ok(self
+            .lines
+            .get(i)
+            .map(|(k, v)| (k.as_slice(), v.as_slice())))
+    }
+    fn bytes_consumed(&self) -> u64 {
+        0
+    }
+}
+
+/// Collects reduce output records.
+#[derive(Default)]
+struct Collect {
+    records: Vec<(Vec<u8>, Vec<u8>)>,
+}
+impl RecordWriter for Collect {
+    fn write(&mut self, key: &[u8], value: &[u8]) -> Result<(), FormatError> {
+        self.records.push((key.to_vec(), value.to_vec()));
+        Ok(())
+    }
+    fn finish(&mut self) -> Result<(), FormatError> {
+        Ok(())
+    }
+    fn bytes_written(&self) -> u64 {
+        0
+    }
+}
+
+fn identities(dir: &Path) -> (TlsIdentity, TlsIdentity) {
+    let tls = dir.join("tls");
+    ClusterCa::create_dir("shuffle-test", &tls).expect("CA");
+    (
+        TlsIdentity::load(&tls, "daemon").expect("daemon identity"),
+        TlsIdentity::load(&tls, "user").expect("user identity"),
+    )
+}
+
+/// Deterministic text: `words` words per line from a skewed vocabulary.
+fn text(map: u32, lines: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ u64::from(map + 1);
+    (0..lines)
+        .map(|l| {
+            let words: Vec<String> = (0..12)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    format!("w{}", (x % 300) * (x % 300) / 300)
+                })
+                .collect();
+            (
+                format!("m{map}l{l}").into_bytes(),
+                words.join(" ").into_bytes(),
+            )
+        })
+        .collect()
+}
+
+/// Runs `maps` real map tasks (small sort buffer: several spills and a merged output each).
+fn write_map_outputs(dir: &Path, maps: u32, lines: usize) -> Vec<MapOutput> {
+    let settings = TaskSettings {
+        sort_buffer_bytes: 256 << 10,
+        ..TaskSettings::default()
+    };
+    (0..maps)
+        .map(|m| {
+            let scratch = dir.join(format!("map{m}"));
+            std::fs::create_dir_all(&scratch).expect("scratch");
+            let spec = MapTaskSpec {
+                job: Arc::new(PositionsJob),
+                conf: Arc::new(JobConf::default()),
+                settings: settings.clone(),
+                partitions: PARTITIONS,
+                scratch,
+                output: dir.join(format!("map_{m:06}.out")),
+                cancel: Arc::new(AtomicBool::new(false)),
+            };
+            let mut reader = Lines {
+                lines: text(m, lines),
+                next: 0,
+            };
+            run_map_task(&spec, &mut reader).expect("map task").0
+        })
+        .collect()
+}
+
+fn reduce_spec(scratch: PathBuf, memory: usize) -> ReduceTaskSpec {
+    std::fs::create_dir_all(&scratch).expect("reduce scratch");
+    ReduceTaskSpec {
+        job: Arc::new(PositionsJob),
+        conf: Arc::new(JobConf::default()),
+        settings: TaskSettings {
+            reduce_memory_bytes: memory,
+            ..TaskSettings::default()
+        },
+        scratch,
+        cancel: Arc::new(AtomicBool::new(false)),
+    }
+}
+
+/// The local runner's path: every map output's segment added as a file segment.
+fn reduce_locally(outputs: &[MapOutput], partition: u32, scratch: PathBuf) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let spec = reduce_spec(scratch, 128 << 20);
+    let mut shuffle = spec.shuffle_buffer().expect("buffer");
+    for o in outputs {
+        shuffle
+            .add_file_segment(&o.path, &o.index[partition as usize])
+            .expect("add");
+    }
+    let mut out = Collect::default();
+    run_reduce_task(&spec, shuffle, &mut out).expect("local reduce");
+    out.records
+}
+
+/// The cluster path: fetched segments handed to the reduce task.
+fn reduce_fetched(
+    outcome: &mut ShuffleOutcome,
+    scratch: PathBuf,
+    memory: usize,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let spec = reduce_spec(scratch, memory);
+    let mut shuffle = spec.shuffle_buffer().expect("buffer");
+    outcome.drain_into(&mut shuffle).expect("hand over");
+    let mut out = Collect::default();
+    run_reduce_task(&spec, shuffle, &mut out).expect("reduce over fetched segments");
+    out.records
+}
+
+fn sorted(mut v: Vec<(Vec<u8>, Vec<u8>)>) -> Vec<(Vec<u8>, Vec<u8>)> {
+    v.sort();
+    v
+}
+
+fn is_key_ordered(v: &[(Vec<u8>, Vec<u8>)]) -> bool {
+    v.windows(2).all(|w| w[0].0 <= w[1].0)
+}
+
+fn file_range(path: &Path, offset: u64, len: u64) -> Vec<u8> {
+    let bytes = std::fs::read(path).expect("read map output");
+    bytes[offset as usize..(offset + len) as usize].to_vec()
+}
+
+fn fast_settings() -> ShuffleSettings {
+    ShuffleSettings {
+        retry: sheaf_rpc::RetryPolicy {
+            attempts: 3,
+            initial_backoff: Duration::from_millis(20),
+            max_backoff: Duration::from_millis(100),
+        },
+        connect_timeout: Duration::from_millis(500),
+        read_timeout: Duration::from_secs(10),
+        ..ShuffleSettings::default()
+    }
+}
+
+/// A server with `outputs` registered under `JOB` with a fresh secret.
+async fn serve(
+    daemon: &TlsIdentity,
+    outputs: &[MapOutput],
+) -> (RunningShuffleServer, Arc<ShuffleRegistry>, ShuffleJob) {
+    let registry = ShuffleRegistry::new();
+    let secret = JobSecret::generate();
+    registry.register_job(JOB, secret.clone());
+    for (m, o) in outputs.iter().enumerate() {
+        registry
+            .register_map_output(JOB, MapAttemptId::new(m as u32, 0), o.path.clone(), o.index.clone())
+            .expect("register");
+    }
+    let server = ShuffleServer::start(SocketAddr::new(LOCAL, 0), daemon, registry.clone())
+        .await
+        .expect("start server");
+    let job = ShuffleJob {
+        job_id: JOB.into(),
+        secret,
+    };
+    (server, registry, job)
+}
+
+fn locations(maps: u32, host: SocketAddr) -> Vec<MapOutputLocation> {
+    (0..maps)
+        .map(|m| MapOutputLocation {
+            map_attempt: MapAttemptId::new(m, 0),
+            host,
+        })
+        .collect()
+}
+
+async fn bounded<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(TEST_DEADLINE, f)
+        .await
+        .expect("test exceeded its deadline")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetched_partitions_are_byte_identical_and_reduce_like_the_local_path() {
+    bounded(async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (daemon, user) = identities(dir.path());
+        let outputs = write_map_outputs(dir.path(), 3, 3000);
+        let (server, _registry, job) = serve(&daemon, &outputs).await;
+        let fetcher = ShuffleFetcher::new(&user, LOCAL, fast_settings()).expect("fetcher");
+        let maps = locations(3, server.local_addr());
+        let mut total_records = 0;
+        for p in 0..PARTITIONS {
+            let mut outcome = fetcher
+                .fetch(&job, p, &maps, &dir.path().join(format!("fetch{p}")))
+                .await
+                .expect("fetch");
+            assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
+            assert_eq!(outcome.segments.len(), 3);
+            assert_eq!(outcome.stats.disk_segments, 0, "all fit the default budget");
+            for (m, seg) in outcome.segments.iter().enumerate() {
+                let entry = outputs[m].index[p as usize];
+                assert_eq!(seg.map_attempt(), MapAttemptId::new(m as u32, 0));
+                assert_eq!(seg.records(), entry.records);
+                let FetchedSegment::Memory { bytes, raw_len, .. } = seg else {
+                    panic!("expected an in-memory segment");
+                };
+                assert_eq!(*raw_len, entry.raw_len);
+                assert!(
+                    *bytes == file_range(&outputs[m].path, entry.offset, entry.compressed_len),
+                    "segment of map {m} partition {p} differs from the map output file"
+                );
+            }
+            let local = reduce_locally(&outputs, p, dir.path().join(format!("local{p}")));
+            let fetched = reduce_fetched(&mut outcome, dir.path().join(format!("red{p}")), 128 << 20);
+            assert!(!local.is_empty());
+            assert!(is_key_ordered(&fetched));
+            total_records += fetched.len();
+            assert_eq!(sorted(local), sorted(fetched), "partition {p}");
+        }
+        assert_eq!(total_records, 3 * 3000 * 12, "every word of every line arrived once");
+        let stats = server.stats();
+        assert_eq!(stats.segments, 3 * u64::from(PARTITIONS));
+        assert_eq!(stats.refused, 0);
+        server.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_with_a_wrong_job_token_are_refused() {
+    bounded(async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (daemon, user) = identities(dir.path());
+        let outputs = write_map_outputs(dir.path(), 2, 200);
+        let (server, registry, job) = serve(&daemon, &outputs).await;
+        let fetcher = ShuffleFetcher::new(&user, LOCAL, fast_settings()).expect("fetcher");
+        let maps = locations(2, server.local_addr());
+
+        // Another job's secret (e.g. a task of another job) gets nothing of this job.
+        let intruder = ShuffleJob {
+            job_id: JOB.into(),
+            secret: JobSecret::generate(),
+        };
+        let outcome = fetcher
+            .fetch(&intruder, 0, &maps, &dir.path().join("f1"))
+            .await
+            .expect("fetch");
+        assert!(outcome.segments.is_empty());
+        assert_eq!(outcome.failures.len(), 2);
+        for f in &outcome.failures {
+            assert!(f.reason.contains("refused") && f.reason.contains("bad job token"), "{f:?}");
+            assert_eq!(f.attempts, 1, "a refusal is not retried");
+            assert_eq!(f.host, server.local_addr());
+        }
+
+        // A job this server never heard of is refused as well.
+        registry.register_job("job_other", JobSecret::generate());
+        let stranger = ShuffleJob {
+            job_id: "job_unknown".into(),
+            secret: job.secret.clone(),
+        };
+        let outcome = fetcher
+            .fetch(&stranger, 0, &maps, &dir.path().join("f2"))
+            .await
+            .expect("fetch");
+        assert!(outcome.segments.is_empty());
+        assert!(outcome.failures.iter().all(|f| f.reason.contains("not known")));
+
+        // The rightful job still gets its data.
+        let outcome = fetcher
+            .fetch(&job, 0, &maps, &dir.path().join("f3"))
+            .await
+            .expect("fetch");
+        assert_eq!(outcome.segments.len(), 2);
+        assert!(outcome.failures.is_empty());
+        assert!(server.stats().refused >= 2);
+        server.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_map_output_is_retried_then_reported_while_others_arrive() {
+    bounded(async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (daemon, user) = identities(dir.path());
+        let outputs = write_map_outputs(dir.path(), 2, 200);
+        let (server, _registry, job) = serve(&daemon, &outputs).await;
+        let fetcher = ShuffleFetcher::new(&user, LOCAL, fast_settings()).expect("fetcher");
+        let mut maps = locations(2, server.local_addr());
+        maps.push(MapOutputLocation {
+            map_attempt: MapAttemptId::new(7, 2),
+            host: server.local_addr(),
+        });
+        let outcome = fetcher
+            .fetch(&job, 1, &maps, &dir.path().join("f"))
+            .await
+            .expect("fetch");
+        assert_eq!(outcome.segments.len(), 2, "the registered outputs arrive");
+        assert_eq!(outcome.failures.len(), 1);
+        let f = &outcome.failures[0];
+        assert_eq!(f.map_attempt, MapAttemptId::new(7, 2));
+        assert_eq!(f.host, server.local_addr());
+        assert_eq!(f.attempts, 3, "default: reported after 3 failed fetches");
+        assert!(f.reason.contains("not registered"), "{f:?}");
+        assert_eq!(outcome.stats.failed_fetches, 3);
+        server.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_registered_late_is_fetched_on_a_retry() {
+    bounded(async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (daemon, user) = identities(dir.path());
+        let outputs = write_map_outputs(dir.path(), 2, 200);
+        let (server, registry, job) = serve(&daemon, &outputs[..1]).await;
+        let mut settings = fast_settings();
+        settings.max_fetch_failures = 6;
+        settings.retry.initial_backoff = Duration::from_millis(100);
+        let fetcher = ShuffleFetcher::new(&user, LOCAL, settings).expect("fetcher");
+        let late = outputs[1].clone();
+        let reg = registry.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            reg.register_map_output(JOB, MapAttemptId::new(1, 0), late.path, late.index)
+                .expect("register late");
+        });
+        let outcome = fetcher
+            .fetch(&job, 2, &locations(2, server.local_addr()), &dir.path().join("f"))
+            .await
+            .expect("fetch");
+        assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
+        assert_eq!(outcome.segments.len(), 2);
+        assert!(outcome.stats.failed_fetches >= 1, "the first try failed");
+        server.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_server_is_retried_with_backoff_then_reported() {
+    bounded(async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_daemon, user) = identities(dir.path());
+        // A bound but silent UDP socket: a node whose shuffle server is down.
+        let silent = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let host = silent.local_addr().expect("addr");
+        let mut settings = fast_settings();
+        settings.connect_timeout = Duration::from_millis(200);
+        settings.retry.initial_backoff = Duration::from_millis(100);
+        let fetcher = ShuffleFetcher::new(&user, LOCAL, settings).expect("fetcher");
+        let job = ShuffleJob {
+            job_id: JOB.into(),
+            secret: JobSecret::generate(),
+        };
+        let started = std::time::Instant::now();
+        let outcome = fetcher
+            .fetch(&job, 0, &locations(2, host), &dir.path().join("f"))
+            .await
+            .expect("fetch");
+        let elapsed = started.elapsed();
+        assert!(outcome.segments.is_empty());
+        assert_eq!(outcome.failures.len(), 2);
+        for f in &outcome.failures {
+            assert_eq!(f.attempts, 3);
+            assert_eq!(f.host, host);
+            assert!(f.reason.contains("did not answer"), "{f:?}");
+        }
+        // 3 connect timeouts plus backoffs of 100 and 200 ms.
+        assert!(elapsed >= Duration::from_millis(900), "{elapsed:?}");
+        assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_budget_sends_segments_to_disk_without_changing_the_result() {
+    bounded(async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (daemon, user) = identities(dir.path());
+        let outputs = write_map_outputs(dir.path(), 5, 1500);
+        let (server, _registry, job) = serve(&daemon, &outputs).await;
+        let p = 3u32;
+        let largest = outputs
+            .iter()
+            .map(|o| o.index[p as usize].compressed_len)
+            .max()
+            .unwrap_or(0);
+        let mut settings = fast_settings();
+        // Room for about two segments: the rest must go to disk.
+        settings.memory_budget = (largest * 2 + 1) as usize;
+        let fetcher = ShuffleFetcher::new(&user, LOCAL, settings.clone()).expect("fetcher");
+        let spill = dir.path().join("spill");
+        let mut outcome = fetcher
+            .fetch(&job, p, &locations(5, server.local_addr()), &spill)
+            .await
+            .expect("fetch");
+        assert!(outcome.failures.is_empty());
+        assert!(outcome.stats.disk_segments >= 3, "{:?}", outcome.stats);
+        assert!(outcome.stats.memory_segments >= 1, "{:?}", outcome.stats);
+        let in_memory: u64 = outcome
+            .segments
+            .iter()
+            .filter(|s| matches!(s, FetchedSegment::Memory { .. }))
+            .map(FetchedSegment::size)
+            .sum();
+        assert!(in_memory <= settings.memory_budget as u64);
+        for seg in &outcome.segments {
+            if let FetchedSegment::Disk { path, entry, map_attempt } = seg {
+                assert!(path.starts_with(&spill));
+                let src = outputs[map_attempt.map as usize].index[p as usize];
+                assert_eq!(
+                    std::fs::read(path).expect("spilled segment"),
+                    file_range(&outputs[map_attempt.map as usize].path, src.offset, src.compressed_len)
+                );
+                assert_eq!(entry.offset, 0);
+            }
+        }
+        let local = reduce_locally(&outputs, p, dir.path().join("local"));
+        let fetched = reduce_fetched(&mut outcome, dir.path().join("red"), settings.memory_budget);
+        assert!(is_key_ordered(&fetched));
+        assert_eq!(sorted(local), sorted(fetched));
+        server.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_copies_bound_is_respected() {
+    bounded(async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (daemon, user) = identities(dir.path());
+        let outputs = write_map_outputs(dir.path(), 12, 300);
+        let (server, _registry, job) = serve(&daemon, &outputs).await;
+        let maps = locations(12, server.local_addr());
+        for copies in [1usize, 3] {
+            let mut settings = fast_settings();
+            settings.parallel_copies = copies;
+            let fetcher = ShuffleFetcher::new(&user, LOCAL, settings).expect("fetcher");
+            let outcome = fetcher
+                .fetch(&job, 0, &maps, &dir.path().join(format!("f{copies}")))
+                .await
+                .expect("fetch");
+            assert_eq!(outcome.segments.len(), 12);
+            assert!(
+                outcome.stats.peak_parallel_fetches <= copies,
+                "{copies} copies allowed, {} ran at once",
+                outcome.stats.peak_parallel_fetches
+            );
+            assert!(outcome.stats.peak_parallel_fetches >= 1);
+        }
+        // 12 maps over 3 copiers: 3 or more requests, so the copiers did share the work.
+        assert!(server.stats().requests >= 1 + 3, "{:?}", server.stats());
+        server.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_refuses_outputs_of_unknown_jobs_and_overlapping_indexes() {
+    let registry = ShuffleRegistry::new();
+    let err = registry
+        .register_map_output("nojob", MapAttemptId::new(0, 0), PathBuf::from("/x"), vec![])
+        .expect_err("unknown job");
+    assert!(matches!(err, ShuffleError::UnknownJob(_)));
+    registry.register_job("j", JobSecret::generate());
+    let e = crate::task::run_file::SegmentIndexEntry {
+        offset: 0,
+        raw_len: 10,
+        compressed_len: 10,
+        records: 1,
+    };
+    let overlapping = vec![e, crate::task::run_file::SegmentIndexEntry { offset: 5, ..e }];
+    assert!(registry
+        .register_map_output("j", MapAttemptId::new(0, 0), PathBuf::from("/x"), overlapping)
+        .is_err());
+    assert!(registry
+        .register_map_output("j", MapAttemptId::new(0, 0), PathBuf::from("/x"), vec![e])
+        .is_ok());
+    assert!(registry.map_output("j", MapAttemptId::new(0, 0)).is_some());
+    assert_eq!(registry.remove_job("j").len(), 1);
+    assert!(registry.secret("j").is_none());
+}

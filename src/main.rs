@@ -59,6 +59,8 @@ enum BenchCommand {
     Transport(cli::transport_bench::TransportBenchArgs),
     /// DFS write and read throughput (like TestDFSIO) vs the raw disk.
     Dfsio(cli::dfs_bench::DfsioArgs),
+    /// QUIC shuffle of real map outputs vs a plain TCP copy of the same bytes.
+    Shuffle(cli::shuffle_bench::ShuffleBenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -71,6 +73,7 @@ fn main() -> ExitCode {
         Command::Bench(BenchCommand::Terasort(args)) => ("bench", cli::job_bench::terasort(args)),
         Command::Bench(BenchCommand::Transport(args)) => ("bench", cli::transport_bench::run(args)),
         Command::Bench(BenchCommand::Dfsio(args)) => ("bench dfsio", cli::dfs_bench::run(args)),
+        Command::Bench(BenchCommand::Shuffle(args)) => ("bench shuffle", cli::shuffle_bench::run(args)),
         Command::Dfs(cmd) => (cli::dfs::verb(&cmd), cli::dfs::run(cmd)),
         Command::Fsck(args) => ("fsck", cli::dfs::fsck(args)),
         Command::Dfsadmin(cmd) => ("dfsadmin", cli::dfs::dfsadmin(cmd)),

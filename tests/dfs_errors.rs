@@ -10,11 +10,7 @@ const OCTET: u8 = 43;
 
 #[test]
 fn bad_input_gets_a_one_line_error_and_loses_nothing() {
-    let mut dfs = MiniDfs::start(MiniDfsOptions {
-        datanodes: 3,
-        replication: 3,
-        octet: OCTET,
-    });
+    let mut dfs = MiniDfs::start(MiniDfsOptions::new(3, OCTET));
     let local = dfs.dir.path().join("local");
     std::fs::create_dir_all(&local).unwrap();
     let f1 = local.join("one");
@@ -161,4 +157,32 @@ fn a_missing_configuration_or_certificate_is_a_clear_error() {
         "{e}"
     );
     assert!(e.contains("start-dfs.sh"), "{e}");
+}
+
+#[test]
+fn full_datanodes_refuse_blocks_with_a_clear_error_and_nothing_is_lost() {
+    // Every DataNode keeps "reserved" more space than its disk has: it is full for the DFS.
+    let mut opts = MiniDfsOptions::new(2, OCTET);
+    opts.datanode_env.push((
+        "SHEAF_DATANODE_RESERVED_BYTES".into(),
+        (1u64 << 60).to_string(),
+    ));
+    let dfs = MiniDfs::start(opts);
+    let src = dfs.dir.path().join("payload");
+    std::fs::write(&src, data(BLOCK / 2, 1)).unwrap();
+    let e = one_line_error(&dfs.sheaf(&["dfs", "put", src.to_str().unwrap(), "/full"]));
+    assert!(
+        e.starts_with("sheaf dfs put: no DataNode is able to take block #0 of /full"),
+        "{e}"
+    );
+    assert_eq!(
+        dfs.sheaf(&["dfs", "test", "-e", "/full"]).status.code(),
+        Some(1)
+    );
+    // Metadata operations still work.
+    dfs.ok(&["dfs", "mkdir", "/still-works"]);
+    assert!(dfs
+        .sheaf(&["dfs", "test", "-d", "/still-works"])
+        .status
+        .success());
 }

@@ -12,11 +12,7 @@ use std::time::{Duration, Instant};
 const OCTET: u8 = 42;
 
 fn cluster(datanodes: usize) -> MiniDfs {
-    MiniDfs::start(MiniDfsOptions {
-        datanodes,
-        replication: 3,
-        octet: OCTET,
-    })
+    MiniDfs::start(MiniDfsOptions::new(datanodes, OCTET))
 }
 
 /// Per-block live replica counts from `fsck -blocks`.

@@ -11,11 +11,7 @@ use std::process::Stdio;
 const OCTET: u8 = 41;
 
 fn cluster(datanodes: usize) -> MiniDfs {
-    MiniDfs::start(MiniDfsOptions {
-        datanodes,
-        replication: 3,
-        octet: OCTET,
-    })
+    MiniDfs::start(MiniDfsOptions::new(datanodes, OCTET))
 }
 
 #[test]

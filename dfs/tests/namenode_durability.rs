@@ -8,8 +8,8 @@
 use sheaf_dfs::config::DfsConfig;
 use sheaf_dfs::namenode::{self, Namenode};
 use sheaf_dfs::protocol::{
-    DatanodeAddr, DatanodeCommand, ExtendedBlock, FileKind, NamenodeError, NamenodeReply, NamenodeRequest,
-    NamenodeResponse, SafeModeAction,
+    DatanodeAddr, DatanodeCommand, ExtendedBlock, FileKind, NamenodeError, NamenodeReply,
+    NamenodeRequest, NamenodeResponse, SafeModeAction,
 };
 use sheaf_rpc::{quic, ClusterCa, RpcClient, TlsIdentity};
 use std::io::{BufRead, BufReader};
@@ -56,15 +56,33 @@ fn run_child(root: &Path) {
 }
 
 async fn call(client: &RpcClient, addr: SocketAddr, req: NamenodeRequest) -> NamenodeResponse {
-    client.call::<_, NamenodeResponse>(addr, &req).await.expect("rpc")
+    client
+        .call::<_, NamenodeResponse>(addr, &req)
+        .await
+        .expect("rpc")
 }
 
 fn datanode() -> DatanodeAddr {
-    DatanodeAddr { uuid: "dn-test".into(), host: LOCAL, rpc_port: 1, data_port: 2 }
+    DatanodeAddr {
+        uuid: "dn-test".into(),
+        host: LOCAL,
+        rpc_port: 1,
+        data_port: 2,
+    }
 }
 
 async fn register(client: &RpcClient, addr: SocketAddr) {
-    let r = call(client, addr, NamenodeRequest::RegisterDatanode { addr: datanode(), capacity: 1 << 30, used: 0, remaining: 1 << 30 }).await;
+    let r = call(
+        client,
+        addr,
+        NamenodeRequest::RegisterDatanode {
+            addr: datanode(),
+            capacity: 1 << 30,
+            used: 0,
+            remaining: 1 << 30,
+        },
+    )
+    .await;
     assert!(matches!(r, Ok(NamenodeReply::Commands(_))), "{r:?}");
 }
 
@@ -85,10 +103,25 @@ fn create(path: &str, client: &str) -> NamenodeRequest {
 async fn mutate(client: &RpcClient, addr: SocketAddr) -> ExtendedBlock {
     register(client, addr).await;
     let ok = |r: NamenodeResponse| assert!(r.is_ok(), "{r:?}");
-    ok(call(client, addr, NamenodeRequest::Mkdirs { path: "/data/sub".into(), parents: true, mode: 0o750, owner: "tester".into() }).await);
+    ok(call(
+        client,
+        addr,
+        NamenodeRequest::Mkdirs {
+            path: "/data/sub".into(),
+            parents: true,
+            mode: 0o750,
+            owner: "tester".into(),
+        },
+    )
+    .await);
     // Concurrent mutations share fsyncs (group commit); each is acknowledged individually.
     let reqs: Vec<NamenodeRequest> = (0..40)
-        .map(|i| NamenodeRequest::Mkdirs { path: format!("/many/d{i}"), parents: true, mode: 0o755, owner: "tester".into() })
+        .map(|i| NamenodeRequest::Mkdirs {
+            path: format!("/many/d{i}"),
+            parents: true,
+            mode: 0o755,
+            owner: "tester".into(),
+        })
         .collect();
     let results = futures::future::join_all(reqs.into_iter().map(|r| call(client, addr, r))).await;
     for r in results {
@@ -99,50 +132,161 @@ async fn mutate(client: &RpcClient, addr: SocketAddr) -> ExtendedBlock {
     let Ok(NamenodeReply::Block(lb)) = call(
         client,
         addr,
-        NamenodeRequest::AddBlock { path: "/data/file1".into(), client: "writer-1".into(), previous: None, excluded: vec![] },
+        NamenodeRequest::AddBlock {
+            path: "/data/file1".into(),
+            client: "writer-1".into(),
+            previous: None,
+            excluded: vec![],
+        },
     )
     .await
     else {
         panic!("add block failed")
     };
     assert_eq!(lb.locations, vec![datanode()]);
-    let block = ExtendedBlock { len: 12345, ..lb.block };
-    ok(call(client, addr, NamenodeRequest::IncrementalBlockReport { uuid: "dn-test".into(), received: vec![block], deleted: vec![] }).await);
-    let r = call(client, addr, NamenodeRequest::Complete { path: "/data/file1".into(), client: "writer-1".into(), last: Some(block) }).await;
+    let block = ExtendedBlock {
+        len: 12345,
+        ..lb.block
+    };
+    ok(call(
+        client,
+        addr,
+        NamenodeRequest::IncrementalBlockReport {
+            uuid: "dn-test".into(),
+            received: vec![block],
+            deleted: vec![],
+        },
+    )
+    .await);
+    let r = call(
+        client,
+        addr,
+        NamenodeRequest::Complete {
+            path: "/data/file1".into(),
+            client: "writer-1".into(),
+            last: Some(block),
+        },
+    )
+    .await;
     assert!(matches!(r, Ok(NamenodeReply::Completed(true))), "{r:?}");
     // An empty file, renamed; another one deleted; a replication change.
     ok(call(client, addr, create("/data/empty", "writer-1")).await);
-    let r = call(client, addr, NamenodeRequest::Complete { path: "/data/empty".into(), client: "writer-1".into(), last: None }).await;
+    let r = call(
+        client,
+        addr,
+        NamenodeRequest::Complete {
+            path: "/data/empty".into(),
+            client: "writer-1".into(),
+            last: None,
+        },
+    )
+    .await;
     assert!(matches!(r, Ok(NamenodeReply::Completed(true))), "{r:?}");
-    ok(call(client, addr, NamenodeRequest::Rename { src: "/data/empty".into(), dst: "/data/sub".into() }).await);
+    ok(call(
+        client,
+        addr,
+        NamenodeRequest::Rename {
+            src: "/data/empty".into(),
+            dst: "/data/sub".into(),
+        },
+    )
+    .await);
     ok(call(client, addr, create("/data/doomed", "writer-1")).await);
-    ok(call(client, addr, NamenodeRequest::Complete { path: "/data/doomed".into(), client: "writer-1".into(), last: None }).await);
-    let r = call(client, addr, NamenodeRequest::Delete { path: "/data/doomed".into(), recursive: false }).await;
+    ok(call(
+        client,
+        addr,
+        NamenodeRequest::Complete {
+            path: "/data/doomed".into(),
+            client: "writer-1".into(),
+            last: None,
+        },
+    )
+    .await);
+    let r = call(
+        client,
+        addr,
+        NamenodeRequest::Delete {
+            path: "/data/doomed".into(),
+            recursive: false,
+        },
+    )
+    .await;
     assert!(matches!(r, Ok(NamenodeReply::Deleted(true))), "{r:?}");
-    ok(call(client, addr, NamenodeRequest::SetReplication { path: "/data/file1".into(), replication: 2 }).await);
+    ok(call(
+        client,
+        addr,
+        NamenodeRequest::SetReplication {
+            path: "/data/file1".into(),
+            replication: 2,
+        },
+    )
+    .await);
     // Hadoop error semantics over the wire.
-    let r = call(client, addr, NamenodeRequest::Delete { path: "/data".into(), recursive: false }).await;
-    assert_eq!(r.unwrap_err(), NamenodeError::DirectoryNotEmpty("/data".into()));
+    let r = call(
+        client,
+        addr,
+        NamenodeRequest::Delete {
+            path: "/data".into(),
+            recursive: false,
+        },
+    )
+    .await;
+    assert_eq!(
+        r.unwrap_err(),
+        NamenodeError::DirectoryNotEmpty("/data".into())
+    );
     let r = call(client, addr, create("/data/file1", "writer-2")).await;
-    assert_eq!(r.unwrap_err(), NamenodeError::AlreadyExists("/data/file1".into()));
+    assert_eq!(
+        r.unwrap_err(),
+        NamenodeError::AlreadyExists("/data/file1".into())
+    );
     block
 }
 
 async fn verify(client: &RpcClient, addr: SocketAddr, block: ExtendedBlock) {
     let info = |p: &str| NamenodeRequest::GetFileInfo { path: p.into() };
-    let Ok(NamenodeReply::FileInfo(Some(f))) = call(client, addr, info("/data/file1")).await else { panic!("file1 lost") };
-    assert_eq!((f.kind, f.len, f.replication, f.owner.as_str()), (FileKind::File, 12345, 2, "tester"));
-    let Ok(NamenodeReply::FileInfo(Some(d))) = call(client, addr, info("/data/sub")).await else { panic!("dir lost") };
+    let Ok(NamenodeReply::FileInfo(Some(f))) = call(client, addr, info("/data/file1")).await else {
+        panic!("file1 lost")
+    };
+    assert_eq!(
+        (f.kind, f.len, f.replication, f.owner.as_str()),
+        (FileKind::File, 12345, 2, "tester")
+    );
+    let Ok(NamenodeReply::FileInfo(Some(d))) = call(client, addr, info("/data/sub")).await else {
+        panic!("dir lost")
+    };
     assert_eq!((d.kind, d.mode), (FileKind::Directory, 0o750));
-    let Ok(NamenodeReply::FileInfo(Some(_))) = call(client, addr, info("/data/sub/empty")).await else { panic!("rename lost") };
-    let Ok(NamenodeReply::FileInfo(None)) = call(client, addr, info("/data/empty")).await else { panic!("rename source back") };
-    let Ok(NamenodeReply::FileInfo(None)) = call(client, addr, info("/data/doomed")).await else { panic!("delete lost") };
-    let Ok(NamenodeReply::Listing(many)) = call(client, addr, NamenodeRequest::ListStatus { path: "/many".into() }).await else {
+    let Ok(NamenodeReply::FileInfo(Some(_))) = call(client, addr, info("/data/sub/empty")).await
+    else {
+        panic!("rename lost")
+    };
+    let Ok(NamenodeReply::FileInfo(None)) = call(client, addr, info("/data/empty")).await else {
+        panic!("rename source back")
+    };
+    let Ok(NamenodeReply::FileInfo(None)) = call(client, addr, info("/data/doomed")).await else {
+        panic!("delete lost")
+    };
+    let Ok(NamenodeReply::Listing(many)) = call(
+        client,
+        addr,
+        NamenodeRequest::ListStatus {
+            path: "/many".into(),
+        },
+    )
+    .await
+    else {
         panic!("listing failed")
     };
     assert_eq!(many.len(), 40);
-    let req = NamenodeRequest::GetBlockLocations { path: "/data/file1".into(), offset: 0, len: u64::MAX, client_host: None };
-    let Ok(NamenodeReply::Locations(locs)) = call(client, addr, req).await else { panic!("locations") };
+    let req = NamenodeRequest::GetBlockLocations {
+        path: "/data/file1".into(),
+        offset: 0,
+        len: u64::MAX,
+        client_host: None,
+    };
+    let Ok(NamenodeReply::Locations(locs)) = call(client, addr, req).await else {
+        panic!("locations")
+    };
     assert_eq!(locs.file_len, 12345);
     assert_eq!(locs.blocks.len(), 1);
     assert_eq!(locs.blocks[0].block, block);
@@ -177,7 +321,12 @@ fn acknowledged_mutations_survive_sigkill_and_safe_mode_exits_by_itself() {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             // libtest prints "test … " without a newline before the child's own output.
             if let Some(i) = line.find("NAMENODE_ADDR=") {
-                let _ = tx.send(line[i + "NAMENODE_ADDR=".len()..].trim().parse::<SocketAddr>().ok());
+                let _ = tx.send(
+                    line[i + "NAMENODE_ADDR=".len()..]
+                        .trim()
+                        .parse::<SocketAddr>()
+                        .ok(),
+                );
                 return;
             }
         }
@@ -240,12 +389,18 @@ fn start_refuses_an_unformatted_dir_and_a_port_in_use() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let identity = TlsIdentity::load(&cfg.cluster.tls_dir, "daemon").unwrap();
-        let e = Namenode::start(&cfg, identity.clone()).await.err().expect("unformatted dir must be refused");
+        let e = Namenode::start(&cfg, identity.clone())
+            .await
+            .err()
+            .expect("unformatted dir must be refused");
         assert!(e.to_string().contains("sheaf format"), "{e}");
         namenode::format(&cfg, false).unwrap();
         let busy = std::net::UdpSocket::bind(SocketAddr::new(LOCAL, 0)).unwrap();
         cfg.namenode.address = busy.local_addr().unwrap();
-        let e = Namenode::start(&cfg, identity).await.err().expect("a bound port must be refused");
+        let e = Namenode::start(&cfg, identity)
+            .await
+            .err()
+            .expect("a bound port must be refused");
         assert!(e.to_string().contains("cannot serve on"), "{e}");
     });
 }

@@ -501,9 +501,23 @@ async fn put(a: PutArgs) -> anyhow::Result<()> {
             .unwrap_or_else(|| src.clone());
         let target = target_in(&dst.path, dst_status.as_ref(), &name);
         if meta.is_dir() {
-            put_dir(&client, &local, &target, a.force, &mut warnings).await?;
+            let bar = progress_bar(Some(local_size(&local)), src);
+            let progress = bar.as_ref().map(|b| b.1.clone());
+            let r = put_dir(
+                &client,
+                &local,
+                &target,
+                a.force,
+                &mut warnings,
+                progress.as_ref(),
+            )
+            .await;
+            if let Some((b, _)) = bar {
+                b.finish_and_clear();
+            }
+            r?;
         } else {
-            let outcome = put_file(&client, &local, meta.len(), &target, a.force).await?;
+            let outcome = put_file(&client, &local, meta.len(), &target, a.force, None).await?;
             warnings.extend(under_replication(&target, &outcome));
         }
     }
@@ -517,6 +531,21 @@ async fn put(a: PutArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Bytes of every file under a local directory (for the progress bar's total).
+fn local_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => local_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 fn io_reason(e: &std::io::Error) -> String {
@@ -542,6 +571,7 @@ async fn put_dir(
     target: &str,
     force: bool,
     warnings: &mut Vec<String>,
+    progress: Option<&CopyProgress>,
 ) -> anyhow::Result<()> {
     match client.status(target).await? {
         Some(s) if s.kind == FileKind::File => bail!(
@@ -564,7 +594,7 @@ async fn put_dir(
         let child = sheaf_dfs::path::join(target, &name);
         let meta = std::fs::metadata(&path).with_context(|| format!("{}", path.display()))?;
         if meta.is_dir() {
-            Box::pin(put_dir(client, &path, &child, force, warnings)).await?;
+            Box::pin(put_dir(client, &path, &child, force, warnings, progress)).await?;
         } else {
             files.push((path, meta.len(), child));
         }
@@ -573,7 +603,7 @@ async fn put_dir(
     use futures::StreamExt;
     let mut results =
         futures::stream::iter(files.into_iter().map(|(path, len, child)| async move {
-            let outcome = put_file(client, &path, len, &child, force).await?;
+            let outcome = put_file(client, &path, len, &child, force, progress).await?;
             Ok::<_, anyhow::Error>(under_replication(&child, &outcome))
         }))
         .buffer_unordered(PARALLEL_FILES);
@@ -589,17 +619,25 @@ async fn put_file(
     len: u64,
     target: &str,
     force: bool,
+    shared: Option<&CopyProgress>,
 ) -> anyhow::Result<WriteOutcome> {
     let file = std::fs::File::open(local)
         .map_err(|e| anyhow!("{}: {}", local.display(), io_reason(&e)))?;
-    let bar = progress_bar(Some(len), &local.display().to_string());
+    // A directory copy shows one bar for all its files; a single file gets its own.
+    let bar = match shared {
+        Some(_) => None,
+        None => progress_bar(Some(len), &local.display().to_string()),
+    };
+    let progress = shared
+        .cloned()
+        .or_else(|| bar.as_ref().map(|b| b.1.clone()));
     let outcome = put_stream(
         client,
         Box::new(file),
         &local.display().to_string(),
         target,
         force,
-        bar.as_ref().map(|b| b.1.clone()),
+        progress,
     )
     .await;
     if let Some((b, _)) = bar {
@@ -655,6 +693,15 @@ async fn put_stream(
 }
 
 fn map_write_error(e: DfsError, target: &str) -> anyhow::Error {
+    // Name the file the user asked for, not the `._COPYING_` temporary.
+    if let DfsError::NoDatanodes { block, reason, .. } = e {
+        return DfsError::NoDatanodes {
+            path: target.to_string(),
+            block,
+            reason,
+        }
+        .into();
+    }
     match e.namenode_error() {
         Some(NamenodeError::AlreadyExists(_)) => {
             anyhow!("{target} already exists (use -f to overwrite)")
@@ -693,15 +740,28 @@ async fn get(a: GetArgs) -> anyhow::Result<()> {
             local.clone()
         };
         if status.kind == FileKind::Directory {
-            get_dir(&client, &src.path, &target, a.force).await?;
+            let total = client.content_summary(&src.path).await?.length;
+            let bar = progress_bar(Some(total), &src.path);
+            let progress = bar.as_ref().map(|b| b.1.clone());
+            let r = get_dir(&client, &src.path, &target, a.force, progress.as_ref()).await;
+            if let Some((b, _)) = bar {
+                b.finish_and_clear();
+            }
+            r?;
         } else {
-            get_file(&client, &status, &target, a.force).await?;
+            get_file(&client, &status, &target, a.force, None).await?;
         }
     }
     Ok(())
 }
 
-async fn get_dir(client: &DfsClient, src: &str, target: &Path, force: bool) -> anyhow::Result<()> {
+async fn get_dir(
+    client: &DfsClient,
+    src: &str,
+    target: &Path,
+    force: bool,
+    progress: Option<&CopyProgress>,
+) -> anyhow::Result<()> {
     if target.exists() && !target.is_dir() {
         bail!(
             "{}: Is not a directory (cannot get directory {src} there)",
@@ -714,17 +774,15 @@ async fn get_dir(client: &DfsClient, src: &str, target: &Path, force: bool) -> a
         let name = sheaf_dfs::path::file_name(&entry.path).to_string();
         let child = target.join(&name);
         if entry.kind == FileKind::Directory {
-            Box::pin(get_dir(client, &entry.path, &child, force)).await?;
+            Box::pin(get_dir(client, &entry.path, &child, force, progress)).await?;
         } else {
             files.push((entry, child));
         }
     }
     use futures::StreamExt;
-    let mut results = futures::stream::iter(
-        files
-            .iter()
-            .map(|(entry, child)| async move { get_file(client, entry, child, force).await }),
-    )
+    let mut results = futures::stream::iter(files.iter().map(|(entry, child)| async move {
+        get_file(client, entry, child, force, progress).await
+    }))
     .buffer_unordered(PARALLEL_FILES);
     while let Some(r) = results.next().await {
         r?;
@@ -738,6 +796,7 @@ async fn get_file(
     status: &FileStatus,
     target: &Path,
     force: bool,
+    shared: Option<&CopyProgress>,
 ) -> anyhow::Result<()> {
     if target.is_dir() {
         bail!("{}: Is a directory", target.display());
@@ -748,10 +807,14 @@ async fn get_file(
     let mut temp = target.as_os_str().to_owned();
     temp.push("._COPYING_");
     let temp = PathBuf::from(temp);
-    let bar = progress_bar(Some(status.len), &status.path);
-    let r = client
-        .copy_to_local(&status.path, &temp, bar.as_ref().map(|b| b.1.clone()))
-        .await;
+    let bar = match shared {
+        Some(_) => None,
+        None => progress_bar(Some(status.len), &status.path),
+    };
+    let progress = shared
+        .cloned()
+        .or_else(|| bar.as_ref().map(|b| b.1.clone()));
+    let r = client.copy_to_local(&status.path, &temp, progress).await;
     if let Some((b, _)) = bar {
         b.finish_and_clear();
     }

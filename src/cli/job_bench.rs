@@ -428,7 +428,8 @@ pub fn terasort(args: TerasortBenchArgs) -> anyhow::Result<()> {
 
     let t = Instant::now();
     let parts = part_files(&config.output)?;
-    let summary = terasort::teravalidate(&[input.clone()], &parts).context("teravalidate")?;
+    let summary =
+        terasort::teravalidate(std::slice::from_ref(&input), &parts).context("teravalidate")?;
     let validate = t.elapsed();
     ensure!(
         summary.records == args.records,

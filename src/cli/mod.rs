@@ -9,6 +9,7 @@ pub mod job;
 pub mod job_bench;
 pub mod logging;
 pub mod namenode;
+pub mod shuffle_bench;
 pub mod transport_bench;
 pub mod yarn;
 pub mod yarn_daemons;

@@ -51,9 +51,16 @@ pub fn run(args: NamenodeArgs) -> anyhow::Result<()> {
         config.namenode.data_dir = d;
     }
     let tls_dir = config.cluster.tls_dir.clone();
-    let identity = TlsIdentity::load(&tls_dir, "daemon")
-        .with_context(|| format!("cannot load the daemon certificate from {} (run `sheaf format` first)", tls_dir.display()))?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    let identity = TlsIdentity::load(&tls_dir, "daemon").with_context(|| {
+        format!(
+            "cannot load the daemon certificate from {} (run `sheaf format` first)",
+            tls_dir.display()
+        )
+    })?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
     runtime.block_on(async {
         let running = Namenode::start(&config, identity).await?;
         tracing::info!(addr = %running.local_addr(), data_dir = %config.namenode.data_dir.display(), "NameNode started");
@@ -75,11 +82,21 @@ pub fn format(args: FormatArgs) -> anyhow::Result<()> {
     }
     let tls_dir = config.cluster.tls_dir.clone();
     if tls_dir.join("ca.pem").exists() {
-        eprintln!("keeping the existing cluster certificates in {}", tls_dir.display());
+        eprintln!(
+            "keeping the existing cluster certificates in {}",
+            tls_dir.display()
+        );
     } else {
-        ClusterCa::create_dir(&config.cluster.name, &tls_dir)
-            .with_context(|| format!("cannot create the cluster certificates in {}", tls_dir.display()))?;
-        println!("created cluster CA and certificates in {}", tls_dir.display());
+        ClusterCa::create_dir(&config.cluster.name, &tls_dir).with_context(|| {
+            format!(
+                "cannot create the cluster certificates in {}",
+                tls_dir.display()
+            )
+        })?;
+        println!(
+            "created cluster CA and certificates in {}",
+            tls_dir.display()
+        );
     }
     let info = namenode::format(&config, args.force)?;
     println!(

@@ -25,6 +25,11 @@ pub enum YarnCommand {
     /// Queues.
     #[command(subcommand)]
     Queue(QueueCommand),
+    /// Print the container logs of a finished application (aggregated into the DFS).
+    Logs {
+        /// Application id.
+        app: String,
+    },
     /// Run a command in N containers (distributed shell) and report each one's host and exit code.
     Run(RunArgs),
     /// The distributed shell's application master (runs inside a container).
@@ -82,6 +87,9 @@ pub struct RunArgs {
     /// Vcores of each container.
     #[arg(long, default_value_t = 1)]
     pub vcores: u32,
+    /// A DFS file to link into every container's working dir as LINK (repeatable).
+    #[arg(long = "file", value_name = "LINK=DFS_PATH")]
+    pub files: Vec<String>,
     /// Memory of the application master's container, MB.
     #[arg(long, default_value_t = 128)]
     pub master_memory: u64,
@@ -102,6 +110,9 @@ pub struct ShellMasterArgs {
     /// Vcores of each.
     #[arg(long)]
     pub vcores: u32,
+    /// Files to localize (LINK=DFS_PATH).
+    #[arg(long = "file")]
+    pub files: Vec<String>,
     /// The command.
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
@@ -114,6 +125,7 @@ pub fn verb(cmd: &YarnCommand) -> &'static str {
         YarnCommand::App(_) => "yarn app",
         YarnCommand::Queue(_) => "yarn queue",
         YarnCommand::Run(_) => "yarn run",
+        YarnCommand::Logs { .. } => "yarn logs",
         YarnCommand::ShellMaster(_) => "yarn shell-master",
     }
 }
@@ -121,6 +133,7 @@ pub fn verb(cmd: &YarnCommand) -> &'static str {
 struct Cluster {
     identity: TlsIdentity,
     rm: SocketAddr,
+    dfs: sheaf_dfs::config::DfsConfig,
 }
 
 fn cluster() -> anyhow::Result<Cluster> {
@@ -133,9 +146,11 @@ fn cluster() -> anyhow::Result<Cluster> {
             cluster.tls_dir.display()
         )
     })?;
+    let dfs = sheaf_dfs::config::DfsConfig::from_file(&file).context("invalid configuration")?;
     Ok(Cluster {
         identity,
         rm: yarn.resourcemanager.address,
+        dfs,
     })
 }
 
@@ -172,6 +187,7 @@ pub fn run(cmd: YarnCommand) -> anyhow::Result<()> {
             }
             YarnCommand::Queue(QueueCommand::Status) => queue_status(&rm_client(&c)?).await,
             YarnCommand::Run(args) => distributed_shell(&rm_client(&c)?, args).await,
+            YarnCommand::Logs { app } => logs(&c, &app).await,
             YarnCommand::ShellMaster(args) => shell_master(&c, args).await,
         }
     })
@@ -233,6 +249,35 @@ async fn app_list(rm: &RmClient, state: Option<String>) -> anyhow::Result<()> {
             a.state,
             a.final_status
         );
+    }
+    Ok(())
+}
+
+async fn logs(c: &Cluster, app: &str) -> anyhow::Result<()> {
+    use sheaf_yarn::nodemanager::log_aggregation::container_log_path;
+    let report = rm_client(c)?.application(app.parse()?).await?;
+    if !report.state.is_final() {
+        bail!("{} is still {}; its logs are aggregated when it ends (see the NodeManagers' log-dir meanwhile)", report.id, report.state);
+    }
+    let dfs = sheaf_dfs::client::DfsClient::connect(&c.dfs, c.identity.clone()).await?;
+    let mut found = 0;
+    for container in &report.containers {
+        for name in ["stdout", "stderr"] {
+            let path = container_log_path(&report.user, container.id, name);
+            match dfs.status(&path).await? {
+                Some(_) => {
+                    let data = dfs.read_file(&path).await?;
+                    println!("== {} on {} : {name} ({} bytes) ==", container.id, container.host, data.len());
+                    use std::io::Write;
+                    std::io::stdout().write_all(&data)?;
+                    found += 1;
+                }
+                None => println!("== {} on {} : {name} (not aggregated) ==", container.id, container.host),
+            }
+        }
+    }
+    if found == 0 {
+        bail!("no aggregated logs for {} (is log aggregation on, and was the DFS up when it ended?)", report.id);
     }
     Ok(())
 }
@@ -299,8 +344,13 @@ async fn distributed_shell(rm: &RmClient, args: RunArgs) -> anyhow::Result<()> {
         args.memory.to_string(),
         "--vcores".into(),
         args.vcores.to_string(),
-        "--".into(),
     ];
+    for f in &args.files {
+        parse_file(f)?;
+        am.push("--file".into());
+        am.push(f.clone());
+    }
+    am.push("--".into());
     am.extend(args.command.iter().cloned());
     let sub = SubmitApplication {
         name: format!("shell: {}", args.command.join(" ")),
@@ -355,6 +405,16 @@ async fn distributed_shell(rm: &RmClient, args: RunArgs) -> anyhow::Result<()> {
     )
 }
 
+/// Splits `LINK=DFS_PATH`.
+fn parse_file(spec: &str) -> anyhow::Result<(String, String)> {
+    match spec.split_once('=') {
+        Some((link, path)) if !link.is_empty() && !link.contains('/') && path.starts_with('/') => {
+            Ok((link.to_string(), path.to_string()))
+        }
+        _ => bail!("--file {spec}: expected LINK=/dfs/path with a plain LINK name"),
+    }
+}
+
 /// The submitting user: `$USER`, else `$LOGNAME`, else the numeric uid.
 fn current_user() -> String {
     std::env::var("USER")
@@ -367,7 +427,9 @@ fn current_user() -> String {
 
 async fn shell_master(c: &Cluster, args: ShellMasterArgs) -> anyhow::Result<()> {
     let am = MasterClient::from_env(&c.identity, local_ip_for(c.rm))?;
+    let files = args.files.iter().map(|f| parse_file(f)).collect::<anyhow::Result<_>>()?;
     let job = ShellJob {
+        files,
         command: args.command,
         containers: args.containers,
         resource: Resource::new(args.memory, args.vcores),

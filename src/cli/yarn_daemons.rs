@@ -3,7 +3,7 @@
 //! `[cluster]` of `sheaf.toml` with `SHEAF_<SECTION>_<KEY>` overrides; flags override both.
 
 use anyhow::Context;
-use sheaf_dfs::config::{ClusterConfig, NamenodeConfig};
+use sheaf_dfs::config::{ClusterConfig, DfsConfig};
 use sheaf_rpc::service::Shutdown;
 use sheaf_rpc::TlsIdentity;
 use sheaf_yarn::config::YarnSections;
@@ -124,7 +124,7 @@ fn rack_from_topology(path: &Path, host: IpAddr) -> anyhow::Result<Option<String
 pub fn nodemanager(args: NodeManagerArgs) -> anyhow::Result<()> {
     let file = crate::cli::config::load()?;
     let cluster: ClusterConfig = file.section("cluster").context("invalid configuration")?;
-    let namenode: NamenodeConfig = file.section("namenode").context("invalid configuration")?;
+    let dfs = DfsConfig::from_file(&file).context("invalid configuration")?;
     let yarn = YarnSections::from_file(&file).context("invalid configuration")?;
     let mut nm = yarn.nodemanager;
     if let Some(h) = args.host {
@@ -162,7 +162,7 @@ pub fn nodemanager(args: NodeManagerArgs) -> anyhow::Result<()> {
         ),
         (
             "SHEAF_NAMENODE_ADDRESS".to_string(),
-            namenode.address.to_string(),
+            dfs.namenode.address.to_string(),
         ),
         (
             "SHEAF_RUN_DIR".to_string(),
@@ -174,6 +174,7 @@ pub fn nodemanager(args: NodeManagerArgs) -> anyhow::Result<()> {
         env.insert("SHEAF_CONF".into(), conf.display().to_string());
     }
     let setup = NodeManagerSetup {
+        dfs: Some(dfs),
         rm_address: yarn.resourcemanager.address,
         config: nm,
         rack,

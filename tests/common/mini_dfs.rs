@@ -26,6 +26,20 @@ pub struct MiniDfsOptions {
     pub replication: u16,
     /// Second octet of every address of this test binary (distinct per binary).
     pub octet: u8,
+    /// Extra environment of every DataNode (e.g. `SHEAF_DATANODE_RESERVED_BYTES`).
+    pub datanode_env: Vec<(String, String)>,
+}
+
+impl MiniDfsOptions {
+    /// `datanodes` DataNodes, replication 3, addresses under `127.<octet>.*`.
+    pub fn new(datanodes: usize, octet: u8) -> MiniDfsOptions {
+        MiniDfsOptions {
+            datanodes,
+            replication: 3,
+            octet,
+            datanode_env: Vec::new(),
+        }
+    }
 }
 
 /// A running mini cluster.
@@ -36,6 +50,7 @@ pub struct MiniDfs {
     base: [u8; 3],
     namenode: Option<Child>,
     datanodes: Vec<Option<Child>>,
+    datanode_env: Vec<(String, String)>,
     slot: PathBuf,
 }
 
@@ -169,6 +184,7 @@ connect-timeout-ms = 2000
             base,
             namenode: None,
             datanodes: Vec::new(),
+            datanode_env: opts.datanode_env.clone(),
             slot,
         };
         let out = dfs.sheaf(&["format"]);
@@ -238,6 +254,11 @@ connect-timeout-ms = 2000
             .arg("datanode")
             .env("SHEAF_DATANODE_HOST", self.datanode_host(i).to_string())
             .env("SHEAF_DATANODE_DATA_DIR", self.datanode_dir(i))
+            .envs(
+                self.datanode_env
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
+            )
             .stdin(Stdio::null())
             .stdout(self.log(&format!("datanode{}", i + 1)))
             .stderr(self.log(&format!("datanode{}", i + 1)))

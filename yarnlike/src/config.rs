@@ -59,6 +59,8 @@ pub struct NodeManagerConfig {
     pub enforce_memory: bool,
     /// Time between SIGTERM and SIGKILL when a container is killed.
     pub kill_grace_ms: u64,
+    /// Copy finished applications' container logs into the DFS (`/sheaf/logs/<user>/<app>/`).
+    pub aggregate_logs: bool,
 }
 
 impl Default for NodeManagerConfig {
@@ -74,6 +76,7 @@ impl Default for NodeManagerConfig {
             monitor_interval_ms: 500,
             enforce_memory: true,
             kill_grace_ms: 2_000,
+            aggregate_logs: true,
         }
     }
 }

@@ -14,6 +14,8 @@ pub struct ShellJob {
     pub containers: u32,
     /// Size of each.
     pub resource: Resource,
+    /// DFS files linked into each container's working dir (link name → DFS path).
+    pub files: BTreeMap<String, String>,
 }
 
 /// How long one allocate call may wait for news, ms.
@@ -55,6 +57,7 @@ pub async fn run_master(am: &MasterClient, job: &ShellJob) -> Result<FinalStatus
         if !a.allocated.is_empty() {
             let spec = LaunchSpec {
                 command: job.command.clone(),
+                files: job.files.clone(),
                 ..LaunchSpec::default()
             };
             am.start(a.allocated.iter().map(|c| (c.id, spec.clone())).collect())

@@ -34,8 +34,8 @@ pub enum DfsError {
         /// Its refusal.
         source: DatanodeError,
     },
-    /// No DataNode could take a block.
-    #[error("no DataNode is alive to take block {block} of {path}: {reason}")]
+    /// No DataNode could take a block (none alive, all full, or all failed for this writer).
+    #[error("{} to take block {block} of {path}: {reason}", if reason.contains("(0 live") { "no DataNode is alive" } else { "no DataNode is able" })]
     NoDatanodes {
         /// The file being written.
         path: String,

@@ -18,6 +18,8 @@ use tokio::time::Instant;
 
 /// Wait after the first queued report for more to join the same incremental report.
 const REPORT_COALESCE: Duration = Duration::from_millis(20);
+/// Deadline of a full block report call.
+const FULL_REPORT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Deadline of one call to another DataNode during lease recovery.
 const PEER_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -48,10 +50,21 @@ pub(crate) struct NamenodeLink {
 }
 
 impl NamenodeLink {
+    /// Deadline of a small call: short, because after a NameNode restart the old QUIC
+    /// connection is silently dead and only a timed-out call makes us drop it and reconnect.
+    fn control_deadline(&self) -> Duration {
+        (self.heartbeat * 5).clamp(Duration::from_secs(2), Duration::from_secs(10))
+    }
+
     async fn call(&self, req: &NamenodeRequest) -> Result<NamenodeReply, LinkError> {
+        // A full report of many blocks takes the NameNode longer to process.
+        let deadline = match req {
+            NamenodeRequest::BlockReport { .. } => FULL_REPORT_TIMEOUT,
+            _ => self.control_deadline(),
+        };
         match self
             .rpc
-            .call::<_, NamenodeResponse>(self.namenode, req)
+            .call_within::<_, NamenodeResponse>(self.namenode, req, deadline)
             .await?
         {
             Ok(reply) => Ok(reply),

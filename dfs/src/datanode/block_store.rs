@@ -221,11 +221,11 @@ pub fn load_or_create_uuid(dir: &Path) -> Result<String, StoreError> {
 fn classify(dir: &Path, what: &str, e: io::Error, remaining: u64) -> StoreError {
     match e.raw_os_error() {
         Some(libc::ENOSPC) | Some(libc::EDQUOT) => StoreError::Storage(format!(
-            "data dir {} is full ({remaining} bytes left): {what}: {e}",
+            "data dir {} is full ({remaining} bytes left): {what}: {e} (free space on it)",
             dir.display()
         )),
         Some(libc::EROFS) | Some(libc::EACCES) | Some(libc::EPERM) => StoreError::Storage(format!(
-            "data dir {} is read-only: {what}: {e}",
+            "data dir {} is read-only: {what}: {e} (make it writable or set another data-dir)",
             dir.display()
         )),
         _ => StoreError::Io(format!("data dir {}: {what}: {e}", dir.display())),
@@ -350,13 +350,17 @@ impl BlockStore {
                     .map_err(|e| self.io_err("cannot stat replica", e))?
                     .len();
                 if state == ReplicaState::InProgress {
-                    if let Some(Replica { gen: fg, .. }) = found.get(&id) {
-                        if *fg >= gen {
+                    if let Some(Replica { gen: fg, .. }) = found.get(&id).copied() {
+                        if fg >= gen {
                             // A finalized replica supersedes the leftover.
                             let _ = std::fs::remove_file(&data);
                             let _ = std::fs::remove_file(&meta);
                             continue;
                         }
+                        // A newer unfinished generation (crash during recovery) supersedes
+                        // the finalized one: keep one replica per block.
+                        let _ = std::fs::remove_file(self.inner.current.join(data_name(id)));
+                        let _ = std::fs::remove_file(self.inner.current.join(meta_name(id, fg)));
                     }
                     len = self.trim_in_progress(id, &data, &meta, len)?;
                 }
@@ -492,7 +496,8 @@ impl BlockStore {
         let remaining = self.remaining();
         if bytes > remaining {
             let err = StoreError::Storage(format!(
-                "data dir {} is full ({remaining} bytes left, {bytes} needed)",
+                "data dir {} is full ({remaining} bytes left, {bytes} needed; \
+                 raise capacity-bytes or free space)",
                 self.inner.dir.display()
             ));
             *lock(&self.inner.last_error) = Some(err.to_string());

@@ -124,6 +124,9 @@ pub struct BlockManager {
     pending: HashMap<BlockId, Vec<PendingCopy>>,
     /// Replicas queued or sent for deletion: reports of them are ignored until they go.
     invalidating: HashSet<(BlockId, String)>,
+    /// In safe mode deletions wait (like Hadoop's postponed invalidations): a namespace that is
+    /// not fully trusted yet must not make DataNodes delete data.
+    invalidations_held: bool,
     rng: StdRng,
 }
 
@@ -137,8 +140,14 @@ impl BlockManager {
             blocks: BTreeMap::new(),
             pending: HashMap::new(),
             invalidating: HashSet::new(),
+            invalidations_held: false,
             rng: StdRng::seed_from_u64(seed),
         }
+    }
+
+    /// Holds (`true`) or releases queued `Invalidate` commands (safe mode).
+    pub fn hold_invalidations(&mut self, held: bool) {
+        self.invalidations_held = held;
     }
 
     /// The rack of a host.
@@ -293,7 +302,6 @@ impl BlockManager {
 
     /// A heartbeat. `None` if the DataNode is unknown or was declared dead: it must re-register.
     /// Otherwise the commands queued for it.
-    #[allow(clippy::too_many_arguments)]
     pub fn heartbeat(
         &mut self,
         uuid: &str,
@@ -303,7 +311,11 @@ impl BlockManager {
         last_error: Option<String>,
         now: u64,
     ) -> Option<Vec<DatanodeCommand>> {
-        let batch = self.cfg.invalidate_batch;
+        let batch = if self.invalidations_held {
+            0
+        } else {
+            self.cfg.invalidate_batch
+        };
         let n = self.nodes.get_mut(uuid).filter(|n| n.alive)?;
         n.capacity = capacity;
         n.used = used;
@@ -313,7 +325,7 @@ impl BlockManager {
             n.last_error = last_error;
         }
         let mut cmds = std::mem::take(&mut n.commands);
-        if !n.invalidate.is_empty() {
+        if batch > 0 && !n.invalidate.is_empty() {
             let ids: Vec<BlockId> = n.invalidate.iter().take(batch).copied().collect();
             for id in &ids {
                 n.invalidate.remove(id);

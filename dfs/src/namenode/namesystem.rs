@@ -491,6 +491,7 @@ impl Namesystem {
                 active_transfers: _,
                 last_error,
             } => {
+                self.bm.hold_invalidations(self.safe_mode.is_on());
                 match self
                     .bm
                     .heartbeat(&uuid, capacity, used, remaining, last_error, now.mono_ms)
@@ -948,7 +949,12 @@ mod tests {
 
     fn cfg() -> NamesystemConfig {
         NamesystemConfig {
-            blocks: BlockManagerConfig { dead_timeout_ms: 1000, max_streams: 2, pending_timeout_ms: 5000, invalidate_batch: 100 },
+            blocks: BlockManagerConfig {
+                dead_timeout_ms: 1000,
+                max_streams: 2,
+                pending_timeout_ms: 5000,
+                invalidate_batch: 100,
+            },
             lease_soft_limit_ms: 500,
             lease_hard_limit_ms: 2000,
             recovery_retry_ms: 1000,
@@ -958,7 +964,10 @@ mod tests {
     }
 
     fn at(ms: u64) -> Now {
-        Now { mono_ms: ms, wall_ms: 1_700_000_000_000 + ms }
+        Now {
+            mono_ms: ms,
+            wall_ms: 1_700_000_000_000 + ms,
+        }
     }
 
     fn open(dir: &std::path::Path, fresh: bool) -> Namesystem {
@@ -975,7 +984,12 @@ mod tests {
     }
 
     fn dn(i: u8) -> DatanodeAddr {
-        DatanodeAddr { uuid: format!("dn{i}"), host: IpAddr::from([127, 0, 0, i]), rpc_port: 1, data_port: 2 }
+        DatanodeAddr {
+            uuid: format!("dn{i}"),
+            host: IpAddr::from([127, 0, 0, i]),
+            rpc_port: 1,
+            data_port: 2,
+        }
     }
 
     const CLIENT: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1));
@@ -986,7 +1000,17 @@ mod tests {
 
     fn register_all(sys: &mut Namesystem, now: u64) {
         for i in 2..=4 {
-            call(sys, NamenodeRequest::RegisterDatanode { addr: dn(i), capacity: 100 * MB, used: 0, remaining: 100 * MB }, now).unwrap();
+            call(
+                sys,
+                NamenodeRequest::RegisterDatanode {
+                    addr: dn(i),
+                    capacity: 100 * MB,
+                    used: 0,
+                    remaining: 100 * MB,
+                },
+                now,
+            )
+            .unwrap();
         }
     }
 
@@ -1008,7 +1032,13 @@ mod tests {
         }
     }
 
-    fn create(sys: &mut Namesystem, path: &str, client: &str, host: Option<IpAddr>, now: u64) -> NamenodeResponse {
+    fn create(
+        sys: &mut Namesystem,
+        path: &str,
+        client: &str,
+        host: Option<IpAddr>,
+        now: u64,
+    ) -> NamenodeResponse {
         call(
             sys,
             NamenodeRequest::Create {
@@ -1025,8 +1055,23 @@ mod tests {
         )
     }
 
-    fn add_block(sys: &mut Namesystem, path: &str, client: &str, prev: Option<ExtendedBlock>, now: u64) -> LocatedBlock {
-        match call(sys, NamenodeRequest::AddBlock { path: path.into(), client: client.into(), previous: prev, excluded: vec![] }, now) {
+    fn add_block(
+        sys: &mut Namesystem,
+        path: &str,
+        client: &str,
+        prev: Option<ExtendedBlock>,
+        now: u64,
+    ) -> LocatedBlock {
+        match call(
+            sys,
+            NamenodeRequest::AddBlock {
+                path: path.into(),
+                client: client.into(),
+                previous: prev,
+                excluded: vec![],
+            },
+            now,
+        ) {
             Ok(NamenodeReply::Block(b)) => b,
             other => panic!("{other:?}"),
         }
@@ -1038,10 +1083,26 @@ mod tests {
         let lb = add_block(sys, path, "c1", None, now);
         let done = ExtendedBlock { len, ..lb.block };
         for loc in &lb.locations {
-            call(sys, NamenodeRequest::IncrementalBlockReport { uuid: loc.uuid.clone(), received: vec![done], deleted: vec![] }, now)
-                .unwrap();
+            call(
+                sys,
+                NamenodeRequest::IncrementalBlockReport {
+                    uuid: loc.uuid.clone(),
+                    received: vec![done],
+                    deleted: vec![],
+                },
+                now,
+            )
+            .unwrap();
         }
-        let r = call(sys, NamenodeRequest::Complete { path: path.into(), client: "c1".into(), last: Some(done) }, now);
+        let r = call(
+            sys,
+            NamenodeRequest::Complete {
+                path: path.into(),
+                client: "c1".into(),
+                last: Some(done),
+            },
+            now,
+        );
         assert!(matches!(r, Ok(NamenodeReply::Completed(true))), "{r:?}");
         done
     }
@@ -1050,42 +1111,170 @@ mod tests {
     fn write_read_and_complete_waits_for_a_replica() {
         let d = tempfile::tempdir().unwrap();
         let mut sys = open(d.path(), true);
-        assert!(!sys.in_safe_mode(), "an empty namespace starts out of safe mode");
+        assert!(
+            !sys.in_safe_mode(),
+            "an empty namespace starts out of safe mode"
+        );
         register_all(&mut sys, 1);
-        call(&mut sys, NamenodeRequest::Mkdirs { path: "/d".into(), parents: false, mode: 0o755, owner: "u".into() }, 1).unwrap();
-        create(&mut sys, "/d/f", "c1", Some(IpAddr::from([127, 0, 0, 3])), 1).unwrap();
+        call(
+            &mut sys,
+            NamenodeRequest::Mkdirs {
+                path: "/d".into(),
+                parents: false,
+                mode: 0o755,
+                owner: "u".into(),
+            },
+            1,
+        )
+        .unwrap();
+        create(
+            &mut sys,
+            "/d/f",
+            "c1",
+            Some(IpAddr::from([127, 0, 0, 3])),
+            1,
+        )
+        .unwrap();
         // Another client cannot write the file.
-        let e = call(&mut sys, NamenodeRequest::AddBlock { path: "/d/f".into(), client: "c2".into(), previous: None, excluded: vec![] }, 1);
+        let e = call(
+            &mut sys,
+            NamenodeRequest::AddBlock {
+                path: "/d/f".into(),
+                client: "c2".into(),
+                previous: None,
+                excluded: vec![],
+            },
+            1,
+        );
         assert_eq!(e.unwrap_err(), NamenodeError::NoLease("/d/f".into()));
         let lb = add_block(&mut sys, "/d/f", "c1", None, 1);
         assert_eq!(lb.locations.len(), 3);
         assert_eq!(lb.locations[0].uuid, "dn3", "writer-local first");
         // A retried AddBlock returns the same block.
-        assert_eq!(add_block(&mut sys, "/d/f", "c1", None, 1).block.id, lb.block.id);
-        let last = ExtendedBlock { len: 700, ..lb.block };
-        let r = call(&mut sys, NamenodeRequest::Complete { path: "/d/f".into(), client: "c1".into(), last: Some(last) }, 2);
-        assert!(matches!(r, Ok(NamenodeReply::Completed(false))), "no replica reported yet: {r:?}");
-        call(&mut sys, NamenodeRequest::IncrementalBlockReport { uuid: "dn3".into(), received: vec![last], deleted: vec![] }, 2).unwrap();
-        let r = call(&mut sys, NamenodeRequest::Complete { path: "/d/f".into(), client: "c1".into(), last: Some(last) }, 3);
+        assert_eq!(
+            add_block(&mut sys, "/d/f", "c1", None, 1).block.id,
+            lb.block.id
+        );
+        let last = ExtendedBlock {
+            len: 700,
+            ..lb.block
+        };
+        let r = call(
+            &mut sys,
+            NamenodeRequest::Complete {
+                path: "/d/f".into(),
+                client: "c1".into(),
+                last: Some(last),
+            },
+            2,
+        );
+        assert!(
+            matches!(r, Ok(NamenodeReply::Completed(false))),
+            "no replica reported yet: {r:?}"
+        );
+        call(
+            &mut sys,
+            NamenodeRequest::IncrementalBlockReport {
+                uuid: "dn3".into(),
+                received: vec![last],
+                deleted: vec![],
+            },
+            2,
+        )
+        .unwrap();
+        let r = call(
+            &mut sys,
+            NamenodeRequest::Complete {
+                path: "/d/f".into(),
+                client: "c1".into(),
+                last: Some(last),
+            },
+            3,
+        );
         assert!(matches!(r, Ok(NamenodeReply::Completed(true))), "{r:?}");
         // Retrying after success still says true.
-        let r = call(&mut sys, NamenodeRequest::Complete { path: "/d/f".into(), client: "c1".into(), last: Some(last) }, 3);
+        let r = call(
+            &mut sys,
+            NamenodeRequest::Complete {
+                path: "/d/f".into(),
+                client: "c1".into(),
+                last: Some(last),
+            },
+            3,
+        );
         assert!(matches!(r, Ok(NamenodeReply::Completed(true))), "{r:?}");
-        let Ok(NamenodeReply::FileInfo(Some(st))) = call(&mut sys, NamenodeRequest::GetFileInfo { path: "/d/f".into() }, 3) else { panic!() };
+        let Ok(NamenodeReply::FileInfo(Some(st))) = call(
+            &mut sys,
+            NamenodeRequest::GetFileInfo {
+                path: "/d/f".into(),
+            },
+            3,
+        ) else {
+            panic!()
+        };
         assert_eq!((st.kind, st.len, st.replication), (FileKind::File, 700, 3));
         // Reads: the client's own host first; corrupt replicas listed apart.
-        call(&mut sys, NamenodeRequest::IncrementalBlockReport { uuid: "dn2".into(), received: vec![last], deleted: vec![] }, 3).unwrap();
-        call(&mut sys, NamenodeRequest::IncrementalBlockReport { uuid: "dn4".into(), received: vec![last], deleted: vec![] }, 3).unwrap();
-        call(&mut sys, NamenodeRequest::ReportBadBlock { block: last, datanode_uuid: "dn2".into() }, 3).unwrap();
-        let req = NamenodeRequest::GetBlockLocations { path: "/d/f".into(), offset: 0, len: 10, client_host: Some(IpAddr::from([127, 0, 0, 4])) };
-        let Ok(NamenodeReply::Locations(locs)) = call(&mut sys, req, 3) else { panic!() };
+        call(
+            &mut sys,
+            NamenodeRequest::IncrementalBlockReport {
+                uuid: "dn2".into(),
+                received: vec![last],
+                deleted: vec![],
+            },
+            3,
+        )
+        .unwrap();
+        call(
+            &mut sys,
+            NamenodeRequest::IncrementalBlockReport {
+                uuid: "dn4".into(),
+                received: vec![last],
+                deleted: vec![],
+            },
+            3,
+        )
+        .unwrap();
+        call(
+            &mut sys,
+            NamenodeRequest::ReportBadBlock {
+                block: last,
+                datanode_uuid: "dn2".into(),
+            },
+            3,
+        )
+        .unwrap();
+        let req = NamenodeRequest::GetBlockLocations {
+            path: "/d/f".into(),
+            offset: 0,
+            len: 10,
+            client_host: Some(IpAddr::from([127, 0, 0, 4])),
+        };
+        let Ok(NamenodeReply::Locations(locs)) = call(&mut sys, req, 3) else {
+            panic!()
+        };
         assert_eq!(locs.file_len, 700);
         let b = &locs.blocks[0];
-        assert_eq!(b.locations.iter().map(|a| a.uuid.as_str()).collect::<Vec<_>>(), vec!["dn4", "dn3"]);
+        assert_eq!(
+            b.locations
+                .iter()
+                .map(|a| a.uuid.as_str())
+                .collect::<Vec<_>>(),
+            vec!["dn4", "dn3"]
+        );
         assert_eq!(b.corrupt_locations[0].uuid, "dn2");
-        let Ok(NamenodeReply::Fsck(files)) = call(&mut sys, NamenodeRequest::Fsck { path: "/".into() }, 3) else { panic!() };
+        let Ok(NamenodeReply::Fsck(files)) =
+            call(&mut sys, NamenodeRequest::Fsck { path: "/".into() }, 3)
+        else {
+            panic!()
+        };
         assert_eq!(files.len(), 1);
-        assert_eq!(files[0].blocks[0].health, BlockHealth::Corrupt { live: 2, corrupt: 1 });
+        assert_eq!(
+            files[0].blocks[0].health,
+            BlockHealth::Corrupt {
+                live: 2,
+                corrupt: 1
+            }
+        );
     }
 
     #[test]
@@ -1098,23 +1287,73 @@ mod tests {
         };
         let mut sys = open(d.path(), false);
         assert!(sys.in_safe_mode());
-        let e = call(&mut sys, NamenodeRequest::Mkdirs { path: "/x".into(), parents: true, mode: 0o755, owner: "u".into() }, 1);
+        let e = call(
+            &mut sys,
+            NamenodeRequest::Mkdirs {
+                path: "/x".into(),
+                parents: true,
+                mode: 0o755,
+                owner: "u".into(),
+            },
+            1,
+        );
         assert!(matches!(e, Err(NamenodeError::SafeMode(_))), "{e:?}");
         // Reads work in safe mode.
-        assert!(call(&mut sys, NamenodeRequest::ListStatus { path: "/".into() }, 1).is_ok());
+        assert!(call(
+            &mut sys,
+            NamenodeRequest::ListStatus { path: "/".into() },
+            1
+        )
+        .is_ok());
         // Unknown DataNode heartbeats are told to re-register.
         assert_eq!(heartbeat(&mut sys, 2, 1), vec![DatanodeCommand::Reregister]);
         register_all(&mut sys, 2);
         sys.tick(at(3));
         assert!(sys.in_safe_mode());
-        call(&mut sys, NamenodeRequest::BlockReport { uuid: "dn2".into(), blocks: vec![blk] }, 4).unwrap();
+        // A replica the namespace does not know: its deletion waits for the end of safe mode.
+        let orphan = ExtendedBlock {
+            id: 77,
+            gen: 1,
+            len: 1,
+        };
+        let report = NamenodeRequest::BlockReport {
+            uuid: "dn3".into(),
+            blocks: vec![orphan],
+        };
+        call(&mut sys, report, 3).unwrap();
+        assert!(heartbeat(&mut sys, 3, 3).is_empty());
+        call(
+            &mut sys,
+            NamenodeRequest::BlockReport {
+                uuid: "dn2".into(),
+                blocks: vec![blk],
+            },
+            4,
+        )
+        .unwrap();
         assert!(!sys.in_safe_mode(), "threshold reached with zero extension");
+        let cmds = heartbeat(&mut sys, 3, 5);
+        assert_eq!(cmds, vec![DatanodeCommand::Invalidate { blocks: vec![77] }]);
         // Manual safe mode holds until leave.
-        let r = call(&mut sys, NamenodeRequest::SafeMode { action: SafeModeAction::Enter }, 5).unwrap();
+        let r = call(
+            &mut sys,
+            NamenodeRequest::SafeMode {
+                action: SafeModeAction::Enter,
+            },
+            5,
+        )
+        .unwrap();
         assert!(matches!(r, NamenodeReply::SafeMode(true)));
         sys.tick(at(6));
         assert!(sys.in_safe_mode());
-        call(&mut sys, NamenodeRequest::SafeMode { action: SafeModeAction::Leave }, 7).unwrap();
+        call(
+            &mut sys,
+            NamenodeRequest::SafeMode {
+                action: SafeModeAction::Leave,
+            },
+            7,
+        )
+        .unwrap();
         assert!(!sys.in_safe_mode());
     }
 
@@ -1135,7 +1374,12 @@ mod tests {
         let mut recover = None;
         for i in 2..=4 {
             for c in heartbeat(&mut sys, i, 700) {
-                if let DatanodeCommand::RecoverBlock { block, new_gen, replicas } = c {
+                if let DatanodeCommand::RecoverBlock {
+                    block,
+                    new_gen,
+                    replicas,
+                } = c
+                {
                     recover = Some((format!("dn{i}"), block, new_gen, replicas));
                 }
             }
@@ -1145,11 +1389,35 @@ mod tests {
         assert!(new_gen > lb.block.gen);
         assert_eq!(replicas.len(), 3);
         // The old writer lost its lease.
-        let e = call(&mut sys, NamenodeRequest::Complete { path: "/w".into(), client: "dying".into(), last: None }, 710);
+        let e = call(
+            &mut sys,
+            NamenodeRequest::Complete {
+                path: "/w".into(),
+                client: "dying".into(),
+                last: None,
+            },
+            710,
+        );
         assert!(matches!(e, Err(NamenodeError::NoLease(_))), "{e:?}");
         let nodes: Vec<String> = replicas.iter().map(|r| r.uuid.clone()).collect();
-        call(&mut sys, NamenodeRequest::CommitBlockSynchronization { block, new_gen, new_len: 4242, nodes }, 720).unwrap();
-        let Ok(NamenodeReply::FileInfo(Some(st))) = call(&mut sys, NamenodeRequest::GetFileInfo { path: "/w".into() }, 720) else { panic!() };
+        call(
+            &mut sys,
+            NamenodeRequest::CommitBlockSynchronization {
+                block,
+                new_gen,
+                new_len: 4242,
+                nodes,
+            },
+            720,
+        )
+        .unwrap();
+        let Ok(NamenodeReply::FileInfo(Some(st))) = call(
+            &mut sys,
+            NamenodeRequest::GetFileInfo { path: "/w".into() },
+            720,
+        ) else {
+            panic!()
+        };
         assert_eq!(st.len, 4242);
         assert_eq!(sys.blocks().live_replicas(block.id), 3);
         // Closed: the new writer may overwrite it now.
@@ -1182,21 +1450,41 @@ mod tests {
             heartbeat(&mut sys, i, 1900);
         }
         sys.tick(at(1900));
-        let mut cmds: Vec<DatanodeCommand> = (2..=4).flat_map(|i| heartbeat(&mut sys, i, 1950)).collect();
+        let mut cmds: Vec<DatanodeCommand> =
+            (2..=4).flat_map(|i| heartbeat(&mut sys, i, 1950)).collect();
         assert!(cmds.is_empty(), "{cmds:?}");
         sys.tick(at(2100));
         cmds = (2..=4).flat_map(|i| heartbeat(&mut sys, i, 2150)).collect();
-        assert_eq!(cmds.iter().filter(|c| matches!(c, DatanodeCommand::RecoverBlock { .. })).count(), 1);
-        let Ok(NamenodeReply::Fsck(files)) = call(&mut sys, NamenodeRequest::Fsck { path: "/".into() }, 2200) else { panic!() };
-        let open: Vec<(&str, bool)> = files.iter().map(|f| (f.path.as_str(), f.open_for_write)).collect();
+        assert_eq!(
+            cmds.iter()
+                .filter(|c| matches!(c, DatanodeCommand::RecoverBlock { .. }))
+                .count(),
+            1
+        );
+        let Ok(NamenodeReply::Fsck(files)) =
+            call(&mut sys, NamenodeRequest::Fsck { path: "/".into() }, 2200)
+        else {
+            panic!()
+        };
+        let open: Vec<(&str, bool)> = files
+            .iter()
+            .map(|f| (f.path.as_str(), f.open_for_write))
+            .collect();
         assert_eq!(open, vec![("/empty", false), ("/one", true)]);
         // No commit arrives: the recovery is retried with a newer generation stamp.
         for i in 2..=4 {
             heartbeat(&mut sys, i, 3000);
         }
         sys.tick(at(3200));
-        let again: Vec<DatanodeCommand> = (2..=4).flat_map(|i| heartbeat(&mut sys, i, 3250)).collect();
-        assert_eq!(again.iter().filter(|c| matches!(c, DatanodeCommand::RecoverBlock { .. })).count(), 1);
+        let again: Vec<DatanodeCommand> =
+            (2..=4).flat_map(|i| heartbeat(&mut sys, i, 3250)).collect();
+        assert_eq!(
+            again
+                .iter()
+                .filter(|c| matches!(c, DatanodeCommand::RecoverBlock { .. }))
+                .count(),
+            1
+        );
     }
 
     #[test]
@@ -1204,9 +1492,26 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let mut sys = open(d.path(), true);
         register_all(&mut sys, 1);
-        call(&mut sys, NamenodeRequest::RegisterDatanode { addr: dn(5), capacity: 100 * MB, used: 0, remaining: 100 * MB }, 1).unwrap();
+        call(
+            &mut sys,
+            NamenodeRequest::RegisterDatanode {
+                addr: dn(5),
+                capacity: 100 * MB,
+                used: 0,
+                remaining: 100 * MB,
+            },
+            1,
+        )
+        .unwrap();
         let blk = write_file(&mut sys, "/f", 10, 1);
-        let holders: Vec<String> = sys.blocks().block(blk.id).unwrap().replicas.keys().cloned().collect();
+        let holders: Vec<String> = sys
+            .blocks()
+            .block(blk.id)
+            .unwrap()
+            .replicas
+            .keys()
+            .cloned()
+            .collect();
         let victim = holders[0].clone();
         let survivors: Vec<u8> = (2..=5).filter(|i| format!("dn{i}") != victim).collect();
         for i in &survivors {
@@ -1220,10 +1525,20 @@ mod tests {
             for c in heartbeat(&mut sys, *i, 1600) {
                 if let DatanodeCommand::Replicate { block, targets } = c {
                     copies += targets.len();
-                    assert!(targets.iter().all(|t| t.uuid != victim && !holders[1..].contains(&t.uuid)));
+                    assert!(targets
+                        .iter()
+                        .all(|t| t.uuid != victim && !holders[1..].contains(&t.uuid)));
                     for t in targets {
-                        call(&mut sys, NamenodeRequest::IncrementalBlockReport { uuid: t.uuid, received: vec![block], deleted: vec![] }, 1600)
-                            .unwrap();
+                        call(
+                            &mut sys,
+                            NamenodeRequest::IncrementalBlockReport {
+                                uuid: t.uuid,
+                                received: vec![block],
+                                deleted: vec![],
+                            },
+                            1600,
+                        )
+                        .unwrap();
                     }
                 }
             }
@@ -1231,8 +1546,20 @@ mod tests {
         assert_eq!(copies, 1);
         assert_eq!(sys.blocks().live_replicas(blk.id), 3);
         // Deleting the file invalidates every replica.
-        call(&mut sys, NamenodeRequest::Delete { path: "/f".into(), recursive: false }, 1700).unwrap();
-        let inval = survivors.iter().flat_map(|i| heartbeat(&mut sys, *i, 1700)).filter(|c| matches!(c, DatanodeCommand::Invalidate { .. })).count();
+        call(
+            &mut sys,
+            NamenodeRequest::Delete {
+                path: "/f".into(),
+                recursive: false,
+            },
+            1700,
+        )
+        .unwrap();
+        let inval = survivors
+            .iter()
+            .flat_map(|i| heartbeat(&mut sys, *i, 1700))
+            .filter(|c| matches!(c, DatanodeCommand::Invalidate { .. }))
+            .count();
         assert_eq!(inval, 3);
     }
 }

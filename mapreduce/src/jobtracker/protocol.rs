@@ -108,6 +108,12 @@ pub enum Event {
         /// Exit status and diagnostics, for the attempt's error.
         diagnostics: String,
     },
+    /// The RM's current list of live NodeManager hosts: tells the JobTracker whether "another
+    /// node" exists when it avoids a host (feed it at start and whenever the RM's list changes).
+    ClusterHosts {
+        /// Every live host.
+        hosts: Vec<String>,
+    },
     /// The RM lost a NodeManager: its containers are gone, and so are the map outputs it kept.
     NodeLost {
         /// Its host.

@@ -275,6 +275,9 @@ fn map_only_job_commits_each_map_exactly_once() {
 #[test]
 fn failed_attempts_retry_on_other_nodes_then_fail_the_job_with_the_last_error() {
     let mut h = Harness::new(spec(&[&["h1", "h2"]], 0), JobConfig::default());
+    h.feed(Event::ClusterHosts {
+        hosts: ["h1", "h2", "h3", "h4"].map(String::from).to_vec(),
+    });
     let m0 = TaskId::map(0);
     let mut hosts_used = Vec::new();
     for n in 0..4u32 {

@@ -119,7 +119,8 @@ pub struct JobTracker {
     next_ask: u64,
     containers: HashMap<ContainerId, AttemptId>,
     host_failures: BTreeMap<String, u32>,
-    /// Hosts believed to be up: replica hosts and hosts containers came from, minus lost ones.
+    /// Hosts believed to be up: the RM's list if given, else replica hosts; plus hosts containers
+    /// came from, minus lost ones.
     live_hosts: BTreeSet<String>,
     reduces_released: bool,
     counters: Counters,
@@ -295,6 +296,9 @@ impl JobTracker {
                         self.reconcile(attempt.task, now_ms, &mut out);
                     }
                 }
+            }
+            Event::ClusterHosts { hosts } => {
+                self.live_hosts = hosts.into_iter().collect();
             }
             Event::NodeLost { host } => self.on_node_lost(&host, now_ms, &mut out),
             Event::FetchFailure { reducer, map } => {
@@ -505,7 +509,22 @@ impl JobTracker {
             return;
         }
         let task = self.task(id);
-        if task.outcome != Outcome::Open || self.has_live_attempt(id) {
+        if task.outcome != Outcome::Open {
+            return;
+        }
+        // As in Hadoop, the task fails at its last allowed failure even if a twin still runs:
+        // letting the twin go on would be a fifth attempt.
+        if task.failures >= self.max_attempts(id.kind) {
+            let reason = format!(
+                "task {} failed {} times; last error: {}",
+                id,
+                task.failures,
+                task.last_error.as_deref().unwrap_or("unknown")
+            );
+            self.fail_job(reason, now, out);
+            return;
+        }
+        if self.has_live_attempt(id) {
             return;
         }
         if id.kind == TaskKind::Reduce && !self.reduces_released {
@@ -517,16 +536,6 @@ impl JobTracker {
             && self.all_reduces_finished()
         {
             // Its output was lost but no reducer needs it any more.
-            return;
-        }
-        if task.failures >= self.max_attempts(id.kind) {
-            let reason = format!(
-                "task {} failed {} times; last error: {}",
-                id,
-                task.failures,
-                task.last_error.as_deref().unwrap_or("unknown")
-            );
-            self.fail_job(reason, now, out);
             return;
         }
         self.new_attempt(id, false, now, out);

@@ -20,7 +20,9 @@ use crate::task::reduce_task::ShuffleBuffer;
 use crate::task::run_file::SegmentIndexEntry;
 
 use super::error::ShuffleError;
-use super::protocol::{FetchReply, FetchRequest, JobSecret, MapAttemptId, SegmentHeader, ShuffleRequest};
+use super::protocol::{
+    FetchReply, FetchRequest, JobSecret, MapAttemptId, SegmentHeader, ShuffleRequest,
+};
 use super::settings::ShuffleSettings;
 
 /// Most map outputs asked for in one request: bounds how much one failed stream has to redo.
@@ -80,9 +82,8 @@ impl FetchedSegment {
     /// The map attempt the segment came from.
     pub fn map_attempt(&self) -> MapAttemptId {
         match self {
-            FetchedSegment::Memory { map_attempt, .. } | FetchedSegment::Disk { map_attempt, .. } => {
-                *map_attempt
-            }
+            FetchedSegment::Memory { map_attempt, .. }
+            | FetchedSegment::Disk { map_attempt, .. } => *map_attempt,
         }
     }
 
@@ -106,7 +107,9 @@ impl FetchedSegment {
     /// makes: in-memory segments as memory segments, on-disk ones as file segments).
     pub fn add_to(self, buffer: &mut ShuffleBuffer) -> EngineResult<()> {
         match self {
-            FetchedSegment::Memory { bytes, records, .. } => buffer.add_memory_segment(bytes, records),
+            FetchedSegment::Memory { bytes, records, .. } => {
+                buffer.add_memory_segment(bytes, records)
+            }
             FetchedSegment::Disk { path, entry, .. } => buffer.add_file_segment(&path, &entry),
         }
     }
@@ -261,7 +264,9 @@ impl ShuffleFetcher {
         let dir = spill_dir.to_path_buf();
         tokio::task::spawn_blocking(move || std::fs::create_dir_all(&dir).map_err(|e| (dir, e)))
             .await
-            .map_err(|e| ShuffleError::io("creating the shuffle spill dir", std::io::Error::other(e)))?
+            .map_err(|e| {
+                ShuffleError::io("creating the shuffle spill dir", std::io::Error::other(e))
+            })?
             .map_err(|(dir, e)| ShuffleError::io(format!("creating {}", dir.display()), e))?;
         let ctx = Arc::new(FetchContext {
             job: job.clone(),
@@ -354,11 +359,7 @@ impl ShuffleFetcher {
     /// A live connection to `host` on endpoint `slot`, reusing the cached one.
     async fn connection(&self, host: SocketAddr, slot: usize) -> Result<Connection, String> {
         let key = (host, slot);
-        let cached = self
-            .conns
-            .lock()
-            .ok()
-            .and_then(|m| m.get(&key).cloned());
+        let cached = self.conns.lock().ok().and_then(|m| m.get(&key).cloned());
         if let Some(c) = cached {
             if c.close_reason().is_none() {
                 return Ok(c);
@@ -498,19 +499,39 @@ async fn fetch_once(
         Ok(Ok(r)) => r,
         Ok(Err(reason)) => {
             fetcher.forget(host, slot);
-            fail_rest(&mut round, 0, &format!("request to {host} failed: {reason}"), false);
+            fail_rest(
+                &mut round,
+                0,
+                &format!("request to {host} failed: {reason}"),
+                false,
+            );
             return Ok(round);
         }
         Err(_) => {
-            fail_rest(&mut round, 0, &format!("request to {host} timed out"), false);
+            fail_rest(
+                &mut round,
+                0,
+                &format!("request to {host} timed out"),
+                false,
+            );
             return Ok(round);
         }
     };
     for (i, &expected) in maps.iter().enumerate() {
-        let reply = match tokio::time::timeout(timeout, frame::read_frame::<_, FetchReply>(&mut recv)).await {
+        let reply = match tokio::time::timeout(
+            timeout,
+            frame::read_frame::<_, FetchReply>(&mut recv),
+        )
+        .await
+        {
             Ok(Ok(Some(r))) => r,
             Ok(Ok(None)) => {
-                fail_rest(&mut round, i, &format!("{host} ended the reply early"), false);
+                fail_rest(
+                    &mut round,
+                    i,
+                    &format!("{host} ended the reply early"),
+                    false,
+                );
                 break;
             }
             Ok(Err(e)) => {
@@ -521,7 +542,12 @@ async fn fetch_once(
                 break;
             }
             Err(_) => {
-                fail_rest(&mut round, i, &format!("{host} sent nothing for {:.1}s", timeout.as_secs_f64()), false);
+                fail_rest(
+                    &mut round,
+                    i,
+                    &format!("{host} sent nothing for {:.1}s", timeout.as_secs_f64()),
+                    false,
+                );
                 break;
             }
         };
@@ -530,7 +556,10 @@ async fn fetch_once(
                 fail_rest(&mut round, i, &format!("refused by {host}: {reason}"), true);
                 break;
             }
-            FetchReply::MapOutputMissing { map_attempt, reason } if map_attempt == expected => {
+            FetchReply::MapOutputMissing {
+                map_attempt,
+                reason,
+            } if map_attempt == expected => {
                 round.failed.push(FailedMap {
                     map_attempt,
                     reason: format!("{host} cannot serve it: {reason}"),
@@ -548,13 +577,23 @@ async fn fetch_once(
                         if conn.close_reason().is_some() {
                             fetcher.forget(host, slot);
                         }
-                        fail_rest(&mut round, i, &format!("receiving from {host}: {reason}"), false);
+                        fail_rest(
+                            &mut round,
+                            i,
+                            &format!("receiving from {host}: {reason}"),
+                            false,
+                        );
                         break;
                     }
                 }
             }
             other => {
-                fail_rest(&mut round, i, &format!("{host} answered out of order: {other:?}"), false);
+                fail_rest(
+                    &mut round,
+                    i,
+                    &format!("{host} answered out of order: {other:?}"),
+                    false,
+                );
                 break;
             }
         }
@@ -618,7 +657,14 @@ async fn receive_segment(
             ctx.budget.release(len);
             Err(e)
         }
-        (received, Sink::Disk { path, chunks, writer }) => {
+        (
+            received,
+            Sink::Disk {
+                path,
+                chunks,
+                writer,
+            },
+        ) => {
             drop(chunks);
             let written = writer.await;
             let result = match (received, written) {

@@ -177,7 +177,10 @@ mod tests {
         assert!(!JobSecret::generate().verify(&req), "another job's secret");
         let mut other_partition = req.clone();
         other_partition.partition = 4;
-        assert!(!secret.verify(&other_partition), "replayed for another partition");
+        assert!(
+            !secret.verify(&other_partition),
+            "replayed for another partition"
+        );
         let mut other_maps = req.clone();
         other_maps.map_attempts.push(MapAttemptId::new(9, 0));
         assert!(!secret.verify(&other_maps), "maps added");

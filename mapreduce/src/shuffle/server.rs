@@ -117,7 +117,8 @@ impl RunningShuffleServer {
     pub async fn shutdown(self) {
         self.trigger.trigger();
         let _ = self.accept.await;
-        self.endpoint.close(0u32.into(), b"shuffle server shutting down");
+        self.endpoint
+            .close(0u32.into(), b"shuffle server shutting down");
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
     }
 }
@@ -277,14 +278,18 @@ fn segment_of(
     output: &RegisteredOutput,
     partition: u32,
 ) -> Result<crate::task::run_file::SegmentIndexEntry, String> {
-    output.index.get(partition as usize).copied().ok_or_else(|| {
-        format!(
-            "{} has {} partitions, not {}",
-            output.path.display(),
-            output.index.len(),
-            partition + 1
-        )
-    })
+    output
+        .index
+        .get(partition as usize)
+        .copied()
+        .ok_or_else(|| {
+            format!(
+                "{} has {} partitions, not {}",
+                output.path.display(),
+                output.index.len(),
+                partition + 1
+            )
+        })
 }
 
 /// Opens the data file and checks the segment lies inside it (a truncated file is "missing",
@@ -309,7 +314,9 @@ fn open_checked(
 }
 
 /// Streams `len` bytes from `offset` of `file` as packets. A blocking reader thread does the
-/// large sequential reads; the async side only writes packets.
+/// large sequential reads; the async side only writes packets. Buffers travel back to the
+/// reader once sent, so a stream reuses `READ_AHEAD + 1` buffers instead of allocating (and
+/// zeroing and faulting in) a fresh megabyte per packet.
 async fn send_segment(
     send: &mut SendStream,
     file: File,
@@ -317,11 +324,13 @@ async fn send_segment(
     len: u64,
 ) -> Result<(), RpcError> {
     let (tx, mut rx) = mpsc::channel::<std::io::Result<Vec<u8>>>(READ_AHEAD);
+    let (recycle_tx, recycle_rx) = std::sync::mpsc::channel::<Vec<u8>>();
     let reader = tokio::task::spawn_blocking(move || {
         let mut done = 0u64;
         while done < len {
             let n = (len - done).min(READ_CHUNK as u64) as usize;
-            let mut buf = vec![0u8; n];
+            let mut buf = recycle_rx.try_recv().unwrap_or_default();
+            buf.resize(n, 0);
             let item = file.read_exact_at(&mut buf, offset + done).map(|_| buf);
             let failed = item.is_err();
             if tx.blocking_send(item).is_err() || failed {
@@ -351,6 +360,8 @@ async fn send_segment(
         packet::write_packet(send, seqno, sent, last, &chunk).await?;
         seqno += 1;
         sent += chunk.len() as u64;
+        // The reader may have finished already; then the buffer is simply dropped.
+        let _ = recycle_tx.send(chunk);
     }
     drop(rx);
     let _ = reader.await;

@@ -77,7 +77,9 @@ fn parse<T: std::str::FromStr>(conf: &JobConf, key: &str, default: T) -> Result<
 
 fn at_least<T: PartialOrd + std::fmt::Display>(key: &str, v: T, min: T) -> Result<T, ShuffleError> {
     if v < min {
-        return Err(ShuffleError::Config(format!("{key}={v} must be at least {min}")));
+        return Err(ShuffleError::Config(format!(
+            "{key}={v} must be at least {min}"
+        )));
     }
     Ok(v)
 }
@@ -99,11 +101,23 @@ impl ShuffleSettings {
             parse(conf, MAX_FETCH_FAILURES, d.max_fetch_failures)?,
             1,
         )?;
-        let initial: u64 = parse(conf, RETRY_DELAY_MS, d.retry.initial_backoff.as_millis() as u64)?;
-        let max: u64 = parse(conf, RETRY_DELAY_MAX_MS, d.retry.max_backoff.as_millis() as u64)?;
+        let initial: u64 = parse(
+            conf,
+            RETRY_DELAY_MS,
+            d.retry.initial_backoff.as_millis() as u64,
+        )?;
+        let max: u64 = parse(
+            conf,
+            RETRY_DELAY_MAX_MS,
+            d.retry.max_backoff.as_millis() as u64,
+        )?;
         let connect: u64 = at_least(
             CONNECT_TIMEOUT_MS,
-            parse(conf, CONNECT_TIMEOUT_MS, d.connect_timeout.as_millis() as u64)?,
+            parse(
+                conf,
+                CONNECT_TIMEOUT_MS,
+                d.connect_timeout.as_millis() as u64,
+            )?,
             1,
         )?;
         let read: u64 = at_least(
@@ -143,7 +157,10 @@ mod tests {
         conf.set(REDUCE_MEMORY_MB, "2");
         conf.set(MAX_FETCH_FAILURES, "4");
         let s = ShuffleSettings::from_conf(&conf).expect("overrides");
-        assert_eq!((s.parallel_copies, s.memory_budget, s.max_fetch_failures), (9, 2 << 20, 4));
+        assert_eq!(
+            (s.parallel_copies, s.memory_budget, s.max_fetch_failures),
+            (9, 2 << 20, 4)
+        );
         assert_eq!(s.retry.attempts, 4);
         conf.set(PARALLEL_COPIES, "0");
         assert!(ShuffleSettings::from_conf(&conf).is_err());

@@ -89,10 +89,7 @@ impl RecordReader for Lines {
     fn next_record(&mut self) -> Result<Option<Record<'_>>, FormatError> {
         let i = self.next;
         self.next += 1;
-        Ok(self
-            .lines
-            .get(i)
-            .map(|(k, v)| (k.as_slice(), v.as_slice())))
+        Ok(self.lines.get(i).map(|(k, v)| (k.as_slice(), v.as_slice())))
     }
     fn bytes_consumed(&self) -> u64 {
         0
@@ -190,7 +187,11 @@ fn reduce_spec(scratch: PathBuf, memory: usize) -> ReduceTaskSpec {
 }
 
 /// The local runner's path: every map output's segment added as a file segment.
-fn reduce_locally(outputs: &[MapOutput], partition: u32, scratch: PathBuf) -> Vec<(Vec<u8>, Vec<u8>)> {
+fn reduce_locally(
+    outputs: &[MapOutput],
+    partition: u32,
+    scratch: PathBuf,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
     let spec = reduce_spec(scratch, 128 << 20);
     let mut shuffle = spec.shuffle_buffer().expect("buffer");
     for o in outputs {
@@ -254,7 +255,12 @@ async fn serve(
     registry.register_job(JOB, secret.clone());
     for (m, o) in outputs.iter().enumerate() {
         registry
-            .register_map_output(JOB, MapAttemptId::new(m as u32, 0), o.path.clone(), o.index.clone())
+            .register_map_output(
+                JOB,
+                MapAttemptId::new(m as u32, 0),
+                o.path.clone(),
+                o.index.clone(),
+            )
             .expect("register");
     }
     let server = ShuffleServer::start(SocketAddr::new(LOCAL, 0), daemon, registry.clone())
@@ -314,13 +320,18 @@ async fn fetched_partitions_are_byte_identical_and_reduce_like_the_local_path() 
                 );
             }
             let local = reduce_locally(&outputs, p, dir.path().join(format!("local{p}")));
-            let fetched = reduce_fetched(&mut outcome, dir.path().join(format!("red{p}")), 128 << 20);
+            let fetched =
+                reduce_fetched(&mut outcome, dir.path().join(format!("red{p}")), 128 << 20);
             assert!(!local.is_empty());
             assert!(is_key_ordered(&fetched));
             total_records += fetched.len();
             assert_eq!(sorted(local), sorted(fetched), "partition {p}");
         }
-        assert_eq!(total_records, 3 * 3000 * 12, "every word of every line arrived once");
+        assert_eq!(
+            total_records,
+            3 * 3000 * 12,
+            "every word of every line arrived once"
+        );
         let stats = server.stats();
         assert_eq!(stats.segments, 3 * u64::from(PARTITIONS));
         assert_eq!(stats.refused, 0);
@@ -351,7 +362,10 @@ async fn requests_with_a_wrong_job_token_are_refused() {
         assert!(outcome.segments.is_empty());
         assert_eq!(outcome.failures.len(), 2);
         for f in &outcome.failures {
-            assert!(f.reason.contains("refused") && f.reason.contains("bad job token"), "{f:?}");
+            assert!(
+                f.reason.contains("refused") && f.reason.contains("bad job token"),
+                "{f:?}"
+            );
             assert_eq!(f.attempts, 1, "a refusal is not retried");
             assert_eq!(f.host, server.local_addr());
         }
@@ -367,7 +381,10 @@ async fn requests_with_a_wrong_job_token_are_refused() {
             .await
             .expect("fetch");
         assert!(outcome.segments.is_empty());
-        assert!(outcome.failures.iter().all(|f| f.reason.contains("not known")));
+        assert!(outcome
+            .failures
+            .iter()
+            .all(|f| f.reason.contains("not known")));
 
         // The rightful job still gets its data.
         let outcome = fetcher
@@ -431,7 +448,12 @@ async fn output_registered_late_is_fetched_on_a_retry() {
                 .expect("register late");
         });
         let outcome = fetcher
-            .fetch(&job, 2, &locations(2, server.local_addr()), &dir.path().join("f"))
+            .fetch(
+                &job,
+                2,
+                &locations(2, server.local_addr()),
+                &dir.path().join("f"),
+            )
             .await
             .expect("fetch");
         assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
@@ -453,6 +475,7 @@ async fn unreachable_server_is_retried_with_backoff_then_reported() {
         let mut settings = fast_settings();
         settings.connect_timeout = Duration::from_millis(200);
         settings.retry.initial_backoff = Duration::from_millis(100);
+        settings.retry.max_backoff = Duration::from_secs(1);
         let fetcher = ShuffleFetcher::new(&user, LOCAL, settings).expect("fetcher");
         let job = ShuffleJob {
             job_id: JOB.into(),
@@ -511,12 +534,21 @@ async fn memory_budget_sends_segments_to_disk_without_changing_the_result() {
             .sum();
         assert!(in_memory <= settings.memory_budget as u64);
         for seg in &outcome.segments {
-            if let FetchedSegment::Disk { path, entry, map_attempt } = seg {
+            if let FetchedSegment::Disk {
+                path,
+                entry,
+                map_attempt,
+            } = seg
+            {
                 assert!(path.starts_with(&spill));
                 let src = outputs[map_attempt.map as usize].index[p as usize];
                 assert_eq!(
                     std::fs::read(path).expect("spilled segment"),
-                    file_range(&outputs[map_attempt.map as usize].path, src.offset, src.compressed_len)
+                    file_range(
+                        &outputs[map_attempt.map as usize].path,
+                        src.offset,
+                        src.compressed_len
+                    )
                 );
                 assert_eq!(entry.offset, 0);
             }
@@ -565,7 +597,12 @@ async fn parallel_copies_bound_is_respected() {
 async fn registry_refuses_outputs_of_unknown_jobs_and_overlapping_indexes() {
     let registry = ShuffleRegistry::new();
     let err = registry
-        .register_map_output("nojob", MapAttemptId::new(0, 0), PathBuf::from("/x"), vec![])
+        .register_map_output(
+            "nojob",
+            MapAttemptId::new(0, 0),
+            PathBuf::from("/x"),
+            vec![],
+        )
         .expect_err("unknown job");
     assert!(matches!(err, ShuffleError::UnknownJob(_)));
     registry.register_job("j", JobSecret::generate());
@@ -575,9 +612,17 @@ async fn registry_refuses_outputs_of_unknown_jobs_and_overlapping_indexes() {
         compressed_len: 10,
         records: 1,
     };
-    let overlapping = vec![e, crate::task::run_file::SegmentIndexEntry { offset: 5, ..e }];
+    let overlapping = vec![
+        e,
+        crate::task::run_file::SegmentIndexEntry { offset: 5, ..e },
+    ];
     assert!(registry
-        .register_map_output("j", MapAttemptId::new(0, 0), PathBuf::from("/x"), overlapping)
+        .register_map_output(
+            "j",
+            MapAttemptId::new(0, 0),
+            PathBuf::from("/x"),
+            overlapping
+        )
         .is_err());
     assert!(registry
         .register_map_output("j", MapAttemptId::new(0, 0), PathBuf::from("/x"), vec![e])

@@ -2,6 +2,7 @@
 //! working directory, a cleaned environment and stdout/stderr files. Kills go to the whole group
 //! (SIGTERM, then SIGKILL after a grace period); the memory monitor kills a group at once.
 
+use crate::nodemanager::localizer::{check_link_name, Localizer};
 use crate::nodemanager::process_tree::ProcessTable;
 use crate::protocol::*;
 use std::collections::{BTreeMap, HashMap};
@@ -34,6 +35,8 @@ pub struct ContainerSettings {
     pub kill_grace: Duration,
     /// Variables every container gets (host identity, cluster certificates, NameNode address…).
     pub env: BTreeMap<String, String>,
+    /// Fetches DFS files into working dirs (`None`: containers asking for files fail).
+    pub localizer: Option<Arc<Localizer>>,
 }
 
 #[derive(Debug)]
@@ -47,6 +50,7 @@ struct Entry {
 /// The containers of one NodeManager.
 pub struct Containers {
     table: Mutex<HashMap<ContainerId, Entry>>,
+    users: Mutex<HashMap<AppId, String>>,
     /// Signalled when a container starts or completes (the heartbeat loop reports at once).
     pub changed: Notify,
     settings: ContainerSettings,
@@ -76,6 +80,7 @@ impl Containers {
     pub fn new(settings: ContainerSettings) -> Arc<Containers> {
         Arc::new(Containers {
             table: Mutex::new(HashMap::new()),
+            users: Mutex::new(HashMap::new()),
             changed: Notify::new(),
             settings,
         })
@@ -130,8 +135,22 @@ impl Containers {
         self.changed.notify_one();
     }
 
+    /// The user of an application this node ran containers of.
+    pub fn user_of(&self, app: AppId) -> Option<String> {
+        self.users.lock().unwrap_or_else(|p| p.into_inner()).get(&app).cloned()
+    }
+
+    /// True while a container of `app` is not complete.
+    pub fn has_live(&self, app: AppId) -> bool {
+        self.lock().values().any(|e| e.status.id.attempt.app == app && e.status.state != ContainerState::Complete)
+    }
+
     /// Starts a container (in the background). A duplicate launch is ignored.
     pub fn launch(self: &Arc<Self>, launch: ContainerLaunch) {
+        self.users
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(launch.id.attempt.app, launch.user.clone());
         {
             let mut t = self.lock();
             if t.contains_key(&launch.id) {
@@ -169,9 +188,6 @@ impl Containers {
         let Some(program) = launch.spec.command.first().cloned() else {
             return failed("the container's command is empty".into());
         };
-        if !launch.spec.files.is_empty() {
-            return failed("localizing DFS files is not supported by this NodeManager yet".into());
-        }
         let (work, logs) = (self.work_dir_of(id), self.log_dir_of(id));
         let prepared = tokio::task::spawn_blocking(
             move || -> std::io::Result<(PathBuf, std::fs::File, std::fs::File)> {
@@ -207,6 +223,22 @@ impl Containers {
         cmd.env("SHEAF_CONTAINER_WORK_DIR", &work)
             .env("SHEAF_CONTAINER_LOG_DIR", self.log_dir_of(id));
         cmd.env("USER", &launch.user);
+        for (link, dfs_path) in &launch.spec.files {
+            if let Err(e) = check_link_name(link) {
+                return failed(e.to_string());
+            }
+            let Some(localizer) = &self.settings.localizer else {
+                return failed("this NodeManager has no DFS to localize files from".into());
+            };
+            let local = match localizer.localize(id.attempt.app, dfs_path).await {
+                Ok(p) => p,
+                Err(e) => return failed(e.to_string()),
+            };
+            let link_path = work.join(link);
+            if let Err(e) = std::os::unix::fs::symlink(&local, &link_path) {
+                return failed(format!("cannot link {} into the working dir: {e}", local.display()));
+            }
+        }
         // Spawn under the lock so a kill arriving now either sees the pid or stops the spawn.
         let mut child = {
             let mut t = self.lock();
@@ -315,8 +347,12 @@ impl Containers {
         killed
     }
 
-    /// Removes an application's working directories (its logs stay).
+    /// Removes an application's working directories (its logs stay) and forgets its user.
     pub async fn cleanup_app(&self, app: AppId) {
+        if let Some(l) = &self.settings.localizer {
+            l.forget(app);
+        }
+        self.users.lock().unwrap_or_else(|p| p.into_inner()).remove(&app);
         let dir = self.settings.local_dir.join(app.to_string());
         let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
     }
@@ -343,6 +379,7 @@ mod tests {
             log_dir: dir.join("logs"),
             kill_grace: Duration::from_millis(300),
             env: BTreeMap::from([("SHEAF_NM_HOST".to_string(), "127.0.0.9".to_string())]),
+            localizer: None,
         })
     }
 

@@ -9,6 +9,8 @@ use crate::client::{unexpected, RmClient};
 use crate::config::NodeManagerConfig;
 use crate::nodemanager::aux_service::AuxService;
 use crate::nodemanager::containers::{ContainerSettings, Containers};
+use crate::nodemanager::localizer::Localizer;
+use crate::nodemanager::log_aggregation::LogAggregator;
 use crate::protocol::*;
 use sheaf_rpc::service::Shutdown;
 use sheaf_rpc::TlsIdentity;
@@ -32,6 +34,9 @@ pub struct NodeManagerSetup {
     pub container_env: BTreeMap<String, String>,
     /// Services hosted in this process.
     pub aux_services: Vec<Arc<dyn AuxService>>,
+    /// The DFS to localize files from and aggregate logs into (`None`: no localization, logs
+    /// stay local; `[nodemanager] aggregate-logs` turns aggregation off).
+    pub dfs: Option<sheaf_dfs::config::DfsConfig>,
 }
 
 struct NodeManager {
@@ -40,6 +45,8 @@ struct NodeManager {
     registration: RegisterNode,
     node_id: AtomicU64,
     interval: Duration,
+    aggregator: Option<Arc<LogAggregator>>,
+    kill_grace: Duration,
 }
 
 impl NodeManager {
@@ -96,7 +103,7 @@ impl NodeManager {
             self.containers.launch(launch);
         }
         for app in cmds.finished_apps {
-            self.containers.cleanup_app(app).await;
+            tokio::spawn(finish_app(self.containers.clone(), self.aggregator.clone(), app, self.kill_grace));
         }
         Ok(true)
     }
@@ -138,6 +145,26 @@ impl NodeManager {
     }
 }
 
+/// After an application ends: waits for its containers here to exit, aggregates their logs into
+/// the DFS (if configured) and removes its working directories.
+async fn finish_app(containers: Arc<Containers>, aggregator: Option<Arc<LogAggregator>>, app: AppId, grace: Duration) {
+    let deadline = tokio::time::Instant::now() + grace + Duration::from_secs(10);
+    while containers.has_live(app) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if let (Some(agg), Some(user)) = (aggregator, containers.user_of(app)) {
+        // The DFS client's copy future is not Send; drive it on a blocking thread instead.
+        let handle = tokio::runtime::Handle::current();
+        let upload = tokio::task::spawn_blocking(move || handle.block_on(agg.aggregate(app, &user)));
+        match upload.await {
+            Ok(Ok(n)) => tracing::info!(%app, files = n, "container logs aggregated into the DFS"),
+            Ok(Err(e)) => tracing::warn!(%app, error = %e, "container logs stay on local disk"),
+            Err(e) => tracing::warn!(%app, error = %e, "log aggregation task failed"),
+        }
+    }
+    containers.cleanup_app(app).await;
+}
+
 /// Runs a NodeManager until `shutdown`; kills its containers on the way out.
 pub async fn run(setup: NodeManagerSetup, shutdown: Shutdown) -> Result<(), YarnError> {
     let capability = setup.config.validate()?;
@@ -150,13 +177,20 @@ pub async fn run(setup: NodeManagerSetup, shutdown: Shutdown) -> Result<(), Yarn
     }
     let mut env = setup.container_env.clone();
     env.insert("SHEAF_NM_HOST".into(), host.to_string());
+    let localizer = setup.dfs.clone().map(|dfs| {
+        Arc::new(Localizer::new(dfs, setup.identity.clone(), host, setup.config.local_dir.clone()))
+    });
     let settings = ContainerSettings {
+        localizer,
         local_dir: setup.config.local_dir.clone(),
         log_dir: setup.config.log_dir.clone(),
         kill_grace: Duration::from_millis(setup.config.kill_grace_ms),
         env,
     };
     let containers = Containers::new(settings);
+    let aggregator = setup.dfs.clone().filter(|_| setup.config.aggregate_logs).map(|dfs| {
+        Arc::new(LogAggregator::new(dfs, setup.identity.clone(), host, setup.config.log_dir.clone()))
+    });
     let nm = Arc::new(NodeManager {
         rm: RmClient::new(setup.rm_address, &setup.identity, host)?,
         containers: containers.clone(),
@@ -169,6 +203,8 @@ pub async fn run(setup: NodeManagerSetup, shutdown: Shutdown) -> Result<(), Yarn
         },
         node_id: AtomicU64::new(0),
         interval: Duration::from_millis(setup.config.heartbeat_interval_ms.max(10)),
+        aggregator,
+        kill_grace: Duration::from_millis(setup.config.kill_grace_ms),
     });
     if nm.register(&shutdown).await.is_none() {
         return Ok(());

@@ -4,4 +4,6 @@
 pub mod aux_service;
 pub mod containers;
 pub mod daemon;
+pub mod localizer;
+pub mod log_aggregation;
 pub mod process_tree;

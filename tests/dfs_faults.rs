@@ -94,7 +94,10 @@ fn a_datanode_killed_for_good_has_its_blocks_re_replicated() {
         std::fs::write(&p, f).unwrap();
         dfs.ok(&["dfs", "put", p.to_str().unwrap(), &format!("/keep{i}")]);
     }
-    assert!(healthy_with(&dfs, "/", 3));
+    // Every replica is reported shortly after the writes complete.
+    dfs.wait_for("3 live replicas after the writes", Duration::from_secs(15), || {
+        healthy_with(&dfs, "/", 3)
+    });
     dfs.kill_datanode(0);
     let started = Instant::now();
     dfs.wait_for(
@@ -187,8 +190,8 @@ fn a_namenode_killed_and_restarted_keeps_every_acknowledged_file() {
     // restart on their next heartbeat, which may first have to time out on the old connection).
     dfs.wait_ready(3, Duration::from_secs(60));
     assert_eq!(
-        dfs.ok(&["dfs", "cat", "/acked/renamed"]).as_bytes(),
-        &files[0][..]
+        dfs.sheaf(&["dfs", "cat", "/acked/renamed"]).stdout,
+        files[0]
     );
     for (i, f) in files.iter().enumerate().skip(1) {
         let out = dfs.sheaf(&["dfs", "cat", &format!("/acked/dir/f{i}")]);

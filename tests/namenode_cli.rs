@@ -8,7 +8,11 @@ use std::time::{Duration, Instant};
 
 fn sheaf(conf: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_sheaf"));
-    c.arg("--conf").arg(conf).args(args).env_remove("SHEAF_RUN_DIR").env_remove("SHEAF_CONF");
+    c.arg("--conf")
+        .arg(conf)
+        .args(args)
+        .env_remove("SHEAF_RUN_DIR")
+        .env_remove("SHEAF_CONF");
     c
 }
 
@@ -37,7 +41,10 @@ fn format_refuses_to_reformat_and_namenode_needs_a_formatted_dir() {
     let o = run(&conf, &["namenode"]);
     assert!(!o.status.success());
     let e = stderr(&o);
-    assert!(e.starts_with("sheaf namenode: ") && e.contains("run `sheaf format` first"), "{e}");
+    assert!(
+        e.starts_with("sheaf namenode: ") && e.contains("run `sheaf format` first"),
+        "{e}"
+    );
 
     let o = run(&conf, &["format", "--cluster", "testc"]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -46,7 +53,11 @@ fn format_refuses_to_reformat_and_namenode_needs_a_formatted_dir() {
     assert!(!o.status.success());
     let e = stderr(&o);
     assert!(e.contains("--force"), "{e}");
-    assert_eq!(e.lines().filter(|l| l.starts_with("sheaf format:")).count(), 1, "{e}");
+    assert_eq!(
+        e.lines().filter(|l| l.starts_with("sheaf format:")).count(),
+        1,
+        "{e}"
+    );
     let o = run(&conf, &["format", "--force"]);
     assert!(o.status.success(), "{}", stderr(&o));
 
@@ -69,9 +80,16 @@ fn namenode_stops_on_sigterm_and_refuses_a_port_in_use() {
     assert!(stderr(&o).contains("cannot serve on"), "{}", stderr(&o));
     drop(busy);
 
-    let mut child = sheaf(&conf, &["namenode"]).env("RUST_LOG", "info").stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = sheaf(&conf, &["namenode"])
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
-    assert!(child.try_wait().unwrap().is_none(), "the NameNode exited early");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the NameNode exited early"
+    );
     // SAFETY: plain kill(2) of our own child process.
     unsafe {
         libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
@@ -88,7 +106,12 @@ fn namenode_stops_on_sigterm_and_refuses_a_port_in_use() {
         std::thread::sleep(Duration::from_millis(50));
     };
     let mut log = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
     assert!(status.success(), "{status:?}: {log}");
     assert!(log.contains("NameNode serving"), "{log}");
 }

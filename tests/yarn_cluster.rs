@@ -593,3 +593,75 @@ fn resourcemanager_restart_keeps_history_and_fails_running_apps_with_a_reason() 
     let _ = run.kill();
     let _ = run.wait();
 }
+
+#[test]
+fn two_over_demanded_queues_with_70_30_capacity_share_the_cluster_70_30() {
+    let y = MiniYarn::start(2, 1024, "queues = [ { path = \"root.prod\", capacity = 70.0 }, { path = \"root.dev\", capacity = 30.0 } ]");
+    // A blocker fills all but two 128 MB slots, so both applications' masters start and queue
+    // up their asks before the blocker's containers free the cluster.
+    let blocker = y.spawn_run(&[
+        "--queue",
+        "prod",
+        "--containers",
+        "13",
+        "--memory",
+        "128",
+        "--",
+        "sleep",
+        "3",
+    ]);
+    let blocker_app = y.app_id("shell: sleep 3", Duration::from_secs(10));
+    y.wait_status(&blocker_app, Duration::from_secs(10), |s| {
+        s.matches("Running").count() == 14
+    });
+    let dev = y.spawn_run(&[
+        "--queue",
+        "dev",
+        "--containers",
+        "40",
+        "--memory",
+        "128",
+        "--",
+        "sleep",
+        "5",
+    ]);
+    let prod = y.spawn_run(&[
+        "--queue",
+        "prod",
+        "--containers",
+        "40",
+        "--memory",
+        "128",
+        "--",
+        "sleep",
+        "5",
+    ]);
+    let out = wait_output(blocker, Duration::from_secs(20));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::thread::sleep(Duration::from_millis(700));
+    let queues = y.stdout(&["yarn", "queue", "status"]);
+    let used = |q: &str| -> f64 {
+        let line = queues.lines().find(|l| l.starts_with(q)).unwrap();
+        line.split_whitespace().nth(4).unwrap().parse().unwrap()
+    };
+    let (p, d) = (used("root.prod"), used("root.dev"));
+    eprintln!("memory used: prod {p}% dev {d}%");
+    assert!(p + d > 90.0, "the cluster is full: {queues}");
+    assert!(
+        (62.0..=78.0).contains(&p) && (22.0..=38.0).contains(&d),
+        "prod {p}% dev {d}%: {queues}"
+    );
+    let apps = y.stdout(&["yarn", "app", "list", "--state", "RUNNING"]);
+    for line in apps.lines().skip(1) {
+        let id = line.split_whitespace().next().unwrap();
+        let _ = y.sheaf(&["yarn", "app", "kill", id]);
+    }
+    for mut c in [dev, prod] {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}

@@ -45,13 +45,27 @@ fn nodemanagers_share_the_datanodes_racks_and_logs_are_aggregated_into_the_dfs()
     )
     .unwrap();
     drop(conf);
-    let log = |name: &str| OpenOptions::new().create(true).append(true).open(d.join(format!("{name}.log"))).unwrap();
+    let log = |name: &str| {
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(d.join(format!("{name}.log")))
+            .unwrap()
+    };
     let daemon = |name: &str| {
         let mut c = sheaf_command();
-        c.env("RUST_LOG", "info").arg("--conf").arg(&dfs.conf).stdin(Stdio::null()).stdout(log(name)).stderr(log(name));
+        c.env("RUST_LOG", "info")
+            .arg("--conf")
+            .arg(&dfs.conf)
+            .stdin(Stdio::null())
+            .stdout(log(name))
+            .stderr(log(name));
         c
     };
-    let mut daemons = Daemons(vec![daemon("resourcemanager").arg("resourcemanager").spawn().unwrap()]);
+    let mut daemons = Daemons(vec![daemon("resourcemanager")
+        .arg("resourcemanager")
+        .spawn()
+        .unwrap()]);
     for i in 0..2 {
         let nm_dir = d.join(format!("nm{i}"));
         let child = daemon(&format!("nodemanager{i}"))
@@ -70,27 +84,61 @@ fn nodemanagers_share_the_datanodes_racks_and_logs_are_aggregated_into_the_dfs()
         if text.matches(" RUNNING ").count() == 2 {
             break text;
         }
-        assert!(Instant::now() < deadline, "nodemanagers did not register: {text}");
+        assert!(
+            Instant::now() < deadline,
+            "nodemanagers did not register: {text}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     // The mini DFS topology puts PREFIX.2 on /rack2 and PREFIX.3 on /rack1.
     for (i, rack) in [(0, "/rack2"), (1, "/rack1")] {
         let host = dfs.datanode_host(i).to_string();
-        assert!(nodes.lines().any(|l| l.starts_with(&host) && l.contains(rack)), "{host} on {rack}: {nodes}");
+        assert!(
+            nodes
+                .lines()
+                .any(|l| l.starts_with(&host) && l.contains(rack)),
+            "{host} on {rack}: {nodes}"
+        );
     }
 
-    let out = dfs.sheaf(&["yarn", "run", "--containers", "2", "--memory", "64", "--", "sh", "-c", "echo hello from $SHEAF_CONTAINER_ID; echo to stderr >&2"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let app = String::from_utf8_lossy(&out.stderr).split_whitespace().nth(1).unwrap().to_string();
+    let out = dfs.sheaf(&[
+        "yarn",
+        "run",
+        "--containers",
+        "2",
+        "--memory",
+        "64",
+        "--",
+        "sh",
+        "-c",
+        "echo hello from $SHEAF_CONTAINER_ID; echo to stderr >&2",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let app = String::from_utf8_lossy(&out.stderr)
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string();
     assert!(app.starts_with("application_"), "{app}");
     let deadline = Instant::now() + Duration::from_secs(30);
     let logs = loop {
         let out = dfs.sheaf(&["yarn", "logs", &app]);
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        if out.status.success() && text.matches("hello from container_").count() == 2 && !text.contains("not aggregated") {
+        if out.status.success()
+            && text.matches("hello from container_").count() == 2
+            && !text.contains("not aggregated")
+        {
             break text;
         }
-        assert!(Instant::now() < deadline, "logs not aggregated: {text}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            Instant::now() < deadline,
+            "logs not aggregated: {text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         std::thread::sleep(Duration::from_millis(200));
     };
     assert_eq!(logs.matches("to stderr").count(), 2, "{logs}");
@@ -107,14 +155,33 @@ fn nodemanagers_share_the_datanodes_racks_and_logs_are_aggregated_into_the_dfs()
     std::fs::write(&local, "payload-42\n").unwrap();
     dfs.ok(&["dfs", "put", local.to_str().unwrap(), "/payload.txt"]);
     let out = dfs.sheaf(&[
-        "yarn", "run", "--containers", "3", "--memory", "64", "--file", "data.txt=/payload.txt", "--", "sh", "-c",
+        "yarn",
+        "run",
+        "--containers",
+        "3",
+        "--memory",
+        "64",
+        "--file",
+        "data.txt=/payload.txt",
+        "--",
+        "sh",
+        "-c",
         "ls -la >&2; cat data.txt >&2; test -L data.txt && grep -qx payload-42 data.txt",
     ]);
     if !out.status.success() {
-        let app = String::from_utf8_lossy(&out.stderr).split_whitespace().nth(1).unwrap().to_string();
+        let app = String::from_utf8_lossy(&out.stderr)
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .to_string();
         std::thread::sleep(Duration::from_secs(2));
         let logs = dfs.sheaf(&["yarn", "logs", &app]);
-        panic!("{}\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&logs.stdout));
+        panic!(
+            "{}\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&logs.stdout)
+        );
     }
     // A missing DFS file fails the containers with the reason.
     let out = dfs.sheaf(&["yarn", "run", "--file", "x=/no/such/file", "--", "true"]);

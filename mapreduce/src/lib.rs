@@ -3,6 +3,7 @@
 pub mod api;
 pub mod counters;
 pub mod formats;
+pub mod fs;
 pub mod jobtracker;
 pub mod local;
 pub mod shuffle;

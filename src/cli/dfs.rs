@@ -348,7 +348,7 @@ fn resolve_authority(authority: &str) -> Option<SocketAddr> {
 }
 
 /// The DFS configuration and the user's identity, with a NameNode override.
-fn load_config(namenode: Option<SocketAddr>) -> anyhow::Result<(DfsConfig, TlsIdentity)> {
+pub fn load_config(namenode: Option<SocketAddr>) -> anyhow::Result<(DfsConfig, TlsIdentity)> {
     let file = super::config::load()?;
     let mut config = DfsConfig::from_file(&file).context("invalid DFS configuration")?;
     if let Some(addr) = namenode {

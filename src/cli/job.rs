@@ -7,6 +7,7 @@ use anyhow::{anyhow, bail, Context};
 use clap::{Args, Subcommand};
 use sheaf_mapreduce::api::plugin::PluginLibrary;
 use sheaf_mapreduce::api::{JobConf, JobDefinition};
+use sheaf_mapreduce::fs::{DfsAccess, JobPath};
 use sheaf_mapreduce::local::{
     default_slots, run_local_job, JobReport, LocalJobConfig, DEFAULT_SPLIT_SIZE,
 };
@@ -27,10 +28,11 @@ pub struct CommonJobArgs {
     /// Run in this process with no daemons (the only mode available so far).
     #[arg(long)]
     pub local: bool,
-    /// Input files or directories (a directory means its files not starting with `_` or `.`).
+    /// Input files or directories (a directory means its files not starting with `_` or `.`):
+    /// local paths, `sheaf:///path` (the configured cluster) or `sheaf://host:port/path`.
     #[arg(long, required = true, num_args = 1..)]
     pub input: Vec<PathBuf>,
-    /// Output directory; must not exist yet.
+    /// Output directory (local or `sheaf://…`); must not exist yet.
     #[arg(long)]
     pub output: PathBuf,
     /// Number of reduce tasks; 0 makes a map-only job (`part-m-NNNNN` files).
@@ -116,6 +118,10 @@ fn local_config(common: &CommonJobArgs) -> anyhow::Result<LocalJobConfig> {
     if common.slots == Some(0) {
         bail!("--slots must be at least 1");
     }
+    let mut uses_dfs = false;
+    for p in common.input.iter().chain(std::iter::once(&common.output)) {
+        uses_dfs |= JobPath::from_path(p)?.is_dfs();
+    }
     Ok(LocalJobConfig {
         inputs: common.input.clone(),
         output: common.output.clone(),
@@ -123,7 +129,19 @@ fn local_config(common: &CommonJobArgs) -> anyhow::Result<LocalJobConfig> {
         split_size: common.split_size.unwrap_or(DEFAULT_SPLIT_SIZE),
         slots: common.slots.unwrap_or_else(default_slots),
         conf: parse_conf(&common.jobconf)?,
+        // The cluster configuration is only needed (and only required) for `sheaf://` paths.
+        dfs: if uses_dfs {
+            Some(dfs_access()?)
+        } else {
+            None
+        },
     })
+}
+
+/// The DFS configuration and user identity, loaded the way `sheaf dfs` loads them.
+fn dfs_access() -> anyhow::Result<DfsAccess> {
+    let (config, identity) = super::dfs::load_config(None)?;
+    Ok(DfsAccess { config, identity })
 }
 
 /// Prints the end-of-job summary and counters to stderr, Hadoop style.

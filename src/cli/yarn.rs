@@ -267,17 +267,28 @@ async fn logs(c: &Cluster, app: &str) -> anyhow::Result<()> {
             match dfs.status(&path).await? {
                 Some(_) => {
                     let data = dfs.read_file(&path).await?;
-                    println!("== {} on {} : {name} ({} bytes) ==", container.id, container.host, data.len());
+                    println!(
+                        "== {} on {} : {name} ({} bytes) ==",
+                        container.id,
+                        container.host,
+                        data.len()
+                    );
                     use std::io::Write;
                     std::io::stdout().write_all(&data)?;
                     found += 1;
                 }
-                None => println!("== {} on {} : {name} (not aggregated) ==", container.id, container.host),
+                None => println!(
+                    "== {} on {} : {name} (not aggregated) ==",
+                    container.id, container.host
+                ),
             }
         }
     }
     if found == 0 {
-        bail!("no aggregated logs for {} (is log aggregation on, and was the DFS up when it ended?)", report.id);
+        bail!(
+            "no aggregated logs for {} (is log aggregation on, and was the DFS up when it ended?)",
+            report.id
+        );
     }
     Ok(())
 }
@@ -427,7 +438,11 @@ fn current_user() -> String {
 
 async fn shell_master(c: &Cluster, args: ShellMasterArgs) -> anyhow::Result<()> {
     let am = MasterClient::from_env(&c.identity, local_ip_for(c.rm))?;
-    let files = args.files.iter().map(|f| parse_file(f)).collect::<anyhow::Result<_>>()?;
+    let files = args
+        .files
+        .iter()
+        .map(|f| parse_file(f))
+        .collect::<anyhow::Result<_>>()?;
     let job = ShellJob {
         files,
         command: args.command,

@@ -107,19 +107,20 @@ fn parse<T: std::str::FromStr>(
     slot: &mut T,
 ) -> Result<(), JobConfigError> {
     if let Some(value) = conf.get(key) {
-        *slot = value
-            .trim()
-            .parse()
-            .map_err(|_| JobConfigError::BadValue {
-                key: key.to_string(),
-                value: value.clone(),
-                expected,
-            })?;
+        *slot = value.trim().parse().map_err(|_| JobConfigError::BadValue {
+            key: key.to_string(),
+            value: value.clone(),
+            expected,
+        })?;
     }
     Ok(())
 }
 
-fn fraction(conf: &BTreeMap<String, String>, key: &str, slot: &mut f64) -> Result<(), JobConfigError> {
+fn fraction(
+    conf: &BTreeMap<String, String>,
+    key: &str,
+    slot: &mut f64,
+) -> Result<(), JobConfigError> {
     let mut v = *slot;
     parse(conf, key, "a number between 0 and 1", &mut v)?;
     if !(0.0..=1.0).contains(&v) {
@@ -139,11 +140,35 @@ impl JobConfig {
         const COUNT: &str = "a whole number";
         const FLAG: &str = "true or false";
         let mut c = JobConfig::default();
-        parse(conf, "mapreduce.map.maxattempts", COUNT, &mut c.max_map_attempts)?;
-        parse(conf, "mapreduce.reduce.maxattempts", COUNT, &mut c.max_reduce_attempts)?;
-        fraction(conf, "mapreduce.job.reduce.slowstart.completedmaps", &mut c.reduce_slowstart)?;
-        parse(conf, "mapreduce.map.speculative", FLAG, &mut c.map_speculative)?;
-        parse(conf, "mapreduce.reduce.speculative", FLAG, &mut c.reduce_speculative)?;
+        parse(
+            conf,
+            "mapreduce.map.maxattempts",
+            COUNT,
+            &mut c.max_map_attempts,
+        )?;
+        parse(
+            conf,
+            "mapreduce.reduce.maxattempts",
+            COUNT,
+            &mut c.max_reduce_attempts,
+        )?;
+        fraction(
+            conf,
+            "mapreduce.job.reduce.slowstart.completedmaps",
+            &mut c.reduce_slowstart,
+        )?;
+        parse(
+            conf,
+            "mapreduce.map.speculative",
+            FLAG,
+            &mut c.map_speculative,
+        )?;
+        parse(
+            conf,
+            "mapreduce.reduce.speculative",
+            FLAG,
+            &mut c.reduce_speculative,
+        )?;
         fraction(
             conf,
             "sheaf.jobtracker.speculative.start-fraction",
@@ -165,7 +190,12 @@ impl JobConfig {
             "mapreduce.job.speculative.speculative-cap-total-tasks",
             &mut c.speculative_cap_fraction,
         )?;
-        parse(conf, "mapreduce.task.timeout", COUNT, &mut c.task_timeout_ms)?;
+        parse(
+            conf,
+            "mapreduce.task.timeout",
+            COUNT,
+            &mut c.task_timeout_ms,
+        )?;
         parse(
             conf,
             "mapreduce.job.maxtaskfailures.per.tracker",
@@ -184,10 +214,30 @@ impl JobConfig {
             COUNT,
             &mut c.max_declined_offers,
         )?;
-        parse(conf, "mapreduce.map.memory.mb", COUNT, &mut c.map_resource.memory_mb)?;
-        parse(conf, "mapreduce.map.cpu.vcores", COUNT, &mut c.map_resource.vcores)?;
-        parse(conf, "mapreduce.reduce.memory.mb", COUNT, &mut c.reduce_resource.memory_mb)?;
-        parse(conf, "mapreduce.reduce.cpu.vcores", COUNT, &mut c.reduce_resource.vcores)?;
+        parse(
+            conf,
+            "mapreduce.map.memory.mb",
+            COUNT,
+            &mut c.map_resource.memory_mb,
+        )?;
+        parse(
+            conf,
+            "mapreduce.map.cpu.vcores",
+            COUNT,
+            &mut c.map_resource.vcores,
+        )?;
+        parse(
+            conf,
+            "mapreduce.reduce.memory.mb",
+            COUNT,
+            &mut c.reduce_resource.memory_mb,
+        )?;
+        parse(
+            conf,
+            "mapreduce.reduce.cpu.vcores",
+            COUNT,
+            &mut c.reduce_resource.vcores,
+        )?;
         // At least one attempt, or no task could ever run.
         c.max_map_attempts = c.max_map_attempts.max(1);
         c.max_reduce_attempts = c.max_reduce_attempts.max(1);
@@ -218,8 +268,13 @@ mod tests {
         );
         assert!(JobConfig::from_conf(&conf).is_err());
         conf.remove("mapreduce.job.reduce.slowstart.completedmaps");
-        conf.insert("mapreduce.reduce.maxattempts".to_string(), "four".to_string());
+        conf.insert(
+            "mapreduce.reduce.maxattempts".to_string(),
+            "four".to_string(),
+        );
         let err = JobConfig::from_conf(&conf).expect_err("not a number");
-        assert!(err.to_string().contains("mapreduce.reduce.maxattempts=four"));
+        assert!(err
+            .to_string()
+            .contains("mapreduce.reduce.maxattempts=four"));
     }
 }

@@ -3,6 +3,31 @@
 //! commits. The daemon shell feeds it [`Event`]s with the current time and carries out the
 //! [`Action`]s it returns; there are no sockets, threads or clocks in here, so every fault
 //! sequence can be replayed deterministically in tests.
+//!
+//! ```
+//! use sheaf_mapreduce::jobtracker::*;
+//! use sheaf_mapreduce::formats::InputSplit;
+//!
+//! let spec = JobSpec {
+//!     job_id: "job_1_0001".into(),
+//!     splits: vec![SplitLocation { split: InputSplit::new("/in/a", 0, 64), hosts: vec!["h1".into()] }],
+//!     num_reduces: 0,
+//!     host_racks: Default::default(),
+//!     conf: Default::default(),
+//! };
+//! let mut jt = JobTracker::new(spec, JobConfig::default(), 0);
+//! let asks = jt.start(0); // one RequestContainer for the map, preferring h1
+//! let Action::RequestContainer(ask) = &asks[0] else { unreachable!() };
+//! let launch = jt.handle(10, Event::ContainerAllocated {
+//!     container: "container_1".into(), ask_id: ask.ask_id, host: "h1".into(), rack: DEFAULT_RACK.into(),
+//! });
+//! let attempt = launch[0].launched().unwrap();
+//! let commit = jt.handle(500, Event::AttemptSucceeded { attempt, output: None });
+//! assert!(commit.contains(&Action::CommitTask { attempt }));
+//! assert_eq!(jt.handle(510, Event::TaskCommitted { attempt }), vec![Action::CommitJob]);
+//! assert_eq!(jt.handle(520, Event::JobCommitted), vec![Action::JobSucceeded]);
+//! assert_eq!(jt.counters().get(JOB_GROUP, DATA_LOCAL_MAPS), 1);
+//! ```
 
 mod config;
 mod ids;

@@ -102,6 +102,8 @@ pub enum Event {
         reason: String,
     },
     /// A container's process ended; if its attempt had not reported an outcome, it failed.
+    /// Containers the RM reports as ended by a lost node or on request are not the task's
+    /// fault: feed [`Event::NodeLost`] or [`Event::AttemptKilled`] for those instead.
     ContainerCompleted {
         /// Which container.
         container: ContainerId,

@@ -191,8 +191,15 @@ impl Run {
     fn check(&self) {
         let seed = self.seed;
         let status = self.h.jt.status();
-        assert!(self.seen.terminal.len() <= 1, "seed {seed}: {:?}", self.seen.terminal);
-        assert!(self.seen.commit_job <= 1, "seed {seed}: job committed twice");
+        assert!(
+            self.seen.terminal.len() <= 1,
+            "seed {seed}: {:?}",
+            self.seen.terminal
+        );
+        assert!(
+            self.seen.commit_job <= 1,
+            "seed {seed}: job committed twice"
+        );
         let mut failures: BTreeMap<TaskId, u32> = BTreeMap::new();
         for a in &status.attempts {
             if a.state == AttemptState::Failed {
@@ -200,7 +207,10 @@ impl Run {
             }
         }
         for (task, n) in &failures {
-            assert!(*n <= self.max_attempts(task.kind), "seed {seed}: {task} failed {n} times");
+            assert!(
+                *n <= self.max_attempts(task.kind),
+                "seed {seed}: {task} failed {n} times"
+            );
         }
         // Every waiting attempt has exactly one outstanding ask, and nothing else has one.
         let unassigned = status
@@ -208,7 +218,11 @@ impl Run {
             .iter()
             .filter(|a| a.state == AttemptState::Unassigned)
             .count();
-        assert_eq!(unassigned, self.h.asks.len(), "seed {seed}: asks out of step");
+        assert_eq!(
+            unassigned,
+            self.h.asks.len(),
+            "seed {seed}: asks out of step"
+        );
         // The shell's view of running processes matches the tracker's.
         let launched: BTreeSet<AttemptId> = status
             .attempts
@@ -217,16 +231,25 @@ impl Run {
             .map(|a| a.attempt)
             .collect();
         let running: BTreeSet<AttemptId> = self.h.running.keys().copied().collect();
-        assert_eq!(launched, running, "seed {seed}: running attempts out of step");
+        assert_eq!(
+            launched, running,
+            "seed {seed}: running attempts out of step"
+        );
         if status.state.is_terminal() || status.state == JobState::Committing {
-            assert!(launched.is_empty() && unassigned == 0, "seed {seed}: leftovers");
+            assert!(
+                launched.is_empty() && unassigned == 0,
+                "seed {seed}: leftovers"
+            );
         }
         match self.seen.terminal.first() {
             Some(Action::JobSucceeded) => {
                 assert_eq!(status.state, JobState::Succeeded);
                 assert_eq!(self.seen.commit_job, 1);
                 for r in 0..self.reduces {
-                    assert!(self.seen.committed.contains(&TaskId::reduce(r)), "seed {seed}");
+                    assert!(
+                        self.seen.committed.contains(&TaskId::reduce(r)),
+                        "seed {seed}"
+                    );
                 }
                 for m in 0..self.maps {
                     let task = TaskId::map(m);
@@ -249,13 +272,21 @@ impl Run {
                 assert!(status.diagnostics.is_some());
             }
             Some(Action::JobKilled { .. }) => assert_eq!(status.state, JobState::Killed),
-            _ => assert!(!status.state.is_terminal(), "seed {seed}: terminal without action"),
-            
+            _ => assert!(
+                !status.state.is_terminal(),
+                "seed {seed}: terminal without action"
+            ),
         }
     }
 
     fn known_attempts(&self) -> Vec<AttemptId> {
-        self.h.jt.status().attempts.iter().map(|a| a.attempt).collect()
+        self.h
+            .jt
+            .status()
+            .attempts
+            .iter()
+            .map(|a| a.attempt)
+            .collect()
     }
 
     fn random_step(&mut self) {
@@ -405,9 +436,6 @@ impl Run {
     /// Runs actions produced by a `Harness` helper through the checker (the harness has already
     /// absorbed them).
     fn replay(&mut self, actions: Vec<Action>) {
-        // Re-feeding is impossible; apply the checker's bookkeeping to them directly.
-        let event_free = Event::Tick;
-        let _ = event_free;
         for a in &actions {
             if !self.seen.terminal.is_empty() {
                 assert!(
@@ -493,13 +521,35 @@ fn random_event_sequences_keep_the_invariants_and_always_terminate() {
             _ => "killed",
         };
         *outcomes.entry(end).or_insert(0u32) += 1;
-        for (name, v) in run.h.jt.counters().groups.get(JOB_GROUP).into_iter().flatten() {
+        for (name, v) in run
+            .h
+            .jt
+            .counters()
+            .groups
+            .get(JOB_GROUP)
+            .into_iter()
+            .flatten()
+        {
             *totals.entry(name.clone()).or_insert(0i64) += v;
         }
     }
-    eprintln!("{outcomes:?} {totals:?}");
+
     // The generator must actually reach every ending, or the test checks less than it claims.
     for end in ["succeeded", "failed", "killed"] {
         assert!(outcomes.get(end).copied().unwrap_or(0) > 50, "{outcomes:?}");
+    }
+    for counter in [
+        SPECULATIVE_ATTEMPTS_LAUNCHED,
+        SPECULATIVE_ATTEMPTS_KILLED,
+        NUM_FAILED_MAPS,
+        NUM_FAILED_REDUCES,
+        NUM_KILLED_REDUCES,
+        RACK_LOCAL_MAPS,
+        OTHER_LOCAL_MAPS,
+    ] {
+        assert!(
+            totals.get(counter).copied().unwrap_or(0) > 10,
+            "{counter}: {totals:?}"
+        );
     }
 }

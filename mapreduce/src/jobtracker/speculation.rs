@@ -43,7 +43,7 @@ pub(super) fn stragglers(
     }
     rates.sort_by(f64::total_cmp);
     let mid = rates.len() / 2;
-    let median = if rates.len() % 2 == 0 {
+    let median = if rates.len().is_multiple_of(2) {
         (rates[mid - 1] + rates[mid]) / 2.0
     } else {
         rates[mid]
@@ -113,6 +113,9 @@ mod tests {
         a.may_speculate = false;
         assert!(stragglers(&[a.clone()], &[1000, 1000], &config, 1).is_empty());
         a.may_speculate = true;
-        assert_eq!(stragglers(&[a.clone()], &[1000, 1000], &config, 1), vec![a.attempt]);
+        assert_eq!(
+            stragglers(&[a.clone()], &[1000, 1000], &config, 1),
+            vec![a.attempt]
+        );
     }
 }

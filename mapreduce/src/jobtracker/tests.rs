@@ -71,7 +71,10 @@ impl Harness {
         for a in actions {
             match a {
                 Action::RequestContainer(r) => {
-                    assert!(self.asks.insert(r.ask_id, r.clone()).is_none(), "ask id reused");
+                    assert!(
+                        self.asks.insert(r.ask_id, r.clone()).is_none(),
+                        "ask id reused"
+                    );
                 }
                 Action::CancelRequest { ask_id } => {
                     self.asks.remove(ask_id);
@@ -128,7 +131,11 @@ impl Harness {
     /// Grants every outstanding ask on its first preferred host (or `fallback`).
     pub fn grant_all(&mut self, fallback: &str) {
         for r in self.asks.clone().into_values() {
-            let host = r.hosts.first().cloned().unwrap_or_else(|| fallback.to_string());
+            let host = r
+                .hosts
+                .first()
+                .cloned()
+                .unwrap_or_else(|| fallback.to_string());
             self.grant(r.ask_id, &host);
         }
     }
@@ -195,7 +202,10 @@ fn clean_job_schedules_maps_with_locality_and_commits_every_task_once() {
     );
     let maps = h.asks_of(TaskKind::Map);
     assert_eq!(maps.len(), 5);
-    assert!(h.asks_of(TaskKind::Reduce).is_empty(), "no reduces before any map is done");
+    assert!(
+        h.asks_of(TaskKind::Reduce).is_empty(),
+        "no reduces before any map is done"
+    );
     assert_eq!(maps[0].hosts, vec!["h1"]);
     assert_eq!(maps[0].racks, vec!["/r1"]);
     assert_eq!(maps[0].priority, 20);
@@ -206,7 +216,11 @@ fn clean_job_schedules_maps_with_locality_and_commits_every_task_once() {
     h.grant(maps[3].ask_id, "h2");
     h.grant(maps[4].ask_id, "h4");
     assert_eq!(h.running.len(), 5);
-    assert!(h.asks.is_empty(), "every ask consumed or cancelled: {:?}", h.asks);
+    assert!(
+        h.asks.is_empty(),
+        "every ask consumed or cancelled: {:?}",
+        h.asks
+    );
     assert_eq!(h.job_counter(DATA_LOCAL_MAPS), 3);
     assert_eq!(h.job_counter(RACK_LOCAL_MAPS), 1);
     assert_eq!(h.job_counter(OTHER_LOCAL_MAPS), 1);
@@ -228,12 +242,17 @@ fn clean_job_schedules_maps_with_locality_and_commits_every_task_once() {
     for i in 0..5 {
         h.succeed(attempt(TaskId::map(i), 0));
     }
-    assert!(h.commits.is_empty(), "map outputs of a job with reducers are not committed");
+    assert!(
+        h.commits.is_empty(),
+        "map outputs of a job with reducers are not committed"
+    );
     assert_eq!(h.jt.map_completion_events(0).len(), 5);
     assert_eq!(h.jt.map_completion_events(3).len(), 2);
     let reduces = h.asks_of(TaskKind::Reduce);
     assert_eq!(reduces.len(), 2);
-    assert!(reduces.iter().all(|r| r.hosts.is_empty() && r.priority == 10));
+    assert!(reduces
+        .iter()
+        .all(|r| r.hosts.is_empty() && r.priority == 10));
     h.grant_all("h3");
     h.now = 9000;
     h.succeed(attempt(TaskId::reduce(0), 0));
@@ -307,8 +326,7 @@ fn failed_attempts_retry_on_other_nodes_then_fail_the_job_with_the_last_error() 
     assert_eq!(
         h.terminal,
         vec![Action::JobFailed {
-            reason: "task m_000000 failed 4 times; last error: plugin panicked: boom 3"
-                .to_string()
+            reason: "task m_000000 failed 4 times; last error: plugin panicked: boom 3".to_string()
         }]
     );
     assert!(h.asks.is_empty(), "no fifth attempt asked for");
@@ -321,7 +339,10 @@ fn failed_attempts_retry_on_other_nodes_then_fail_the_job_with_the_last_error() 
 #[test]
 fn a_host_with_three_failures_is_avoided_unless_it_is_the_only_one_left() {
     let mut h = Harness::new(
-        spec(&[&["h1", "h2"], &["h1", "h2"], &["h1", "h2"], &["h1", "h2"]], 0),
+        spec(
+            &[&["h1", "h2"], &["h1", "h2"], &["h1", "h2"], &["h1", "h2"]],
+            0,
+        ),
         JobConfig::default(),
     );
     for r in h.asks_of(TaskKind::Map).into_iter().take(3) {
@@ -343,7 +364,10 @@ fn a_host_with_three_failures_is_avoided_unless_it_is_the_only_one_left() {
         "blacklisted host used: {actions:?}"
     );
     // New asks no longer name h1.
-    assert!(h.asks.values().all(|r| !r.hosts.contains(&"h1".to_string())));
+    assert!(h
+        .asks
+        .values()
+        .all(|r| !r.hosts.contains(&"h1".to_string())));
     let any = *h.asks.keys().next().expect("asks");
     let actions = h.grant(any, "h2");
     assert_eq!(actions.iter().filter(|a| a.launched().is_some()).count(), 1);
@@ -388,7 +412,11 @@ fn a_lost_node_reruns_its_completed_maps_while_reducers_need_them() {
     assert!(!events[0].available && events[0].attempt == attempt(TaskId::map(0), 0));
     assert_eq!(h.jt.status().maps_done, 1);
     assert_eq!(h.job_counter(NUM_KILLED_MAPS), 1);
-    assert_eq!(h.job_counter(NUM_FAILED_MAPS), 0, "a lost node is not the map's fault");
+    assert_eq!(
+        h.job_counter(NUM_FAILED_MAPS),
+        0,
+        "a lost node is not the map's fault"
+    );
     h.grant(rerun[0].ask_id, "h2");
     h.succeed(attempt(TaskId::map(0), 1));
     assert!(h.jt.map_completion_events(3)[0].available);
@@ -464,7 +492,11 @@ fn repeated_fetch_failures_rerun_the_map() {
     let rec = h.jt.status();
     let rec = rec.attempts.iter().find(|a| a.attempt == m0).expect("m0");
     assert_eq!(rec.state, AttemptState::Failed);
-    assert!(rec.error.as_deref().unwrap_or("").contains("fetch failures"));
+    assert!(rec
+        .error
+        .as_deref()
+        .unwrap_or("")
+        .contains("fetch failures"));
     // Further reports against the obsolete output are ignored.
     assert!(h
         .feed(Event::FetchFailure {
@@ -546,13 +578,19 @@ fn a_straggler_gets_one_twin_on_another_node_and_the_first_success_wins() {
         [Action::RequestContainer(r)] => r.clone(),
         other => panic!("expected one twin request, got {other:?}"),
     };
-    assert!(!twin_ask.hosts.contains(&"h4".to_string()), "twin avoids the straggler's node");
+    assert!(
+        !twin_ask.hosts.contains(&"h4".to_string()),
+        "twin avoids the straggler's node"
+    );
     // Only one twin per task, however slow it stays.
     h.now = 13_000;
     assert!(h.feed(Event::Tick).is_empty());
     // Offered the straggler's own host: declined.
     let actions = h.grant(twin_ask.ask_id, "h4");
-    assert!(actions.iter().all(|a| a.launched().is_none()), "{actions:?}");
+    assert!(
+        actions.iter().all(|a| a.launched().is_none()),
+        "{actions:?}"
+    );
     let ask = h.asks_of(TaskKind::Map)[0].ask_id;
     h.grant(ask, "h2");
     let twin = attempt(TaskId::map(3), 1);
@@ -574,7 +612,13 @@ fn a_straggler_gets_one_twin_on_another_node_and_the_first_success_wins() {
             output: None
         })
         .is_empty());
-    assert_eq!(h.commits.iter().filter(|a| a.task == TaskId::map(3)).count(), 1);
+    assert_eq!(
+        h.commits
+            .iter()
+            .filter(|a| a.task == TaskId::map(3))
+            .count(),
+        1
+    );
     assert_eq!(h.job_counter(SPECULATIVE_ATTEMPTS_KILLED), 1);
     assert_eq!(h.job_counter(NUM_KILLED_MAPS), 1);
     h.commit_everything();
@@ -624,7 +668,11 @@ fn slow_start_holds_reducers_until_enough_maps_are_done() {
     h.grant_all("h1");
     for i in 0..4 {
         h.succeed(attempt(TaskId::map(i), 0));
-        assert!(h.asks_of(TaskKind::Reduce).is_empty(), "after {} maps", i + 1);
+        assert!(
+            h.asks_of(TaskKind::Reduce).is_empty(),
+            "after {} maps",
+            i + 1
+        );
     }
     h.succeed(attempt(TaskId::map(4), 0));
     assert_eq!(h.asks_of(TaskKind::Reduce).len(), 3);
@@ -660,7 +708,11 @@ fn killing_the_job_kills_every_attempt_and_withdraws_every_ask() {
     let actions = h.grant(asks[2].ask_id, "h3");
     assert!(matches!(&actions[..], [Action::ReleaseContainer { .. }]));
     assert!(h.succeed(attempt(TaskId::map(0), 0)).is_empty());
-    assert!(h.feed(Event::Kill { reason: "again".to_string() }).is_empty());
+    assert!(h
+        .feed(Event::Kill {
+            reason: "again".to_string()
+        })
+        .is_empty());
     assert_eq!(h.jt.state(), JobState::Killed);
     assert_eq!(h.terminal.len(), 1);
 }
@@ -678,7 +730,10 @@ fn a_failed_task_commit_reruns_the_task_and_a_failed_job_commit_fails_the_job() 
         attempt: a0,
         reason: "rename refused".to_string(),
     });
-    assert!(matches!(&actions[..], [Action::RequestContainer(_)]), "{actions:?}");
+    assert!(
+        matches!(&actions[..], [Action::RequestContainer(_)]),
+        "{actions:?}"
+    );
     h.grant_all("h2");
     let a1 = attempt(TaskId::map(0), 1);
     h.feed(Event::AttemptSucceeded {
@@ -707,7 +762,10 @@ fn a_dead_task_process_fails_its_attempt() {
         container,
         diagnostics: "exit status 137 (killed by signal 9)".to_string(),
     });
-    assert!(matches!(&actions[..], [Action::RequestContainer(_)]), "{actions:?}");
+    assert!(
+        matches!(&actions[..], [Action::RequestContainer(_)]),
+        "{actions:?}"
+    );
     assert_eq!(h.job_counter(NUM_FAILED_MAPS), 1);
 }
 

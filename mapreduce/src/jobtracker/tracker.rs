@@ -161,8 +161,14 @@ impl JobTracker {
             .iter()
             .enumerate()
             .map(|(i, s)| {
-                let mut hosts = s.hosts.clone();
-                hosts.dedup();
+                // Keep the first mention of each host: the order is the DFS's preference.
+                let mut seen = BTreeSet::new();
+                let hosts: Vec<String> = s
+                    .hosts
+                    .iter()
+                    .filter(|h| seen.insert(*h))
+                    .cloned()
+                    .collect();
                 let mut racks: Vec<String> = hosts.iter().map(rack_of).collect();
                 racks.sort();
                 racks.dedup();
@@ -369,9 +375,7 @@ impl JobTracker {
     /// Map outputs that became available or went away, from index `from` on (reducers poll
     /// with the count they have seen).
     pub fn map_completion_events(&self, from: usize) -> &[MapCompletionEvent] {
-        self.completion_events
-            .get(from..)
-            .unwrap_or_default()
+        self.completion_events.get(from..).unwrap_or_default()
     }
 
     /// When the next task timeout can fire: the shell should tick no later than this (and about
@@ -383,7 +387,10 @@ impl JobTracker {
         self.attempts
             .values()
             .filter(|a| matches!(a.state, AttemptState::Assigned | AttemptState::Running))
-            .map(|a| a.last_progress_ms.saturating_add(self.config.task_timeout_ms))
+            .map(|a| {
+                a.last_progress_ms
+                    .saturating_add(self.config.task_timeout_ms)
+            })
             .min()
     }
 
@@ -715,9 +722,10 @@ impl JobTracker {
         if let Some(waiting) = consumed_for {
             if self.state == JobState::Running
                 && Some(waiting) != pick
-                && self.attempts.get(&waiting).is_some_and(|a| {
-                    a.state == AttemptState::Unassigned && a.ask.is_none()
-                })
+                && self
+                    .attempts
+                    .get(&waiting)
+                    .is_some_and(|a| a.state == AttemptState::Unassigned && a.ask.is_none())
             {
                 self.ask_for(waiting, out);
             }
@@ -861,7 +869,8 @@ impl JobTracker {
                 out,
             );
             if speculated {
-                self.counters.incr(JOB_GROUP, SPECULATIVE_ATTEMPTS_KILLED, 1);
+                self.counters
+                    .incr(JOB_GROUP, SPECULATIVE_ATTEMPTS_KILLED, 1);
             }
             return;
         }
@@ -935,7 +944,8 @@ impl JobTracker {
                 out,
             );
             if speculated && launched {
-                self.counters.incr(JOB_GROUP, SPECULATIVE_ATTEMPTS_KILLED, 1);
+                self.counters
+                    .incr(JOB_GROUP, SPECULATIVE_ATTEMPTS_KILLED, 1);
             }
         }
         self.check_progress(now, out);
@@ -997,7 +1007,14 @@ impl JobTracker {
         for id in &on_host {
             if self.is_launched_and_live(*id) {
                 // Not the task's fault: KILLED, so it does not use up an attempt.
-                self.end_attempt(*id, AttemptState::Killed, reason.clone(), Ending::Gone, now, out);
+                self.end_attempt(
+                    *id,
+                    AttemptState::Killed,
+                    reason.clone(),
+                    Ending::Gone,
+                    now,
+                    out,
+                );
                 self.reconcile(id.task, now, out);
             }
         }
@@ -1089,8 +1106,7 @@ impl JobTracker {
             return;
         }
         let done = tasks.iter().filter(|t| t.outcome != Outcome::Open).count();
-        if done == total || (done as f64) < self.config.speculation_start_fraction * total as f64
-        {
+        if done == total || (done as f64) < self.config.speculation_start_fraction * total as f64 {
             return;
         }
         let mut live = Vec::new();

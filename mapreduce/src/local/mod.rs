@@ -4,8 +4,6 @@
 pub mod commit;
 
 use std::any::Any;
-use std::fs::File;
-use std::io::BufWriter;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -21,12 +19,14 @@ use crate::counters::{
     SPILLED_RECORDS,
 };
 use crate::formats::{compute_splits, FormatError, InputFormat, InputSplit, OutputFormat};
+use crate::fs::{DfsAccess, FsError, JobFileSystems, JobPath};
 use crate::task::error::{EngineError, EngineResult, IoContext};
 use crate::task::map_task::{run_map_only_task, run_map_task, MapOutput, MapTaskSpec};
 use crate::task::reduce_task::{run_reduce_task, ReduceTaskSpec};
 use crate::task::settings::TaskSettings;
 
 pub use commit::{OutputCommitter, SUCCESS_MARKER, TEMPORARY_DIR};
+use commit::fs_failed;
 
 /// Default split size: Hadoop's default block size.
 pub const DEFAULT_SPLIT_SIZE: u64 = 128 << 20;
@@ -55,12 +55,17 @@ const MAP_ONLY_COUNTERS: [&str; 2] = [MAP_INPUT_RECORDS, MAP_OUTPUT_RECORDS];
 /// Group of job-level counters.
 pub const JOB_GROUP: &str = "Job Counters";
 
+/// Conf key: local directory for intermediate data (spills, map outputs) of jobs whose output
+/// is not on the local disk (Hadoop's name; default the system temporary directory).
+pub const LOCAL_DIR_KEY: &str = "mapreduce.cluster.local.dir";
+
 /// What to run and where.
 #[derive(Debug, Clone)]
 pub struct LocalJobConfig {
-    /// Input files or directories (a directory means its non-hidden files).
+    /// Input files or directories (a directory means its non-hidden files): local paths or DFS
+    /// paths (`sheaf://host:port/abs`, `sheaf:///abs`), see [`JobPath`].
     pub inputs: Vec<PathBuf>,
-    /// Output directory; must not exist.
+    /// Output directory (local or DFS); must not exist.
     pub output: PathBuf,
     /// Reduce tasks; 0 makes a map-only job.
     pub reducers: u32,
@@ -70,6 +75,8 @@ pub struct LocalJobConfig {
     pub slots: usize,
     /// Job configuration (engine settings, formats, job parameters).
     pub conf: JobConf,
+    /// How to reach the DFS for `sheaf://` paths; `None` allows local paths only.
+    pub dfs: Option<DfsAccess>,
 }
 
 impl LocalJobConfig {
@@ -82,6 +89,7 @@ impl LocalJobConfig {
             split_size: DEFAULT_SPLIT_SIZE,
             slots: default_slots(),
             conf: JobConf::default(),
+            dfs: None,
         }
     }
 }
@@ -107,40 +115,33 @@ pub struct JobReport {
 }
 
 /// Lists the input files: a file as is, a directory's visible regular files (names starting
-/// with `_` or `.` are hidden, as in Hadoop). A missing path is an error.
-pub fn list_input_files(inputs: &[PathBuf]) -> EngineResult<Vec<(PathBuf, u64)>> {
+/// with `_` or `.` are hidden, as in Hadoop), on the local disk or a DFS. A missing path is an
+/// error. Paths come back as [`JobPath::to_path_buf`] forms (what input splits carry).
+pub fn list_input_files(
+    filesystems: &JobFileSystems,
+    inputs: &[PathBuf],
+) -> EngineResult<Vec<(PathBuf, u64)>> {
     if inputs.is_empty() {
         return Err(EngineError::Job("no input paths given".into()));
     }
     let mut files = Vec::new();
     for input in inputs {
-        let meta = std::fs::metadata(input).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                EngineError::Job(format!("Input path does not exist: {}", input.display()))
-            } else {
-                EngineError::io(format!("reading input path {}", input.display()), e)
-            }
+        let path = job_path(input)?;
+        let fs = filesystems
+            .for_path(&path)
+            .map_err(|e| EngineError::Job(e.to_string()))?;
+        let entries = fs.input_files(&path).map_err(|e| match e {
+            FsError::NotFound(_) => EngineError::Job(format!("Input path does not exist: {path}")),
+            e => fs_failed(format!("reading input path {path}"), e),
         })?;
-        if meta.is_dir() {
-            let mut entries = Vec::new();
-            for entry in std::fs::read_dir(input).ctx(|| format!("listing {}", input.display()))? {
-                let entry = entry.ctx(|| format!("listing {}", input.display()))?;
-                let name = entry.file_name();
-                let hidden = name.to_string_lossy().starts_with(['_', '.']);
-                let m = entry
-                    .metadata()
-                    .ctx(|| format!("reading {}", entry.path().display()))?;
-                if !hidden && m.is_file() {
-                    entries.push((entry.path(), m.len()));
-                }
-            }
-            entries.sort();
-            files.extend(entries);
-        } else {
-            files.push((input.clone(), meta.len()));
-        }
+        files.extend(entries.into_iter().map(|e| (e.path.to_path_buf(), e.len)));
     }
     Ok(files)
+}
+
+/// A path argument as a [`JobPath`]; malformed ones are a job error.
+fn job_path(path: &Path) -> EngineResult<JobPath> {
+    JobPath::from_path(path).map_err(|e| EngineError::Job(e.to_string()))
 }
 
 /// Turns a panic payload into its message.
@@ -220,24 +221,98 @@ fn describe(split: &InputSplit) -> String {
     format!("{}:{}+{}", split.path.display(), split.start, split.length)
 }
 
+/// Opens the file of `split` wherever it lives.
+fn open_split_source(
+    filesystems: &JobFileSystems,
+    split: &InputSplit,
+) -> Result<Box<dyn crate::fs::JobFileReader>, FsError> {
+    let path = JobPath::from_path(&split.path)?;
+    filesystems.for_path(&path)?.open(&path)
+}
+
 fn open_split(
+    filesystems: &JobFileSystems,
     format: &InputFormat,
     split: &InputSplit,
 ) -> EngineResult<Box<dyn crate::formats::RecordReader + Send>> {
-    let file = File::open(&split.path).ctx(|| format!("opening input {}", split.path.display()))?;
+    let source = open_split_source(filesystems, split)
+        .map_err(|e| fs_failed(format!("opening input {}", split.path.display()), e))?;
     format
-        .open(file, split)
+        .open(source, split)
         .map_err(|e| EngineError::Task(e.into()))
 }
 
-fn create_output(
+/// Writes one task's output file `path` through `format`: `write` produces the records, then the
+/// file is closed (and, on a DFS, completed) before the task may commit.
+fn write_output<T>(
+    committer: &OutputCommitter,
     format: &OutputFormat,
-    path: &Path,
-) -> EngineResult<Box<dyn crate::formats::RecordWriter>> {
-    let file = File::create(path).ctx(|| format!("creating output {}", path.display()))?;
-    format
-        .create(BufWriter::with_capacity(1 << 20, file))
-        .map_err(|e| EngineError::Task(e.into()))
+    path: &JobPath,
+    write: impl FnOnce(&mut dyn crate::formats::RecordWriter) -> EngineResult<T>,
+) -> EngineResult<T> {
+    let mut file = committer
+        .fs()
+        .create(path)
+        .map_err(|e| fs_failed(format!("creating output {path}"), e))?;
+    let result = {
+        let mut writer = format
+            .create(&mut file)
+            .map_err(|e| EngineError::Task(e.into()))?;
+        write(writer.as_mut())?
+    };
+    file.close()
+        .map_err(|e| fs_failed(format!("closing output {path}"), e))?;
+    Ok(result)
+}
+
+/// Local directory for a job's intermediate data: inside the output's `_temporary` when the
+/// output is local (one filesystem, removed with it), else a fresh directory under
+/// [`LOCAL_DIR_KEY`] that is removed when the job ends.
+struct Scratch {
+    root: PathBuf,
+    remove_on_drop: bool,
+}
+
+impl Scratch {
+    fn new(output: &JobPath, conf: &JobConf) -> EngineResult<Scratch> {
+        let (root, remove_on_drop) = match output {
+            JobPath::Local(out) => (out.join(TEMPORARY_DIR).join("_scratch"), false),
+            JobPath::Dfs { .. } => {
+                let base = conf
+                    .get(LOCAL_DIR_KEY)
+                    .map(PathBuf::from)
+                    .unwrap_or_else(std::env::temp_dir);
+                let unique = format!(
+                    "sheaf-job-{}-{:016x}",
+                    std::process::id(),
+                    rand::random::<u64>()
+                );
+                (base.join(unique), true)
+            }
+        };
+        std::fs::create_dir_all(&root).ctx(|| format!("creating {}", root.display()))?;
+        Ok(Scratch {
+            root,
+            remove_on_drop,
+        })
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if self.remove_on_drop {
+            let _ = std::fs::remove_dir_all(&self.root);
+        }
+    }
+}
+
+/// A fresh empty local directory.
+fn fresh_dir(dir: &Path) -> EngineResult<PathBuf> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).ctx(|| format!("clearing {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(dir).ctx(|| format!("creating {}", dir.display()))?;
+    Ok(dir.to_path_buf())
 }
 
 /// Runs `job` locally as described by `config`. On failure the output directory holds no
@@ -247,7 +322,12 @@ pub fn run_local_job(
     config: &LocalJobConfig,
 ) -> EngineResult<JobReport> {
     let started = Instant::now();
-    let files = list_input_files(&config.inputs)?;
+    let filesystems = JobFileSystems::new(config.dfs.clone());
+    let output = job_path(&config.output)?;
+    let output_fs = filesystems
+        .for_path(&output)
+        .map_err(|e| EngineError::Job(e.to_string()))?;
+    let files = list_input_files(&filesystems, &config.inputs)?;
     let mut conf = config.conf.clone();
     // The job's own defaults (e.g. its input format) apply unless the user set the key.
     conf.apply_defaults(&job.default_conf());
@@ -268,12 +348,21 @@ pub fn run_local_job(
     if config.reducers > 0 {
         // Total-order jobs sample their input here, once, so every map uses the same boundaries.
         prepare_total_order(&mut conf, job.as_ref(), &splits, config.reducers, |s| {
-            File::open(&s.path).map_err(FormatError::Io)
+            open_split_source(&filesystems, s).map_err(|e| FormatError::Io(e.into_io()))
         })?;
     }
-    let committer = OutputCommitter::setup(&config.output)?;
+    let committer = OutputCommitter::setup(output_fs, &output)?;
+    let scratch = match Scratch::new(&output, &conf) {
+        Ok(s) => s,
+        Err(e) => {
+            committer.abort_job();
+            return Err(e);
+        }
+    };
     let conf = Arc::new(conf);
     let result = run_tasks(
+        &filesystems,
+        &scratch,
         &job,
         &conf,
         &settings,
@@ -318,6 +407,8 @@ pub fn run_local_job(
 
 #[allow(clippy::too_many_arguments)]
 fn run_tasks(
+    filesystems: &JobFileSystems,
+    scratch: &Scratch,
     job: &Arc<dyn JobDefinition>,
     conf: &Arc<JobConf>,
     settings: &TaskSettings,
@@ -336,15 +427,10 @@ fn run_tasks(
             let name = format!("part-m-{i:05}");
             let attempt = committer.attempt_dir(&format!("attempt_m_{i:06}"))?;
             let task = || -> EngineResult<Counters> {
-                let mut reader = open_split(input_format, split)?;
-                let mut writer = create_output(output_format, &attempt.join(&name))?;
-                run_map_only_task(
-                    job.as_ref(),
-                    conf,
-                    reader.as_mut(),
-                    writer.as_mut(),
-                    &cancel,
-                )
+                let mut reader = open_split(filesystems, input_format, split)?;
+                write_output(committer, output_format, &attempt.join(&name), |writer| {
+                    run_map_only_task(job.as_ref(), conf, reader.as_mut(), writer, &cancel)
+                })
             };
             let c = task().map_err(|e| task_failed("map", i, &describe(split), e))?;
             committer.commit_task(&attempt, &name)?;
@@ -354,13 +440,12 @@ fn run_tasks(
         return Ok(counters);
     }
 
-    let scratch_root = committer.temporary_dir().join("_scratch");
+    // Spills and map outputs stay on local disk wherever the job's input and output live.
+    let scratch_root = &scratch.root;
     let map_results: Vec<(MapOutput, Counters)> =
         run_pool("map", splits.len(), slots, &cancel, |i| {
             let split = &splits[i];
-            let scratch = committer.attempt_dir(&format!("attempt_m_{i:06}"))?;
-            std::fs::create_dir_all(&scratch_root)
-                .ctx(|| format!("creating {}", scratch_root.display()))?;
+            let scratch = fresh_dir(&scratch_root.join(format!("attempt_m_{i:06}")))?;
             let spec = MapTaskSpec {
                 job: job.clone(),
                 conf: conf.clone(),
@@ -371,7 +456,7 @@ fn run_tasks(
                 cancel: cancel.clone(),
             };
             let task = || -> EngineResult<(MapOutput, Counters)> {
-                let mut reader = open_split(input_format, split)?;
+                let mut reader = open_split(filesystems, input_format, split)?;
                 run_map_task(&spec, reader.as_mut())
             };
             let out = task().map_err(|e| task_failed("map", i, &describe(split), e))?;
@@ -385,8 +470,7 @@ fn run_tasks(
     let per_reduce = run_pool("reduce", config.reducers as usize, slots, &cancel, |r| {
         let name = format!("part-r-{r:05}");
         let attempt = committer.attempt_dir(&format!("attempt_r_{r:06}"))?;
-        let scratch = attempt.join("scratch");
-        std::fs::create_dir_all(&scratch).ctx(|| format!("creating {}", scratch.display()))?;
+        let scratch = fresh_dir(&scratch_root.join(format!("attempt_r_{r:06}")))?;
         let spec = ReduceTaskSpec {
             job: job.clone(),
             conf: conf.clone(),
@@ -405,11 +489,13 @@ fn run_tasks(
                 })?;
                 shuffle.add_file_segment(&output.path, entry)?;
             }
-            let mut writer = create_output(output_format, &attempt.join(&name))?;
-            run_reduce_task(&spec, shuffle, writer.as_mut())
+            write_output(committer, output_format, &attempt.join(&name), |writer| {
+                run_reduce_task(&spec, shuffle, writer)
+            })
         };
         let c = task().map_err(|e| task_failed("reduce", r, &format!("partition {r}"), e))?;
         committer.commit_task(&attempt, &name)?;
+        let _ = std::fs::remove_dir_all(&spec.scratch);
         Ok(c)
     })?;
     per_reduce.iter().for_each(|c| counters.merge(c));

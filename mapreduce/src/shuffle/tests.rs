@@ -4,7 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sheaf_rpc::{ClusterCa, TlsIdentity};
@@ -586,8 +586,8 @@ async fn parallel_copies_bound_is_respected() {
             );
             assert!(outcome.stats.peak_parallel_fetches >= 1);
         }
-        // 12 maps over 3 copiers: 3 or more requests, so the copiers did share the work.
-        assert!(server.stats().requests >= 1 + 3, "{:?}", server.stats());
+        // One request for the single copier, then 12 maps split over 3 copiers: at least 3 more.
+        assert!(server.stats().requests >= 4, "{:?}", server.stats());
         server.shutdown().await;
     })
     .await;

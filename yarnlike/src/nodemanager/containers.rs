@@ -137,12 +137,18 @@ impl Containers {
 
     /// The user of an application this node ran containers of.
     pub fn user_of(&self, app: AppId) -> Option<String> {
-        self.users.lock().unwrap_or_else(|p| p.into_inner()).get(&app).cloned()
+        self.users
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&app)
+            .cloned()
     }
 
     /// True while a container of `app` is not complete.
     pub fn has_live(&self, app: AppId) -> bool {
-        self.lock().values().any(|e| e.status.id.attempt.app == app && e.status.state != ContainerState::Complete)
+        self.lock()
+            .values()
+            .any(|e| e.status.id.attempt.app == app && e.status.state != ContainerState::Complete)
     }
 
     /// Starts a container (in the background). A duplicate launch is ignored.
@@ -236,7 +242,10 @@ impl Containers {
             };
             let link_path = work.join(link);
             if let Err(e) = std::os::unix::fs::symlink(&local, &link_path) {
-                return failed(format!("cannot link {} into the working dir: {e}", local.display()));
+                return failed(format!(
+                    "cannot link {} into the working dir: {e}",
+                    local.display()
+                ));
             }
         }
         // Spawn under the lock so a kill arriving now either sees the pid or stops the spawn.
@@ -352,7 +361,10 @@ impl Containers {
         if let Some(l) = &self.settings.localizer {
             l.forget(app);
         }
-        self.users.lock().unwrap_or_else(|p| p.into_inner()).remove(&app);
+        self.users
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&app);
         let dir = self.settings.local_dir.join(app.to_string());
         let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
     }

@@ -103,7 +103,12 @@ impl NodeManager {
             self.containers.launch(launch);
         }
         for app in cmds.finished_apps {
-            tokio::spawn(finish_app(self.containers.clone(), self.aggregator.clone(), app, self.kill_grace));
+            tokio::spawn(finish_app(
+                self.containers.clone(),
+                self.aggregator.clone(),
+                app,
+                self.kill_grace,
+            ));
         }
         Ok(true)
     }
@@ -147,7 +152,12 @@ impl NodeManager {
 
 /// After an application ends: waits for its containers here to exit, aggregates their logs into
 /// the DFS (if configured) and removes its working directories.
-async fn finish_app(containers: Arc<Containers>, aggregator: Option<Arc<LogAggregator>>, app: AppId, grace: Duration) {
+async fn finish_app(
+    containers: Arc<Containers>,
+    aggregator: Option<Arc<LogAggregator>>,
+    app: AppId,
+    grace: Duration,
+) {
     let deadline = tokio::time::Instant::now() + grace + Duration::from_secs(10);
     while containers.has_live(app) && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -155,7 +165,8 @@ async fn finish_app(containers: Arc<Containers>, aggregator: Option<Arc<LogAggre
     if let (Some(agg), Some(user)) = (aggregator, containers.user_of(app)) {
         // The DFS client's copy future is not Send; drive it on a blocking thread instead.
         let handle = tokio::runtime::Handle::current();
-        let upload = tokio::task::spawn_blocking(move || handle.block_on(agg.aggregate(app, &user)));
+        let upload =
+            tokio::task::spawn_blocking(move || handle.block_on(agg.aggregate(app, &user)));
         match upload.await {
             Ok(Ok(n)) => tracing::info!(%app, files = n, "container logs aggregated into the DFS"),
             Ok(Err(e)) => tracing::warn!(%app, error = %e, "container logs stay on local disk"),
@@ -178,7 +189,12 @@ pub async fn run(setup: NodeManagerSetup, shutdown: Shutdown) -> Result<(), Yarn
     let mut env = setup.container_env.clone();
     env.insert("SHEAF_NM_HOST".into(), host.to_string());
     let localizer = setup.dfs.clone().map(|dfs| {
-        Arc::new(Localizer::new(dfs, setup.identity.clone(), host, setup.config.local_dir.clone()))
+        Arc::new(Localizer::new(
+            dfs,
+            setup.identity.clone(),
+            host,
+            setup.config.local_dir.clone(),
+        ))
     });
     let settings = ContainerSettings {
         localizer,
@@ -188,9 +204,18 @@ pub async fn run(setup: NodeManagerSetup, shutdown: Shutdown) -> Result<(), Yarn
         env,
     };
     let containers = Containers::new(settings);
-    let aggregator = setup.dfs.clone().filter(|_| setup.config.aggregate_logs).map(|dfs| {
-        Arc::new(LogAggregator::new(dfs, setup.identity.clone(), host, setup.config.log_dir.clone()))
-    });
+    let aggregator = setup
+        .dfs
+        .clone()
+        .filter(|_| setup.config.aggregate_logs)
+        .map(|dfs| {
+            Arc::new(LogAggregator::new(
+                dfs,
+                setup.identity.clone(),
+                host,
+                setup.config.log_dir.clone(),
+            ))
+        });
     let nm = Arc::new(NodeManager {
         rm: RmClient::new(setup.rm_address, &setup.identity, host)?,
         containers: containers.clone(),

@@ -32,20 +32,29 @@ fn loc_err(path: &str, e: impl std::fmt::Display) -> YarnError {
 /// Checks that a link name is a plain file name inside the working directory.
 pub fn check_link_name(link: &str) -> Result<(), YarnError> {
     if link.is_empty() || link == "." || link == ".." || link.contains('/') {
-        return Err(YarnError::BadRequest(format!("'{link}' is not a plain file name for a localized file")));
+        return Err(YarnError::BadRequest(format!(
+            "'{link}' is not a plain file name for a localized file"
+        )));
     }
     Ok(())
 }
 
 impl std::fmt::Debug for Localizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Localizer").field("local_dir", &self.local_dir).finish_non_exhaustive()
+        f.debug_struct("Localizer")
+            .field("local_dir", &self.local_dir)
+            .finish_non_exhaustive()
     }
 }
 
 impl Localizer {
     /// A localizer for the NM on `host` with working dirs under `local_dir`.
-    pub fn new(dfs: DfsConfig, identity: TlsIdentity, host: IpAddr, local_dir: PathBuf) -> Localizer {
+    pub fn new(
+        dfs: DfsConfig,
+        identity: TlsIdentity,
+        host: IpAddr,
+        local_dir: PathBuf,
+    ) -> Localizer {
         Localizer {
             dfs,
             identity,
@@ -61,19 +70,37 @@ impl Localizer {
         let entry = {
             let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
             let n = cache.len();
-            let cell = cache.entry((app, dfs_path.to_string())).or_default().clone();
+            let cell = cache
+                .entry((app, dfs_path.to_string()))
+                .or_default()
+                .clone();
             (cell, n)
         };
         let (cell, index) = entry;
-        let name = Path::new(dfs_path).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or("file".into());
-        let target = self.local_dir.join(app.to_string()).join("filecache").join(index.to_string()).join(name);
+        let name = Path::new(dfs_path)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or("file".into());
+        let target = self
+            .local_dir
+            .join(app.to_string())
+            .join("filecache")
+            .join(index.to_string())
+            .join(name);
         let path = dfs_path.to_string();
-        let (dfs, identity, host, client) = (self.dfs.clone(), self.identity.clone(), self.host, self.client.clone());
+        let (dfs, identity, host, client) = (
+            self.dfs.clone(),
+            self.identity.clone(),
+            self.host,
+            self.client.clone(),
+        );
         cell.get_or_try_init(|| async move {
             // The DFS client's read futures are not Send: drive them on a blocking thread.
             let handle = tokio::runtime::Handle::current();
             tokio::task::spawn_blocking(move || {
-                handle.block_on(download(client, dfs, identity, host, path.clone(), target)).map_err(|e| loc_err(&path, e))
+                handle
+                    .block_on(download(client, dfs, identity, host, path.clone(), target))
+                    .map_err(|e| loc_err(&path, e))
             })
             .await
             .map_err(|e| YarnError::BadRequest(format!("localizer task failed: {e}")))?
@@ -84,7 +111,10 @@ impl Localizer {
 
     /// Forgets an application's cached files (its directory is removed with the app's).
     pub fn forget(&self, app: AppId) {
-        self.cache.lock().unwrap_or_else(|p| p.into_inner()).retain(|(a, _), _| *a != app);
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(a, _), _| *a != app);
     }
 }
 
@@ -100,13 +130,23 @@ async fn download(
         .get_or_try_init(|| DfsClient::connect_from(&dfs, identity, Some(host)))
         .await
         .map_err(|e| e.to_string())?;
-    let status = client.status(&path).await.map_err(|e| e.to_string())?.ok_or("no such file in the DFS")?;
+    let status = client
+        .status(&path)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("no such file in the DFS")?;
     if let Some(dir) = target.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
-    let copied = client.copy_to_local(&path, &target, None).await.map_err(|e| e.to_string())?;
+    let copied = client
+        .copy_to_local(&path, &target, None)
+        .await
+        .map_err(|e| e.to_string())?;
     if copied != status.len {
-        return Err(format!("copied {copied} bytes but the file has {}", status.len));
+        return Err(format!(
+            "copied {copied} bytes but the file has {}",
+            status.len
+        ));
     }
     Ok(target)
 }

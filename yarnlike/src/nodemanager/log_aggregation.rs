@@ -17,7 +17,10 @@ pub fn app_log_dir(user: &str, app: AppId) -> String {
 
 /// The DFS path of one log file (`stdout` or `stderr`) of a container.
 pub fn container_log_path(user: &str, container: ContainerId, name: &str) -> String {
-    format!("{}/{container}/{name}", app_log_dir(user, container.attempt.app))
+    format!(
+        "{}/{container}/{name}",
+        app_log_dir(user, container.attempt.app)
+    )
 }
 
 /// Copies finished applications' container logs into the DFS.
@@ -35,13 +38,26 @@ fn dfs_err(e: impl std::fmt::Display) -> YarnError {
 
 impl LogAggregator {
     /// An aggregator for the NM on `host` whose container logs live under `log_dir`.
-    pub fn new(dfs: DfsConfig, identity: TlsIdentity, host: IpAddr, log_dir: PathBuf) -> LogAggregator {
-        LogAggregator { dfs, identity, host, log_dir, client: OnceCell::new() }
+    pub fn new(
+        dfs: DfsConfig,
+        identity: TlsIdentity,
+        host: IpAddr,
+        log_dir: PathBuf,
+    ) -> LogAggregator {
+        LogAggregator {
+            dfs,
+            identity,
+            host,
+            log_dir,
+            client: OnceCell::new(),
+        }
     }
 
     async fn client(&self) -> Result<&DfsClient, YarnError> {
         self.client
-            .get_or_try_init(|| DfsClient::connect_from(&self.dfs, self.identity.clone(), Some(self.host)))
+            .get_or_try_init(|| {
+                DfsClient::connect_from(&self.dfs, self.identity.clone(), Some(self.host))
+            })
             .await
             .map_err(dfs_err)
     }
@@ -51,26 +67,32 @@ impl LogAggregator {
     pub async fn aggregate(&self, app: AppId, user: &str) -> Result<usize, YarnError> {
         let local = self.log_dir.join(app.to_string());
         let scan = local.clone();
-        let files = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<(String, String, PathBuf)>> {
-            let mut out = Vec::new();
-            if !scan.exists() {
-                return Ok(out);
-            }
-            for c in std::fs::read_dir(&scan)? {
-                let c = c?;
-                if !c.file_type()?.is_dir() {
-                    continue;
+        let files = tokio::task::spawn_blocking(
+            move || -> std::io::Result<Vec<(String, String, PathBuf)>> {
+                let mut out = Vec::new();
+                if !scan.exists() {
+                    return Ok(out);
                 }
-                for f in std::fs::read_dir(c.path())? {
-                    let f = f?;
-                    if f.file_type()?.is_file() {
-                        let container = c.file_name().to_string_lossy().into_owned();
-                        out.push((container, f.file_name().to_string_lossy().into_owned(), f.path()));
+                for c in std::fs::read_dir(&scan)? {
+                    let c = c?;
+                    if !c.file_type()?.is_dir() {
+                        continue;
+                    }
+                    for f in std::fs::read_dir(c.path())? {
+                        let f = f?;
+                        if f.file_type()?.is_file() {
+                            let container = c.file_name().to_string_lossy().into_owned();
+                            out.push((
+                                container,
+                                f.file_name().to_string_lossy().into_owned(),
+                                f.path(),
+                            ));
+                        }
                     }
                 }
-            }
-            Ok(out)
-        })
+                Ok(out)
+            },
+        )
         .await
         .map_err(dfs_err)?
         .map_err(|e| dfs_err(format!("{}: {e}", local.display())))?;
@@ -82,7 +104,10 @@ impl LogAggregator {
         for (container, name, path) in &files {
             let dir = format!("{base}/{container}");
             client.mkdirs(&dir, true).await.map_err(dfs_err)?;
-            client.copy_from_local(path, &format!("{dir}/{name}"), true, None).await.map_err(dfs_err)?;
+            client
+                .copy_from_local(path, &format!("{dir}/{name}"), true, None)
+                .await
+                .map_err(dfs_err)?;
         }
         let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(local)).await;
         Ok(files.len())

@@ -335,13 +335,6 @@ impl Scheduler {
         }
     }
 
-    /// Drops every unallocated ask of an attempt (its master finished).
-    pub fn clear_asks(&mut self, attempt: AttemptId) {
-        if let Some(app) = self.apps.get_mut(&attempt) {
-            app.asks.clear();
-        }
-    }
-
     /// Containers still to be allocated for an attempt.
     pub fn pending(&self, attempt: AttemptId) -> u32 {
         self.apps

@@ -1444,7 +1444,10 @@ async fn tail(a: TailArgs) -> anyhow::Result<()> {
     let bytes = reader.read_range(start, 1024).await?;
     let mut shown = start + bytes.len() as u64;
     write_stdout(&bytes)?;
-    while a.follow {
+    if !a.follow {
+        return Ok(());
+    }
+    loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let mut reader = client.open(&p.path).await?;
         if reader.len() > shown {
@@ -1453,7 +1456,6 @@ async fn tail(a: TailArgs) -> anyhow::Result<()> {
             write_stdout(&more)?;
         }
     }
-    Ok(())
 }
 
 fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
@@ -1562,7 +1564,7 @@ pub fn fsck(a: FsckArgs) -> anyhow::Result<()> {
         println!(" Number of data-nodes:\t{datanodes}");
         println!(" Total size:\t{total_size} B");
         println!(" Total files:\t{}", files.len());
-        let avg = if total_blocks == 0 { 0 } else { total_size / total_blocks };
+        let avg = total_size.checked_div(total_blocks).unwrap_or(0);
         println!(" Total blocks (validated):\t{total_blocks} (avg. block size {avg} B)");
         println!(" Minimally replicated blocks:\t{min_repl} ({:.1} %)", pct(min_repl));
         println!(" Under-replicated blocks:\t{under} ({:.1} %)", pct(under));
@@ -1612,7 +1614,7 @@ async fn report(a: DfsadminReportArgs) -> anyhow::Result<()> {
     let client = client_for(a.fs.as_deref()).await?;
     let s = client.stats().await?;
     let nodes = client.datanode_report().await?;
-    let gb = |n: u64| format!("{n} ({})", human_size(n).replace(' ', " ") + "B");
+    let gb = |n: u64| format!("{n} ({})", human_size(n) + "B");
     let pct = |a: u64, b: u64| {
         if b == 0 {
             0.0

@@ -130,11 +130,7 @@ fn local_config(common: &CommonJobArgs) -> anyhow::Result<LocalJobConfig> {
         slots: common.slots.unwrap_or_else(default_slots),
         conf: parse_conf(&common.jobconf)?,
         // The cluster configuration is only needed (and only required) for `sheaf://` paths.
-        dfs: if uses_dfs {
-            Some(dfs_access()?)
-        } else {
-            None
-        },
+        dfs: if uses_dfs { Some(dfs_access()?) } else { None },
     })
 }
 

@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 /// Extra time a long poll's call deadline gets on top of the wait it asks for.
-const POLL_MARGIN: Duration = Duration::from_secs(10);
+const POLL_MARGIN: Duration = Duration::from_secs(3);
 
 /// A connection to one ResourceManager.
 pub struct RmClient {
@@ -38,7 +38,14 @@ impl RmClient {
             RmRequest::NodeHeartbeat(h) => h.wait_ms,
             _ => 0,
         };
-        let deadline = self.rpc.call_timeout + Duration::from_millis(wait) + POLL_MARGIN;
+        // A long poll gets only a small margin over its wait: a heartbeat stuck on a connection to
+        // an RM that restarted must fail fast so the caller reconnects and re-registers.
+        let deadline = match req {
+            RmRequest::Allocate(_) | RmRequest::NodeHeartbeat(_) => {
+                Duration::from_millis(wait) + POLL_MARGIN
+            }
+            _ => self.rpc.call_timeout,
+        };
         match self.rpc.call_within(self.addr, req, deadline).await? {
             RmResponse::Error(e) => Err(e),
             other => Ok(other),

@@ -408,7 +408,10 @@ impl DfsClient {
         Ok(FileChecksum {
             bytes_per_crc,
             crcs_per_block,
-            md5: md5::digest(&block_digests),
+            md5: {
+                use md5::{Digest, Md5};
+                Md5::digest(&block_digests).into()
+            },
         })
     }
 }
@@ -556,5 +559,3 @@ impl ClientInner {
         }
     }
 }
-
-mod md5;

@@ -76,7 +76,9 @@ impl DfsFs {
             .thread_name("sheaf-job-dfs")
             .enable_all()
             .build()
-            .map_err(|e| FsError::Unavailable(format!("cannot start the DFS client runtime: {e}")))?;
+            .map_err(|e| {
+                FsError::Unavailable(format!("cannot start the DFS client runtime: {e}"))
+            })?;
         let bridge = Arc::new(Bridge {
             handle: runtime.handle().clone(),
             _runtime: Some(runtime),
@@ -323,9 +325,10 @@ struct DfsFileWriter {
 
 impl DfsFileWriter {
     fn send(&mut self, data: &[u8]) -> FsResult<()> {
-        let writer = self.writer.as_mut().ok_or_else(|| {
-            FsError::Unavailable(format!("{}: write after close", self.path))
-        })?;
+        let writer = self
+            .writer
+            .as_mut()
+            .ok_or_else(|| FsError::Unavailable(format!("{}: write after close", self.path)))?;
         self.bridge
             .block_on(writer.write_all(data))?
             .map_err(|e| dfs_error(&self.path, e))

@@ -95,7 +95,7 @@ impl JobFileSystem for LocalFs {
             let meta = std::fs::metadata(&child).map_err(|e| io_error(&child, e))?;
             out.push(entry(child, &meta));
         }
-        out.sort_by(|a, b| a.path.to_string().cmp(&b.path.to_string()));
+        out.sort_by_key(|e| e.path.to_string());
         Ok(out)
     }
 

@@ -187,7 +187,10 @@ mod tests {
             assert_eq!(JobPath::from_path(&p.to_path_buf()).unwrap(), p);
         }
         let dir = JobPath::parse("sheaf:///out").unwrap();
-        assert_eq!(dir.join("part-r-00000").to_string(), "sheaf:///out/part-r-00000");
+        assert_eq!(
+            dir.join("part-r-00000").to_string(),
+            "sheaf:///out/part-r-00000"
+        );
         assert_eq!(
             dir.join("part-r-00000").file_name().as_deref(),
             Some("part-r-00000")

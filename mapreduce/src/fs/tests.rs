@@ -11,7 +11,12 @@ fn local_fs_lists_inputs_like_hadoop_and_round_trips_files() {
     let fs = LocalFs;
     let root = local(dir.path());
     fs.mkdirs(&root.join("in")).expect("mkdirs");
-    for (name, body) in [("b", "bee\n"), ("a", "ay\n"), ("_SUCCESS", ""), (".crc", "x")] {
+    for (name, body) in [
+        ("b", "bee\n"),
+        ("a", "ay\n"),
+        ("_SUCCESS", ""),
+        (".crc", "x"),
+    ] {
         let mut w = fs.create(&root.join("in").join(name)).expect("create");
         w.write_all(body.as_bytes()).expect("write");
         w.close().expect("close");

@@ -43,7 +43,7 @@ pub use protocol::{
     DEFAULT_RACK,
 };
 pub use status::*;
-pub use tracker::JobTracker;
+pub use tracker::{JobTracker, RecoveryError};
 
 #[cfg(test)]
 mod tests;

@@ -137,6 +137,8 @@ pub struct AttemptRecord {
     pub progress: f64,
     /// Why it failed or was killed.
     pub error: Option<String>,
+    /// Its task commit completed: its output is the task's output (what recovery keeps).
+    pub committed: bool,
 }
 
 /// A map output becoming available or going away: what reducers poll to know what to fetch.

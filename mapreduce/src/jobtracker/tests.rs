@@ -50,9 +50,14 @@ pub(super) struct Harness {
 
 impl Harness {
     pub fn new(spec: JobSpec, config: JobConfig) -> Harness {
+        Harness::from_tracker(JobTracker::new(spec, config, 0), 0)
+    }
+
+    /// Wraps a tracker built elsewhere (a recovered one) and starts it at `now`.
+    pub fn from_tracker(jt: JobTracker, now: u64) -> Harness {
         let mut h = Harness {
-            jt: JobTracker::new(spec, config, 0),
-            now: 0,
+            jt,
+            now,
             asks: BTreeMap::new(),
             running: BTreeMap::new(),
             commits: Vec::new(),
@@ -62,7 +67,7 @@ impl Harness {
             commit_job: 0,
             next_container: 0,
         };
-        let actions = h.jt.start(0);
+        let actions = h.jt.start(now);
         h.absorb(&actions);
         h
     }
@@ -793,4 +798,114 @@ fn status_and_history_roundtrip_through_messagepack() {
     assert_eq!(back.conf["mapreduce.job.name"], "test");
     assert_eq!(back.counters.get(JOB_GROUP, NUM_FAILED_MAPS), 1);
     assert_eq!(back.attempts.len(), 3);
+}
+
+fn roundtrip(history: &JobHistory) -> JobHistory {
+    let bytes = rmp_serde::to_vec_named(history).expect("encode");
+    rmp_serde::from_slice(&bytes).expect("decode")
+}
+
+#[test]
+fn a_new_jobtracker_attempt_keeps_committed_tasks_and_reruns_the_rest() {
+    let job = || spec(&[&["h1"], &["h2"]], 2);
+    let mut h = Harness::new(job(), JobConfig::default());
+    h.grant_all("h1");
+    h.succeed(attempt(TaskId::map(0), 0));
+    h.succeed(attempt(TaskId::map(1), 0));
+    h.grant_all("h3");
+    h.succeed(attempt(TaskId::reduce(0), 0));
+    h.commit_everything();
+    h.fail(attempt(TaskId::reduce(1), 0), "disk full");
+    h.grant_all("h4");
+    assert_eq!(
+        h.running_of(TaskId::reduce(1)),
+        vec![attempt(TaskId::reduce(1), 1)]
+    );
+    // The JobTracker dies here; the new attempt reads the history it left.
+    let history = roundtrip(&h.jt.history());
+    let jt = JobTracker::recover(job(), JobConfig::default(), &history, 50_000).expect("recover");
+    let mut h = Harness::from_tracker(jt, 50_000);
+    let status = h.jt.status();
+    assert_eq!((status.reduces_done, status.maps_done), (1, 0));
+    // Maps run again (their outputs were on NodeManagers), numbered after the old attempts.
+    let asks = h.asks_of(TaskKind::Map);
+    assert_eq!(asks.len(), 2);
+    assert!(
+        h.asks_of(TaskKind::Reduce).is_empty(),
+        "slow start applies again"
+    );
+    h.grant_all("h1");
+    assert!(h.running.contains_key(&attempt(TaskId::map(0), 1)));
+    h.succeed(attempt(TaskId::map(0), 1));
+    h.succeed(attempt(TaskId::map(1), 1));
+    // Only the uncommitted reduce runs again.
+    let reduce_asks = h.asks_of(TaskKind::Reduce);
+    assert_eq!(reduce_asks.len(), 1);
+    h.grant(reduce_asks[0].ask_id, "h2");
+    assert_eq!(
+        h.running_of(TaskId::reduce(1)),
+        vec![attempt(TaskId::reduce(1), 2)]
+    );
+    h.succeed(attempt(TaskId::reduce(1), 2));
+    assert_eq!(h.commits, vec![attempt(TaskId::reduce(1), 2)]);
+    h.commit_everything();
+    assert_eq!(h.terminal, vec![Action::JobSucceeded]);
+    // Counters carry over; the attempt lost with the old tracker counts as killed.
+    assert_eq!(h.job_counter(NUM_FAILED_REDUCES), 1);
+    assert_eq!(h.job_counter(NUM_KILLED_REDUCES), 1);
+    assert_eq!(h.job_counter(TOTAL_LAUNCHED_REDUCES), 3 + 1);
+}
+
+#[test]
+fn recovery_commits_a_job_whose_reduces_were_all_committed_and_repeats_a_final_state() {
+    let job = || spec(&[&["h1"]], 1);
+    let mut h = Harness::new(job(), JobConfig::default());
+    h.grant_all("h1");
+    h.succeed(attempt(TaskId::map(0), 0));
+    h.grant_all("h2");
+    h.succeed(attempt(TaskId::reduce(0), 0));
+    h.feed(Event::TaskCommitted {
+        attempt: attempt(TaskId::reduce(0), 0),
+    });
+    assert_eq!(h.jt.state(), JobState::Committing);
+    // Died during the job commit: the new attempt commits again (the commit is repeatable)
+    // without running any task.
+    let history = roundtrip(&h.jt.history());
+    let mut jt = JobTracker::recover(job(), JobConfig::default(), &history, 9).expect("recover");
+    assert_eq!(jt.start(9), vec![Action::CommitJob]);
+    assert_eq!(
+        jt.handle(10, Event::JobCommitted),
+        vec![Action::JobSucceeded]
+    );
+    // Died after finishing: the new attempt only reports the outcome.
+    let history = roundtrip(&jt.history());
+    let mut jt = JobTracker::recover(job(), JobConfig::default(), &history, 11).expect("recover");
+    assert_eq!(jt.start(11), vec![Action::JobSucceeded]);
+    assert_eq!(jt.state(), JobState::Succeeded);
+}
+
+#[test]
+fn recovery_refuses_a_history_that_does_not_fit_the_job() {
+    let h = Harness::new(spec(&[&["h1"]], 1), JobConfig::default());
+    let history = h.jt.history();
+    let mut other = spec(&[&["h1"]], 1);
+    other.job_id = "job_1_0002".to_string();
+    assert!(matches!(
+        JobTracker::recover(other, JobConfig::default(), &history, 0),
+        Err(RecoveryError::WrongJob { .. })
+    ));
+    let err = JobTracker::recover(
+        spec(&[&["h1"], &["h2"]], 1),
+        JobConfig::default(),
+        &history,
+        0,
+    )
+    .expect_err("shape");
+    assert!(err.to_string().contains("the input changed"), "{err}");
+    let mut bad = history.clone();
+    bad.attempts[0].attempt.task = TaskId::map(5);
+    assert!(matches!(
+        JobTracker::recover(spec(&[&["h1"]], 1), JobConfig::default(), &bad, 0),
+        Err(RecoveryError::UnknownAttempt { .. })
+    ));
 }

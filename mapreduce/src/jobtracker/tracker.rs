@@ -66,6 +66,7 @@ struct Attempt {
     error: Option<String>,
     output: Option<MapOutputLocation>,
     fetch_failures: u32,
+    committed: bool,
 }
 
 impl Attempt {
@@ -85,6 +86,7 @@ impl Attempt {
             end_ms: self.end_ms,
             progress: self.progress,
             error: self.error.clone(),
+            committed: self.committed,
         }
     }
 }
@@ -98,6 +100,40 @@ enum Ending {
     Gone,
     /// The JobTracker decided it (kill, timeout): kill the process.
     Decided,
+}
+
+/// Why a job history cannot seed a new JobTracker attempt.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum RecoveryError {
+    /// The history is another job's.
+    #[error("job history is for {found}, not {expected} (start the job over)")]
+    WrongJob {
+        /// The job being recovered.
+        expected: String,
+        /// The job the history names.
+        found: String,
+    },
+    /// The job's task counts differ from the history's (its input changed).
+    #[error(
+        "job history of {job} has {history:?} (maps, reduces) but the job now has {now:?} \
+         (the input changed: start the job over)"
+    )]
+    ShapeChanged {
+        /// The job.
+        job: String,
+        /// Maps and reduces in the history.
+        history: (u32, u32),
+        /// Maps and reduces now.
+        now: (u32, u32),
+    },
+    /// The history names an attempt outside the job, or the same attempt twice.
+    #[error("job history of {job} has a bad attempt {attempt} (start the job over)")]
+    UnknownAttempt {
+        /// The job.
+        job: String,
+        /// The attempt.
+        attempt: String,
+    },
 }
 
 /// One job's scheduler, retry policy, speculator and commit arbiter. Feed it with
@@ -204,13 +240,137 @@ impl JobTracker {
         }
     }
 
+    /// A tracker for a new JobTracker attempt after the previous one died, seeded from the job
+    /// history it left: committed tasks stay committed (their output is already promoted), failure
+    /// counts and host blacklists carry over, attempt numbers continue, and whatever was running
+    /// is counted as killed. Map outputs lived on NodeManagers and are not trusted: maps are run
+    /// again unless every reduce is already committed. A history that ended the job makes a
+    /// tracker that is already over; [`JobTracker::start`] then repeats the final action.
+    pub fn recover(
+        spec: JobSpec,
+        config: JobConfig,
+        history: &JobHistory,
+        now_ms: u64,
+    ) -> Result<JobTracker, RecoveryError> {
+        if history.job_id != spec.job_id {
+            return Err(RecoveryError::WrongJob {
+                expected: spec.job_id,
+                found: history.job_id.clone(),
+            });
+        }
+        let mut jt = JobTracker::new(spec, config, history.start_ms);
+        if history.maps_total as usize != jt.maps.len()
+            || history.reduces_total as usize != jt.reduces.len()
+        {
+            return Err(RecoveryError::ShapeChanged {
+                job: jt.job_id,
+                history: (history.maps_total, history.reduces_total),
+                now: (jt.maps.len() as u32, jt.reduces.len() as u32),
+            });
+        }
+        jt.counters = history.counters.clone();
+        let mut records: Vec<&AttemptRecord> = history.attempts.iter().collect();
+        records.sort_by_key(|r| r.attempt);
+        for r in records {
+            let id = r.attempt;
+            let tasks = match id.task.kind {
+                TaskKind::Map => jt.maps.len(),
+                TaskKind::Reduce => jt.reduces.len(),
+            };
+            if id.task.index as usize >= tasks || jt.attempts.contains_key(&id) {
+                return Err(RecoveryError::UnknownAttempt {
+                    job: jt.job_id,
+                    attempt: id.to_string(),
+                });
+            }
+            let lost = r.state.is_live();
+            let state = if lost { AttemptState::Killed } else { r.state };
+            let error = if lost {
+                Some("lost with the previous JobTracker attempt".to_string())
+            } else {
+                r.error.clone()
+            };
+            if lost && r.start_ms.is_some() {
+                jt.counters.incr(
+                    JOB_GROUP,
+                    match id.task.kind {
+                        TaskKind::Map => NUM_KILLED_MAPS,
+                        TaskKind::Reduce => NUM_KILLED_REDUCES,
+                    },
+                    1,
+                );
+            }
+            jt.attempts.insert(
+                id,
+                Attempt {
+                    id,
+                    state,
+                    speculative: r.speculative,
+                    ask: None,
+                    container: None,
+                    host: r.host.clone(),
+                    rack: r.rack.clone(),
+                    locality: r.locality,
+                    launched_ms: r.start_ms,
+                    end_ms: if lost { Some(now_ms) } else { r.end_ms },
+                    progress: r.progress,
+                    last_progress_ms: now_ms,
+                    declined: 0,
+                    avoid: BTreeSet::new(),
+                    error: error.clone(),
+                    output: None,
+                    fetch_failures: 0,
+                    committed: r.committed,
+                },
+            );
+            let writes_output = id.task.kind == TaskKind::Reduce || jt.num_reduces == 0;
+            let task = jt.task_mut(id.task);
+            task.attempts.push(id);
+            task.speculated |= r.speculative;
+            if state == AttemptState::Failed {
+                task.failures += 1;
+                task.last_error = error;
+                if let Some(host) = &r.host {
+                    task.failed_hosts.insert(host.clone());
+                }
+            }
+            if r.committed && writes_output {
+                task.outcome = Outcome::Done(id);
+                task.ever_done = true;
+            } else if state == AttemptState::Succeeded && !writes_output {
+                // Its output may be gone, but it did once succeed: needed again only if a
+                // reduce still has to read it.
+                task.ever_done = true;
+            }
+        }
+        for r in &history.attempts {
+            if let (AttemptState::Failed, Some(host)) = (r.state, &r.host) {
+                *jt.host_failures.entry(host.clone()).or_insert(0) += 1;
+            }
+        }
+        jt.diagnostics = history.diagnostics.clone();
+        if history.state.is_terminal() {
+            jt.state = history.state;
+            jt.finish_ms = history.finish_ms;
+        }
+        Ok(jt)
+    }
+
     /// Asks for the map containers (and reduce ones if slow start already allows). Idempotent.
+    /// On a tracker recovered from a finished job, returns that job's final action instead.
     pub fn start(&mut self, now_ms: u64) -> Vec<Action> {
         let mut out = Vec::new();
         if self.started {
             return out;
         }
         self.started = true;
+        let reason = self.diagnostics.clone().unwrap_or_default();
+        match self.state {
+            JobState::Succeeded => return vec![Action::JobSucceeded],
+            JobState::Failed => return vec![Action::JobFailed { reason }],
+            JobState::Killed => return vec![Action::JobKilled { reason }],
+            JobState::Running | JobState::Committing => {}
+        }
         for i in 0..self.maps.len() {
             self.reconcile(self.maps[i].id, now_ms, &mut out);
         }
@@ -315,6 +475,9 @@ impl JobTracker {
                     if task.outcome == Outcome::Committing(attempt) {
                         task.outcome = Outcome::Done(attempt);
                         task.ever_done = true;
+                        if let Some(a) = self.attempts.get_mut(&attempt) {
+                            a.committed = true;
+                        }
                         self.check_progress(now_ms, &mut out);
                     }
                 }
@@ -561,7 +724,13 @@ impl JobTracker {
         }
         let id = AttemptId {
             task: task_id,
-            number: task.attempts.len() as u32,
+            // After a recovery the history may have gaps; never reuse a number.
+            number: task
+                .attempts
+                .iter()
+                .map(|a| a.number + 1)
+                .max()
+                .unwrap_or(0),
         };
         self.task_mut(task_id).attempts.push(id);
         self.attempts.insert(
@@ -584,6 +753,7 @@ impl JobTracker {
                 error: None,
                 output: None,
                 fetch_failures: 0,
+                committed: false,
             },
         );
         self.ask_for(id, out);

@@ -25,8 +25,8 @@ use crate::task::map_task::{run_map_only_task, run_map_task, MapOutput, MapTaskS
 use crate::task::reduce_task::{run_reduce_task, ReduceTaskSpec};
 use crate::task::settings::TaskSettings;
 
-pub use commit::{OutputCommitter, SUCCESS_MARKER, TEMPORARY_DIR};
 use commit::fs_failed;
+pub use commit::{OutputCommitter, SUCCESS_MARKER, TEMPORARY_DIR};
 
 /// Default split size: Hadoop's default block size.
 pub const DEFAULT_SPLIT_SIZE: u64 = 128 << 20;

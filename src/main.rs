@@ -55,6 +55,8 @@ enum BenchCommand {
     Wordcount(cli::job_bench::WordcountBenchArgs),
     /// teragen → terasort → teravalidate vs `LC_ALL=C sort`.
     Terasort(cli::job_bench::TerasortBenchArgs),
+    /// Write the deterministic Zipf text corpus the wordcount benchmark uses.
+    Corpus(cli::job_bench::CorpusArgs),
     /// Block-data transports: plain TCP vs TLS-over-TCP vs tuned QUIC.
     Transport(cli::transport_bench::TransportBenchArgs),
     /// DFS write and read throughput (like TestDFSIO) vs the raw disk.
@@ -71,6 +73,7 @@ fn main() -> ExitCode {
         Command::Job(cmd) => ("job", cli::job::run(cmd)),
         Command::Bench(BenchCommand::Wordcount(args)) => ("bench", cli::job_bench::wordcount(args)),
         Command::Bench(BenchCommand::Terasort(args)) => ("bench", cli::job_bench::terasort(args)),
+        Command::Bench(BenchCommand::Corpus(args)) => ("bench", cli::job_bench::corpus(args)),
         Command::Bench(BenchCommand::Transport(args)) => ("bench", cli::transport_bench::run(args)),
         Command::Bench(BenchCommand::Dfsio(args)) => ("bench dfsio", cli::dfs_bench::run(args)),
         Command::Bench(BenchCommand::Shuffle(args)) => ("bench shuffle", cli::shuffle_bench::run(args)),

@@ -367,11 +367,9 @@ pub fn load_config(namenode: Option<SocketAddr>) -> anyhow::Result<(DfsConfig, T
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    // `sheaf dfs cat … | head` must end quietly like any Unix tool, not panic on EPIPE.
-    // SAFETY: restoring the default disposition of SIGPIPE before any thread is started.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
+    // SIGPIPE stays ignored (Rust's default): with the default disposition a DataNode that
+    // dies mid-write would kill the client through its socket instead of triggering pipeline
+    // recovery. A closed stdout (`sheaf dfs cat … | head`) is handled by `QuietStdout`.
     Ok(tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -413,6 +411,56 @@ async fn run_async(cmd: DfsCommand) -> anyhow::Result<()> {
 
 fn parse_all(args: &[String]) -> anyhow::Result<Vec<DfsPath>> {
     args.iter().map(|a| parse_path(a)).collect()
+}
+
+fn has_glob(component: &str) -> bool {
+    component.contains(['*', '?', '['])
+}
+
+/// Expands Hadoop-style globs (`*`, `?`, `[abc]` in any path component) against the namespace,
+/// in sorted order. A pattern that matches nothing is an error naming it, like Hadoop's shell.
+async fn expand_globs(client: &DfsClient, paths: Vec<DfsPath>) -> anyhow::Result<Vec<DfsPath>> {
+    let mut out = Vec::with_capacity(paths.len());
+    for p in paths {
+        if !sheaf_dfs::path::components(&p.path).any(has_glob) {
+            out.push(p);
+            continue;
+        }
+        let mut prefixes = vec!["/".to_string()];
+        for comp in sheaf_dfs::path::components(&p.path) {
+            let mut next = Vec::new();
+            if has_glob(comp) {
+                let pattern = glob::Pattern::new(comp).map_err(|e| anyhow!("{}: bad glob pattern: {e}", p.path))?;
+                for dir in &prefixes {
+                    match client.status(dir).await? {
+                        Some(s) if s.kind == FileKind::Directory => {}
+                        _ => continue,
+                    }
+                    for entry in client.list(dir).await? {
+                        let name = sheaf_dfs::path::file_name(&entry.path);
+                        if pattern.matches(name) {
+                            next.push(entry.path.clone());
+                        }
+                    }
+                }
+            } else {
+                next = prefixes.iter().map(|d| sheaf_dfs::path::join(d, comp)).collect();
+            }
+            prefixes = next;
+        }
+        let mut matched: Vec<String> = Vec::new();
+        for candidate in prefixes {
+            if client.status(&candidate).await?.is_some() {
+                matched.push(candidate);
+            }
+        }
+        if matched.is_empty() {
+            return Err(not_found(&p.path));
+        }
+        matched.sort();
+        out.extend(matched.into_iter().map(|path| DfsPath { namenode: p.namenode, path }));
+    }
+    Ok(out)
 }
 
 /// A NameNode "not found" for a path, in Hadoop's words.
@@ -826,6 +874,7 @@ async fn get_file(
 async fn cat(a: PathsArgs) -> anyhow::Result<()> {
     let paths = parse_all(&a.paths)?;
     let client = connect(&paths.iter().collect::<Vec<_>>()).await?;
+    let paths = expand_globs(&client, paths).await?;
     for p in &paths {
         let status = client
             .status(&p.path)
@@ -835,7 +884,7 @@ async fn cat(a: PathsArgs) -> anyhow::Result<()> {
             bail!("{}: Is a directory", p.path);
         }
         client
-            .copy_to_writer(&p.path, Box::new(std::io::stdout()), "stdout", None)
+            .copy_to_writer(&p.path, Box::new(QuietStdout), "stdout", None)
             .await?;
     }
     Ok(())
@@ -921,6 +970,7 @@ async fn ls(a: LsArgs) -> anyhow::Result<()> {
     };
     let paths = parse_all(&args)?;
     let client = connect(&paths.iter().collect::<Vec<_>>()).await?;
+    let paths = expand_globs(&client, paths).await?;
     for p in &paths {
         let status = client
             .status(&p.path)
@@ -1122,6 +1172,7 @@ async fn mkdir(a: MkdirArgs) -> anyhow::Result<()> {
 async fn rm(a: RmArgs) -> anyhow::Result<()> {
     let paths = parse_all(&a.paths)?;
     let client = connect(&paths.iter().collect::<Vec<_>>()).await?;
+    let paths = expand_globs(&client, paths).await?;
     let mut failed = None;
     for p in &paths {
         let status = match client.status(&p.path).await? {
@@ -1194,6 +1245,7 @@ async fn stat(a: StatArgs) -> anyhow::Result<()> {
     };
     let paths = parse_all(paths)?;
     let client = connect(&paths.iter().collect::<Vec<_>>()).await?;
+    let paths = expand_globs(&client, paths).await?;
     for p in &paths {
         let s = client
             .status(&p.path)
@@ -1259,6 +1311,7 @@ async fn du(a: DuArgs) -> anyhow::Result<()> {
     };
     let paths = parse_all(&args)?;
     let client = connect(&paths.iter().collect::<Vec<_>>()).await?;
+    let paths = expand_globs(&client, paths).await?;
     let size = |n: u64| {
         if a.human {
             human_size(n)
@@ -1460,15 +1513,39 @@ async fn tail(a: TailArgs) -> anyhow::Result<()> {
 
 fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
-    let mut out = std::io::stdout().lock();
+    let mut out = QuietStdout;
     out.write_all(bytes)?;
     out.flush()?;
     Ok(())
 }
 
+/// Standard output for file contents. When the reader has gone away (`cat … | head`) the
+/// command ends at once and quietly, with the status a SIGPIPE death would give (141), like
+/// any Unix tool; every other write error is reported normally.
+struct QuietStdout;
+
+impl QuietStdout {
+    fn check<T>(r: std::io::Result<T>) -> std::io::Result<T> {
+        if matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe) {
+            std::process::exit(141);
+        }
+        r
+    }
+}
+
+impl std::io::Write for QuietStdout {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        Self::check(std::io::stdout().lock().write(buf))
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Self::check(std::io::stdout().lock().flush())
+    }
+}
+
 async fn checksum(a: PathsArgs) -> anyhow::Result<()> {
     let paths = parse_all(&a.paths)?;
     let client = connect(&paths.iter().collect::<Vec<_>>()).await?;
+    let paths = expand_globs(&client, paths).await?;
     for p in &paths {
         let status = client
             .status(&p.path)

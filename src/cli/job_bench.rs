@@ -214,6 +214,22 @@ impl AliasTable {
     }
 }
 
+/// Arguments of `sheaf bench corpus`: writes the benchmark's text corpus to a file.
+#[derive(clap::Args)]
+pub struct CorpusArgs {
+    /// Bytes to generate (k/m/g suffixes).
+    #[arg(long, value_parser = parse_size, default_value = "32m")]
+    pub size: u64,
+    /// File to write.
+    #[arg(long)]
+    pub output: PathBuf,
+}
+
+/// `sheaf bench corpus`: the deterministic Zipf corpus `bench wordcount` uses, for scripts.
+pub fn corpus(args: CorpusArgs) -> anyhow::Result<()> {
+    generate_corpus(&args.output, args.size)
+}
+
 /// Writes `size` bytes (whole lines, last one possibly cut short) of Zipf-distributed words,
 /// 5-20 words a line, to `path`. Same size, same bytes.
 pub fn generate_corpus(path: &Path, size: u64) -> anyhow::Result<()> {

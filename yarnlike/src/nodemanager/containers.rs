@@ -241,7 +241,11 @@ impl Containers {
                 Err(e) => return failed(e.to_string()),
             };
             let link_path = work.join(link);
-            if let Err(e) = std::os::unix::fs::symlink(&local, &link_path) {
+            let target = local.clone();
+            let linked =
+                tokio::task::spawn_blocking(move || std::os::unix::fs::symlink(target, link_path))
+                    .await;
+            if let Err(e) = linked.map_err(std::io::Error::other).and_then(|r| r) {
                 return failed(format!(
                     "cannot link {} into the working dir: {e}",
                     local.display()

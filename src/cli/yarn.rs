@@ -242,12 +242,7 @@ async fn app_list(rm: &RmClient, state: Option<String>) -> anyhow::Result<()> {
         let name: String = a.name.chars().take(24).collect();
         println!(
             "{:<32} {:<24} {:<10} {:<16} {:<10} {:<10}",
-            a.id.to_string(),
-            name,
-            a.user,
-            a.queue,
-            a.state,
-            a.final_status
+            a.id, name, a.user, a.queue, a.state, a.final_status
         );
     }
     Ok(())
@@ -308,7 +303,7 @@ async fn app_status(rm: &RmClient, app: &str) -> anyhow::Result<()> {
     for c in &r.containers {
         println!(
             "  {} {:<15} {:<10} {:<8} {:>5} {}{}",
-            c.id.to_string(),
+            c.id,
             c.host,
             c.locality,
             format!("{:?}", c.state),

@@ -57,7 +57,8 @@ pub struct AppId {
 
 impl fmt::Display for AppId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "application_{}_{:04}", self.cluster_ts, self.seq)
+        // pad, so that tables can give ids a column width.
+        f.pad(&format!("application_{}_{:04}", self.cluster_ts, self.seq))
     }
 }
 

@@ -76,7 +76,9 @@ fn main() -> ExitCode {
         Command::Bench(BenchCommand::Corpus(args)) => ("bench", cli::job_bench::corpus(args)),
         Command::Bench(BenchCommand::Transport(args)) => ("bench", cli::transport_bench::run(args)),
         Command::Bench(BenchCommand::Dfsio(args)) => ("bench dfsio", cli::dfs_bench::run(args)),
-        Command::Bench(BenchCommand::Shuffle(args)) => ("bench shuffle", cli::shuffle_bench::run(args)),
+        Command::Bench(BenchCommand::Shuffle(args)) => {
+            ("bench shuffle", cli::shuffle_bench::run(args))
+        }
         Command::Dfs(cmd) => (cli::dfs::verb(&cmd), cli::dfs::run(cmd)),
         Command::Fsck(args) => ("fsck", cli::dfs::fsck(args)),
         Command::Dfsadmin(cmd) => ("dfsadmin", cli::dfs::dfsadmin(cmd)),
@@ -84,7 +86,9 @@ fn main() -> ExitCode {
         Command::Namenode(args) => ("namenode", cli::namenode::run(args)),
         Command::Format(args) => ("format", cli::namenode::format(args)),
         Command::Yarn(cmd) => (cli::yarn::verb(&cmd), cli::yarn::run(cmd)),
-        Command::Resourcemanager(args) => ("resourcemanager", cli::yarn_daemons::resourcemanager(args)),
+        Command::Resourcemanager(args) => {
+            ("resourcemanager", cli::yarn_daemons::resourcemanager(args))
+        }
         Command::Nodemanager(args) => ("nodemanager", cli::yarn_daemons::nodemanager(args)),
     };
     cli::exit::report(verb, result)

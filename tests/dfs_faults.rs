@@ -95,9 +95,11 @@ fn a_datanode_killed_for_good_has_its_blocks_re_replicated() {
         dfs.ok(&["dfs", "put", p.to_str().unwrap(), &format!("/keep{i}")]);
     }
     // Every replica is reported shortly after the writes complete.
-    dfs.wait_for("3 live replicas after the writes", Duration::from_secs(15), || {
-        healthy_with(&dfs, "/", 3)
-    });
+    dfs.wait_for(
+        "3 live replicas after the writes",
+        Duration::from_secs(15),
+        || healthy_with(&dfs, "/", 3),
+    );
     dfs.kill_datanode(0);
     let started = Instant::now();
     dfs.wait_for(

@@ -35,7 +35,9 @@ impl std::str::FromStr for BulkTransport {
         match s {
             "tcp" => Ok(BulkTransport::Tcp),
             "quic" => Ok(BulkTransport::Quic),
-            other => Err(format!("unknown data transport {other:?} (expected \"tcp\" or \"quic\")")),
+            other => Err(format!(
+                "unknown data transport {other:?} (expected \"tcp\" or \"quic\")"
+            )),
         }
     }
 }
@@ -66,12 +68,19 @@ const TLS_HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
 
 impl BulkListener {
     /// Binds `addr` (port 0 picks one) and starts accepting in the background.
-    pub async fn bind(transport: BulkTransport, addr: SocketAddr, identity: &TlsIdentity) -> Result<BulkListener, RpcError> {
+    pub async fn bind(
+        transport: BulkTransport,
+        addr: SocketAddr,
+        identity: &TlsIdentity,
+    ) -> Result<BulkListener, RpcError> {
         let (tx, rx) = mpsc::channel(64);
         let (local, task) = match transport {
             BulkTransport::Tcp => {
                 let listener = TcpListener::bind(addr).await.map_err(|e| {
-                    RpcError::Io(std::io::Error::new(e.kind(), format!("cannot bind TCP {addr}: {e}")))
+                    RpcError::Io(std::io::Error::new(
+                        e.kind(),
+                        format!("cannot bind TCP {addr}: {e}"),
+                    ))
                 })?;
                 let acceptor = TlsAcceptor::from(Arc::new(identity.server_config()?));
                 let local = listener.local_addr()?;
@@ -83,7 +92,11 @@ impl BulkListener {
                 (local, tokio::spawn(accept_quic(ep, tx)))
             }
         };
-        Ok(BulkListener { local, streams: tokio::sync::Mutex::new(rx), tasks: vec![task] })
+        Ok(BulkListener {
+            local,
+            streams: tokio::sync::Mutex::new(rx),
+            tasks: vec![task],
+        })
     }
 
     /// The bound address.
@@ -122,7 +135,13 @@ async fn accept_tcp(listener: TcpListener, acceptor: TlsAcceptor, tx: mpsc::Send
             match tokio::time::timeout(TLS_HANDSHAKE_DEADLINE, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => {
                     let (r, w) = tokio::io::split(tls);
-                    let _ = tx.send(BulkStream { reader: Box::pin(r), writer: Box::pin(w), peer }).await;
+                    let _ = tx
+                        .send(BulkStream {
+                            reader: Box::pin(r),
+                            writer: Box::pin(w),
+                            peer,
+                        })
+                        .await;
                 }
                 Ok(Err(e)) => tracing::info!(%peer, error = %e, "bulk TLS handshake refused"),
                 Err(_) => tracing::info!(%peer, "bulk TLS handshake timed out"),
@@ -144,7 +163,15 @@ async fn accept_quic(ep: Endpoint, tx: mpsc::Sender<BulkStream>) {
             };
             let peer = conn.remote_address();
             while let Ok((send, recv)) = conn.accept_bi().await {
-                if tx.send(BulkStream { reader: Box::pin(recv), writer: Box::pin(send), peer }).await.is_err() {
+                if tx
+                    .send(BulkStream {
+                        reader: Box::pin(recv),
+                        writer: Box::pin(send),
+                        peer,
+                    })
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -164,13 +191,23 @@ pub struct BulkConnector {
 
 impl BulkConnector {
     /// A connector presenting `identity`, binding QUIC sockets on `local_ip`.
-    pub fn new(transport: BulkTransport, identity: &TlsIdentity, local_ip: std::net::IpAddr) -> Result<BulkConnector, RpcError> {
+    pub fn new(
+        transport: BulkTransport,
+        identity: &TlsIdentity,
+        local_ip: std::net::IpAddr,
+    ) -> Result<BulkConnector, RpcError> {
         let tls = TlsConnector::from(Arc::new(identity.client_config()?));
         let quic = match transport {
             BulkTransport::Quic => Some(quic::client_endpoint(local_ip, identity)?),
             BulkTransport::Tcp => None,
         };
-        Ok(BulkConnector { transport, tls, quic, quic_conns: Mutex::new(HashMap::new()), connect_timeout: Duration::from_secs(5) })
+        Ok(BulkConnector {
+            transport,
+            tls,
+            quic,
+            quic_conns: Mutex::new(HashMap::new()),
+            connect_timeout: Duration::from_secs(5),
+        })
     }
 
     /// The transport this connector uses.
@@ -191,7 +228,10 @@ impl BulkConnector {
         let fut = async {
             let tcp = TcpStream::connect(addr)
                 .await
-                .map_err(|e| RpcError::Unreachable { addr, reason: e.to_string() })?;
+                .map_err(|e| RpcError::Unreachable {
+                    addr,
+                    reason: e.to_string(),
+                })?;
             let _ = tcp.set_nodelay(true);
             let name = rustls::pki_types::ServerName::try_from(crate::tls::CLUSTER_SERVER_NAME)
                 .map_err(|e| RpcError::TlsSetup(e.to_string()))?;
@@ -199,26 +239,48 @@ impl BulkConnector {
                 .tls
                 .connect(name, tcp)
                 .await
-                .map_err(|e| RpcError::Handshake { addr, reason: e.to_string() })?;
+                .map_err(|e| RpcError::Handshake {
+                    addr,
+                    reason: e.to_string(),
+                })?;
             let (r, w) = tokio::io::split(tls);
-            Ok(BulkStream { reader: Box::pin(r), writer: Box::pin(w), peer: addr })
+            Ok(BulkStream {
+                reader: Box::pin(r),
+                writer: Box::pin(w),
+                peer: addr,
+            })
         };
         match tokio::time::timeout(deadline, fut).await {
             Ok(r) => r,
-            Err(_) => Err(RpcError::Timeout { addr, secs: deadline.as_secs_f64() }),
+            Err(_) => Err(RpcError::Timeout {
+                addr,
+                secs: deadline.as_secs_f64(),
+            }),
         }
     }
 
     async fn connect_quic(&self, ep: &Endpoint, addr: SocketAddr) -> Result<BulkStream, RpcError> {
-        let cached = self.quic_conns.lock().ok().and_then(|m| m.get(&addr).cloned());
+        let cached = self
+            .quic_conns
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&addr).cloned());
         let conn = match cached {
             Some(c) if c.close_reason().is_none() => c,
             _ => {
-                let connecting = ep
-                    .connect(addr, crate::tls::CLUSTER_SERVER_NAME)
-                    .map_err(|e| RpcError::Unreachable { addr, reason: e.to_string() })?;
+                let connecting =
+                    ep.connect(addr, crate::tls::CLUSTER_SERVER_NAME)
+                        .map_err(|e| RpcError::Unreachable {
+                            addr,
+                            reason: e.to_string(),
+                        })?;
                 let c = match tokio::time::timeout(self.connect_timeout, connecting).await {
-                    Err(_) => return Err(RpcError::Timeout { addr, secs: self.connect_timeout.as_secs_f64() }),
+                    Err(_) => {
+                        return Err(RpcError::Timeout {
+                            addr,
+                            secs: self.connect_timeout.as_secs_f64(),
+                        })
+                    }
                     Ok(Err(e)) => return Err(quic::connection_error(addr, e)),
                     Ok(Ok(c)) => c,
                 };
@@ -228,8 +290,15 @@ impl BulkConnector {
                 c
             }
         };
-        let (send, recv) = conn.open_bi().await.map_err(|e| quic::connection_error(addr, e))?;
-        Ok(BulkStream { reader: Box::pin(recv), writer: Box::pin(send), peer: addr })
+        let (send, recv) = conn
+            .open_bi()
+            .await
+            .map_err(|e| quic::connection_error(addr, e))?;
+        Ok(BulkStream {
+            reader: Box::pin(recv),
+            writer: Box::pin(send),
+            peer: addr,
+        })
     }
 }
 
@@ -247,14 +316,19 @@ mod tests {
         ClusterCa::create_dir("t", dir.path()).unwrap();
         let daemon = TlsIdentity::load(dir.path(), "daemon").unwrap();
         let user = TlsIdentity::load(dir.path(), "user").unwrap();
-        let listener = BulkListener::bind(transport, SocketAddr::new(LOCAL, 0), &daemon).await.unwrap();
+        let listener = BulkListener::bind(transport, SocketAddr::new(LOCAL, 0), &daemon)
+            .await
+            .unwrap();
         let addr = listener.local_addr();
         let server = tokio::spawn(async move {
             for _ in 0..2 {
                 let mut s = listener.accept().await.unwrap();
                 let mut buf = Vec::new();
                 s.reader.read_to_end(&mut buf).await.unwrap();
-                s.writer.write_all(&(buf.len() as u64).to_be_bytes()).await.unwrap();
+                s.writer
+                    .write_all(&(buf.len() as u64).to_be_bytes())
+                    .await
+                    .unwrap();
                 s.writer.shutdown().await.unwrap();
             }
         });
@@ -285,11 +359,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         ClusterCa::create_dir("t", dir.path()).unwrap();
         let daemon = TlsIdentity::load(dir.path(), "daemon").unwrap();
-        let listener = BulkListener::bind(BulkTransport::Tcp, SocketAddr::new(LOCAL, 0), &daemon).await.unwrap();
+        let listener = BulkListener::bind(BulkTransport::Tcp, SocketAddr::new(LOCAL, 0), &daemon)
+            .await
+            .unwrap();
         let addr = listener.local_addr();
         let anon = TlsConnector::from(Arc::new(daemon.anonymous_client_config().unwrap()));
         let tcp = TcpStream::connect(addr).await.unwrap();
-        let name = rustls::pki_types::ServerName::try_from(crate::tls::CLUSTER_SERVER_NAME).unwrap();
+        let name =
+            rustls::pki_types::ServerName::try_from(crate::tls::CLUSTER_SERVER_NAME).unwrap();
         // TLS 1.3: the client may finish its side before the server rejects; the first read fails.
         let outcome = async {
             let mut tls = anon.connect(name, tcp).await?;

@@ -37,10 +37,15 @@ impl ConfigFile {
 
     /// Parses TOML text (`source` names it in errors).
     pub fn parse(text: &str, source: Option<PathBuf>) -> Result<ConfigFile, RpcError> {
-        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| RpcError::Config {
-            path: source.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "<text>".into()),
-            reason: e.to_string().replace('\n', " "),
-        })?;
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| RpcError::Config {
+                path: source
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "<text>".into()),
+                reason: e.to_string().replace('\n', " "),
+            })?;
         Ok(ConfigFile { table, source })
     }
 
@@ -50,7 +55,10 @@ impl ConfigFile {
     }
 
     fn source_name(&self) -> String {
-        self.source.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "<defaults>".into())
+        self.source
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "<defaults>".into())
     }
 
     /// Section `name` as `T`, after environment overrides; missing keys take `T`'s serde defaults.
@@ -67,7 +75,10 @@ impl ConfigFile {
         let mut section = match self.table.get(name) {
             Some(toml::Value::Table(t)) => t.clone(),
             Some(_) => {
-                return Err(RpcError::Config { path: self.source_name(), reason: format!("[{name}] must be a table") })
+                return Err(RpcError::Config {
+                    path: self.source_name(),
+                    reason: format!("[{name}] must be a table"),
+                })
             }
             None => toml::Table::new(),
         };
@@ -81,10 +92,12 @@ impl ConfigFile {
                 section.insert(key, scalar(&v));
             }
         }
-        toml::Value::Table(section).try_into().map_err(|e: toml::de::Error| RpcError::Config {
-            path: self.source_name(),
-            reason: format!("[{name}] {}", e.to_string().replace('\n', " ").trim()),
-        })
+        toml::Value::Table(section)
+            .try_into()
+            .map_err(|e: toml::de::Error| RpcError::Config {
+                path: self.source_name(),
+                reason: format!("[{name}] {}", e.to_string().replace('\n', " ").trim()),
+            })
     }
 }
 
@@ -113,24 +126,43 @@ mod tests {
     }
     impl Default for Dfs {
         fn default() -> Self {
-            Dfs { block_size: 128 << 20, replication: 3, name: "x".into() }
+            Dfs {
+                block_size: 128 << 20,
+                replication: 3,
+                name: "x".into(),
+            }
         }
     }
 
     #[test]
     fn file_values_env_overrides_and_defaults_combine() {
         let cfg = ConfigFile::parse("[dfs]\nblock-size = 1048576\n", None).unwrap();
-        let env = vec![("SHEAF_DFS_REPLICATION".to_string(), "2".to_string()), ("OTHER".into(), "1".into())];
+        let env = vec![
+            ("SHEAF_DFS_REPLICATION".to_string(), "2".to_string()),
+            ("OTHER".into(), "1".into()),
+        ];
         let d: Dfs = cfg.section_with_env("dfs", env).unwrap();
-        assert_eq!(d, Dfs { block_size: 1 << 20, replication: 2, name: "x".into() });
+        assert_eq!(
+            d,
+            Dfs {
+                block_size: 1 << 20,
+                replication: 2,
+                name: "x".into()
+            }
+        );
     }
 
     #[test]
     fn malformed_and_unknown_keys_are_clear_errors() {
-        let err = ConfigFile::parse("[dfs\nx=", Some("/etc/s.toml".into())).unwrap_err().to_string();
+        let err = ConfigFile::parse("[dfs\nx=", Some("/etc/s.toml".into()))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("/etc/s.toml"), "{err}");
         let cfg = ConfigFile::parse("[dfs]\nblok-size = 1\n", Some("/etc/s.toml".into())).unwrap();
-        let err = cfg.section_with_env::<Dfs>("dfs", vec![]).unwrap_err().to_string();
+        let err = cfg
+            .section_with_env::<Dfs>("dfs", vec![])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("blok-size") && err.contains("[dfs]"), "{err}");
         let cfg = ConfigFile::parse("[dfs]\nreplication = \"three\"\n", None).unwrap();
         assert!(cfg.section_with_env::<Dfs>("dfs", vec![]).is_err());

@@ -82,7 +82,10 @@ impl RpcError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            RpcError::Timeout { .. } | RpcError::Unreachable { .. } | RpcError::UnexpectedEof | RpcError::Io(_)
+            RpcError::Timeout { .. }
+                | RpcError::Unreachable { .. }
+                | RpcError::UnexpectedEof
+                | RpcError::Io(_)
         )
     }
 }

@@ -27,20 +27,29 @@ pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, RpcError> {
 }
 
 /// Writes one frame.
-pub async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(w: &mut W, msg: &T) -> Result<(), RpcError> {
+pub async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(
+    w: &mut W,
+    msg: &T,
+) -> Result<(), RpcError> {
     let buf = encode(msg)?;
     w.write_all(&buf).await?;
     Ok(())
 }
 
 /// Reads one frame; `Ok(None)` on a clean end of stream before the first byte.
-pub async fn read_frame<R: AsyncRead + Unpin, T: DeserializeOwned>(r: &mut R) -> Result<Option<T>, RpcError> {
+pub async fn read_frame<R: AsyncRead + Unpin, T: DeserializeOwned>(
+    r: &mut R,
+) -> Result<Option<T>, RpcError> {
     let mut len = [0u8; 4];
     let mut got = 0;
     while got < 4 {
         let n = r.read(&mut len[got..]).await?;
         if n == 0 {
-            return if got == 0 { Ok(None) } else { Err(RpcError::UnexpectedEof) };
+            return if got == 0 {
+                Ok(None)
+            } else {
+                Err(RpcError::UnexpectedEof)
+            };
         }
         got += n;
     }
@@ -70,24 +79,44 @@ mod tests {
     async fn frames_round_trip_and_eof_is_distinguished() {
         let mut buf = Vec::new();
         write_frame(&mut buf, &Msg::Ping(7)).await.unwrap();
-        write_frame(&mut buf, &Msg::Put { path: "/a".into(), data: vec![1, 2, 3] }).await.unwrap();
+        write_frame(
+            &mut buf,
+            &Msg::Put {
+                path: "/a".into(),
+                data: vec![1, 2, 3],
+            },
+        )
+        .await
+        .unwrap();
         let mut r = &buf[..];
-        assert_eq!(read_frame::<_, Msg>(&mut r).await.unwrap(), Some(Msg::Ping(7)));
         assert_eq!(
             read_frame::<_, Msg>(&mut r).await.unwrap(),
-            Some(Msg::Put { path: "/a".into(), data: vec![1, 2, 3] })
+            Some(Msg::Ping(7))
+        );
+        assert_eq!(
+            read_frame::<_, Msg>(&mut r).await.unwrap(),
+            Some(Msg::Put {
+                path: "/a".into(),
+                data: vec![1, 2, 3]
+            })
         );
         assert_eq!(read_frame::<_, Msg>(&mut r).await.unwrap(), None);
         let truncated = &buf[..buf.len() - 1];
-        let mut r = &truncated[..];
+        let mut r = truncated;
         read_frame::<_, Msg>(&mut r).await.unwrap();
-        assert!(matches!(read_frame::<_, Msg>(&mut r).await, Err(RpcError::UnexpectedEof)));
+        assert!(matches!(
+            read_frame::<_, Msg>(&mut r).await,
+            Err(RpcError::UnexpectedEof)
+        ));
     }
 
     #[tokio::test]
     async fn oversized_length_is_refused_without_allocating() {
         let bytes = (u32::MAX).to_be_bytes();
         let mut r = &bytes[..];
-        assert!(matches!(read_frame::<_, Msg>(&mut r).await, Err(RpcError::FrameTooLarge(..))));
+        assert!(matches!(
+            read_frame::<_, Msg>(&mut r).await,
+            Err(RpcError::FrameTooLarge(..))
+        ));
     }
 }

@@ -85,13 +85,20 @@ pub struct Packet {
 
 /// Reads the next packet into `into` (reusing its buffers) and verifies every chunk.
 /// Returns `Ok(false)` on a clean end of stream.
-pub async fn read_packet<R: AsyncRead + Unpin>(r: &mut R, into: &mut Packet) -> Result<bool, RpcError> {
+pub async fn read_packet<R: AsyncRead + Unpin>(
+    r: &mut R,
+    into: &mut Packet,
+) -> Result<bool, RpcError> {
     let mut head = [0u8; HEADER_LEN];
     let mut got = 0;
     while got < HEADER_LEN {
         let n = r.read(&mut head[got..]).await?;
         if n == 0 {
-            return if got == 0 { Ok(false) } else { Err(RpcError::UnexpectedEof) };
+            return if got == 0 {
+                Ok(false)
+            } else {
+                Err(RpcError::UnexpectedEof)
+            };
         }
         got += n;
     }
@@ -111,11 +118,18 @@ pub async fn read_packet<R: AsyncRead + Unpin>(r: &mut R, into: &mut Packet) -> 
     let mut tail = vec![0u8; n_chunks * 4];
     read_exact(r, &mut tail).await?;
     into.checksums.clear();
-    for (i, (chunk, crc)) in into.payload.chunks(CHUNK).zip(tail.chunks_exact(4)).enumerate() {
+    for (i, (chunk, crc)) in into
+        .payload
+        .chunks(CHUNK)
+        .zip(tail.chunks_exact(4))
+        .enumerate()
+    {
         let expected = u32::from_be_bytes([crc[0], crc[1], crc[2], crc[3]]);
         if crc32fast::hash(chunk) != expected {
             tracing::warn!(seqno = header.seqno, chunk = i, "packet checksum mismatch");
-            return Err(RpcError::PacketChecksum { seqno: header.seqno });
+            return Err(RpcError::PacketChecksum {
+                seqno: header.seqno,
+            });
         }
         into.checksums.push(expected);
     }
@@ -146,7 +160,9 @@ mod tests {
         let data: Vec<u8> = (0..(CHUNK * 2 + 17)).map(|i| (i * 7) as u8).collect();
         let mut wire = Vec::new();
         write_packet(&mut wire, 0, 0, false, &data).await.unwrap();
-        write_packet(&mut wire, 1, data.len() as u64, true, &[]).await.unwrap();
+        write_packet(&mut wire, 1, data.len() as u64, true, &[])
+            .await
+            .unwrap();
         let mut r = &wire[..];
         let mut p = Packet::default();
         assert!(read_packet(&mut r, &mut p).await.unwrap());
@@ -167,6 +183,9 @@ mod tests {
         wire[HEADER_LEN + 500] ^= 0x01;
         let mut r = &wire[..];
         let mut p = Packet::default();
-        assert!(matches!(read_packet(&mut r, &mut p).await, Err(RpcError::PacketChecksum { seqno: 5 })));
+        assert!(matches!(
+            read_packet(&mut r, &mut p).await,
+            Err(RpcError::PacketChecksum { seqno: 5 })
+        ));
     }
 }

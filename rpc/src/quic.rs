@@ -43,14 +43,18 @@ fn udp_socket(bind: SocketAddr) -> Result<std::net::UdpSocket, RpcError> {
     let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
     let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
     socket.bind(&bind.into()).map_err(|e| {
-        RpcError::Io(std::io::Error::new(e.kind(), format!("cannot bind UDP {bind}: {e} (is another daemon using this port?)")))
+        RpcError::Io(std::io::Error::new(
+            e.kind(),
+            format!("cannot bind UDP {bind}: {e} (is another daemon using this port?)"),
+        ))
     })?;
     Ok(socket.into())
 }
 
 fn endpoint_config() -> Result<EndpointConfig, RpcError> {
     let mut cfg = EndpointConfig::default();
-    cfg.max_udp_payload_size(UDP_PAYLOAD).map_err(|e| RpcError::TlsSetup(e.to_string()))?;
+    cfg.max_udp_payload_size(UDP_PAYLOAD)
+        .map_err(|e| RpcError::TlsSetup(e.to_string()))?;
     Ok(cfg)
 }
 
@@ -63,24 +67,38 @@ fn client_config_from(tls: rustls::ClientConfig) -> Result<quinn::ClientConfig, 
 
 /// A server endpoint bound to `bind` that also acts as a client (daemons call each other).
 pub fn server_endpoint(bind: SocketAddr, identity: &TlsIdentity) -> Result<Endpoint, RpcError> {
-    let crypto = QuicServerConfig::try_from(identity.server_config()?).map_err(|e| RpcError::TlsSetup(e.to_string()))?;
+    let crypto = QuicServerConfig::try_from(identity.server_config()?)
+        .map_err(|e| RpcError::TlsSetup(e.to_string()))?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     server.transport_config(Arc::new(transport_config()));
-    let runtime = quinn::default_runtime().ok_or_else(|| RpcError::TlsSetup("no async runtime".into()))?;
+    let runtime =
+        quinn::default_runtime().ok_or_else(|| RpcError::TlsSetup("no async runtime".into()))?;
     let mut ep = Endpoint::new(endpoint_config()?, Some(server), udp_socket(bind)?, runtime)?;
     ep.set_default_client_config(client_config_from(identity.client_config()?)?);
     Ok(ep)
 }
 
 /// A client-only endpoint on an ephemeral port of `local_ip`, presenting `identity`.
-pub fn client_endpoint(local_ip: std::net::IpAddr, identity: &TlsIdentity) -> Result<Endpoint, RpcError> {
+pub fn client_endpoint(
+    local_ip: std::net::IpAddr,
+    identity: &TlsIdentity,
+) -> Result<Endpoint, RpcError> {
     client_endpoint_with(local_ip, identity.client_config()?)
 }
 
 /// A client-only endpoint with an explicit rustls config (tests use it to act as an outsider).
-pub fn client_endpoint_with(local_ip: std::net::IpAddr, tls: rustls::ClientConfig) -> Result<Endpoint, RpcError> {
-    let runtime = quinn::default_runtime().ok_or_else(|| RpcError::TlsSetup("no async runtime".into()))?;
-    let mut ep = Endpoint::new(endpoint_config()?, None, udp_socket(SocketAddr::new(local_ip, 0))?, runtime)?;
+pub fn client_endpoint_with(
+    local_ip: std::net::IpAddr,
+    tls: rustls::ClientConfig,
+) -> Result<Endpoint, RpcError> {
+    let runtime =
+        quinn::default_runtime().ok_or_else(|| RpcError::TlsSetup("no async runtime".into()))?;
+    let mut ep = Endpoint::new(
+        endpoint_config()?,
+        None,
+        udp_socket(SocketAddr::new(local_ip, 0))?,
+        runtime,
+    )?;
     ep.set_default_client_config(client_config_from(tls)?);
     Ok(ep)
 }
@@ -89,12 +107,21 @@ pub fn client_endpoint_with(local_ip: std::net::IpAddr, tls: rustls::ClientConfi
 pub(crate) fn connection_error(addr: SocketAddr, e: quinn::ConnectionError) -> RpcError {
     use quinn::ConnectionError as C;
     match e {
-        C::TimedOut => RpcError::Timeout { addr, secs: IDLE_TIMEOUT.as_secs_f64() },
+        C::TimedOut => RpcError::Timeout {
+            addr,
+            secs: IDLE_TIMEOUT.as_secs_f64(),
+        },
         C::TransportError(t) => {
             let reason = t.to_string();
             if reason.contains("no application protocol") {
-                RpcError::VersionMismatch { addr, ours: crate::PROTOCOL_VERSION }
-            } else if t.code.to_string().contains("crypto") || reason.contains("certificate") || reason.contains("TLS") {
+                RpcError::VersionMismatch {
+                    addr,
+                    ours: crate::PROTOCOL_VERSION,
+                }
+            } else if t.code.to_string().contains("crypto")
+                || reason.contains("certificate")
+                || reason.contains("TLS")
+            {
                 RpcError::Handshake { addr, reason }
             } else {
                 RpcError::Unreachable { addr, reason }
@@ -102,14 +129,21 @@ pub(crate) fn connection_error(addr: SocketAddr, e: quinn::ConnectionError) -> R
         }
         C::ConnectionClosed(c) => {
             let reason = format!("{c} ({})", String::from_utf8_lossy(&c.reason));
-            if reason.contains("certificate") || reason.contains("crypto") || reason.contains("TLS") {
+            if reason.contains("certificate") || reason.contains("crypto") || reason.contains("TLS")
+            {
                 RpcError::Handshake { addr, reason }
             } else if reason.contains("no application protocol") {
-                RpcError::VersionMismatch { addr, ours: crate::PROTOCOL_VERSION }
+                RpcError::VersionMismatch {
+                    addr,
+                    ours: crate::PROTOCOL_VERSION,
+                }
             } else {
                 RpcError::Unreachable { addr, reason }
             }
         }
-        other => RpcError::Unreachable { addr, reason: other.to_string() },
+        other => RpcError::Unreachable {
+            addr,
+            reason: other.to_string(),
+        },
     }
 }

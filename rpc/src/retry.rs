@@ -17,8 +17,11 @@ pub struct RetryPolicy {
 
 impl RetryPolicy {
     /// No retry at all.
-    pub const NONE: RetryPolicy =
-        RetryPolicy { attempts: 1, initial_backoff: Duration::ZERO, max_backoff: Duration::ZERO };
+    pub const NONE: RetryPolicy = RetryPolicy {
+        attempts: 1,
+        initial_backoff: Duration::ZERO,
+        max_backoff: Duration::ZERO,
+    };
 
     /// The wait before attempt number `attempt` (1-based; attempt 1 has none).
     pub fn backoff(&self, attempt: u32) -> Duration {
@@ -26,7 +29,9 @@ impl RetryPolicy {
             return Duration::ZERO;
         }
         let factor = 1u32.checked_shl(attempt - 2).unwrap_or(u32::MAX);
-        self.initial_backoff.saturating_mul(factor).min(self.max_backoff)
+        self.initial_backoff
+            .saturating_mul(factor)
+            .min(self.max_backoff)
     }
 
     /// Runs `call` until it succeeds, fails with a non-transient error, or attempts run out.
@@ -52,7 +57,11 @@ impl RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy { attempts: 4, initial_backoff: Duration::from_millis(100), max_backoff: Duration::from_secs(2) }
+        RetryPolicy {
+            attempts: 4,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(2),
+        }
     }
 }
 
@@ -63,7 +72,11 @@ mod tests {
 
     #[test]
     fn backoff_doubles_and_is_capped() {
-        let p = RetryPolicy { attempts: 10, initial_backoff: Duration::from_millis(10), max_backoff: Duration::from_millis(50) };
+        let p = RetryPolicy {
+            attempts: 10,
+            initial_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(50),
+        };
         assert_eq!(p.backoff(1), Duration::ZERO);
         assert_eq!(p.backoff(2), Duration::from_millis(10));
         assert_eq!(p.backoff(3), Duration::from_millis(20));
@@ -73,7 +86,11 @@ mod tests {
 
     #[tokio::test]
     async fn transient_errors_are_retried_permanent_ones_are_not() {
-        let p = RetryPolicy { attempts: 3, initial_backoff: Duration::from_millis(1), max_backoff: Duration::from_millis(1) };
+        let p = RetryPolicy {
+            attempts: 3,
+            initial_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(1),
+        };
         let calls = AtomicU32::new(0);
         let r: Result<(), _> = p
             .run(|| async {

@@ -30,7 +30,11 @@ pub trait Service: Send + Sync + 'static {
     /// The response enum of this service (errors are variants of it).
     type Response: Serialize + Send + Sync + 'static;
     /// Handles one request.
-    fn handle(self: Arc<Self>, req: Self::Request, peer: PeerInfo) -> impl Future<Output = Self::Response> + Send;
+    fn handle(
+        self: Arc<Self>,
+        req: Self::Request,
+        peer: PeerInfo,
+    ) -> impl Future<Output = Self::Response> + Send;
 }
 
 /// A shutdown signal shared by a daemon's tasks.
@@ -100,7 +104,9 @@ impl RpcServer {
 }
 
 async fn serve_connection<S: Service>(conn: Connection, service: Arc<S>, mut shutdown: Shutdown) {
-    let peer = PeerInfo { addr: conn.remote_address() };
+    let peer = PeerInfo {
+        addr: conn.remote_address(),
+    };
     loop {
         let (mut send, mut recv) = tokio::select! {
             _ = shutdown.wait() => return,
@@ -163,9 +169,17 @@ impl RpcClient {
         let connecting = self
             .endpoint
             .connect(addr, crate::tls::CLUSTER_SERVER_NAME)
-            .map_err(|e| RpcError::Unreachable { addr, reason: e.to_string() })?;
+            .map_err(|e| RpcError::Unreachable {
+                addr,
+                reason: e.to_string(),
+            })?;
         let conn = match tokio::time::timeout(self.connect_timeout, connecting).await {
-            Err(_) => return Err(RpcError::Timeout { addr, secs: self.connect_timeout.as_secs_f64() }),
+            Err(_) => {
+                return Err(RpcError::Timeout {
+                    addr,
+                    secs: self.connect_timeout.as_secs_f64(),
+                })
+            }
             Ok(Err(e)) => return Err(quic::connection_error(addr, e)),
             Ok(Ok(c)) => c,
         };
@@ -186,7 +200,11 @@ impl RpcClient {
     }
 
     /// One call, bounded by the connect and call deadlines. Not retried.
-    pub async fn call<Req: Serialize, Resp: DeserializeOwned>(&self, addr: SocketAddr, req: &Req) -> Result<Resp, RpcError> {
+    pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        addr: SocketAddr,
+        req: &Req,
+    ) -> Result<Resp, RpcError> {
         self.call_within(addr, req, self.call_timeout).await
     }
 
@@ -200,18 +218,27 @@ impl RpcClient {
         let body = frame::encode(req)?;
         let conn = self.connection(addr).await?;
         let attempt = async {
-            let (mut send, mut recv) = conn.open_bi().await.map_err(|e| quic::connection_error(addr, e))?;
+            let (mut send, mut recv) = conn
+                .open_bi()
+                .await
+                .map_err(|e| quic::connection_error(addr, e))?;
             send.write_all(&body).await?;
             let _ = send.finish();
-            frame::read_frame::<_, Resp>(&mut recv).await?.ok_or(RpcError::UnexpectedEof)
+            frame::read_frame::<_, Resp>(&mut recv)
+                .await?
+                .ok_or(RpcError::UnexpectedEof)
         };
         let result = match tokio::time::timeout(deadline, attempt).await {
-            Err(_) => Err(RpcError::Timeout { addr, secs: deadline.as_secs_f64() }),
+            Err(_) => Err(RpcError::Timeout {
+                addr,
+                secs: deadline.as_secs_f64(),
+            }),
             // A stream error on a closed connection: the connection's reason is the real story
             // (with TLS 1.3 a refused client certificate surfaces only after the handshake).
-            Ok(Err(_)) if conn.close_reason().is_some() => {
-                Err(conn.close_reason().map(|r| quic::connection_error(addr, r)).unwrap_or(RpcError::UnexpectedEof))
-            }
+            Ok(Err(_)) if conn.close_reason().is_some() => Err(conn
+                .close_reason()
+                .map(|r| quic::connection_error(addr, r))
+                .unwrap_or(RpcError::UnexpectedEof)),
             Ok(r) => r,
         };
         if matches!(result, Err(ref e) if e.is_transient()) {
@@ -277,7 +304,10 @@ mod tests {
         let (trigger, shutdown) = Shutdown::new();
         let task = tokio::spawn(RpcServer::serve(server, Arc::new(Echo), shutdown));
         let client = RpcClient::new(quic::client_endpoint(LOCAL, &user).unwrap());
-        let r: EchoResponse = client.call(addr, &EchoRequest::Echo("hi".into())).await.unwrap();
+        let r: EchoResponse = client
+            .call(addr, &EchoRequest::Echo("hi".into()))
+            .await
+            .unwrap();
         assert_eq!(r, EchoResponse::Echoed("hi".into()));
         // Many concurrent calls share one connection.
         let reqs: Vec<EchoRequest> = (0..50u64).map(|i| EchoRequest::Add(i, 1)).collect();
@@ -297,9 +327,12 @@ mod tests {
         let addr = server.local_addr().unwrap();
         let (_trigger, shutdown) = Shutdown::new();
         tokio::spawn(RpcServer::serve(server, Arc::new(Echo), shutdown));
-        let outsider = quic::client_endpoint_with(LOCAL, user.anonymous_client_config().unwrap()).unwrap();
+        let outsider =
+            quic::client_endpoint_with(LOCAL, user.anonymous_client_config().unwrap()).unwrap();
         let client = RpcClient::new(outsider);
-        let r = client.call::<_, EchoResponse>(addr, &EchoRequest::Echo("x".into())).await;
+        let r = client
+            .call::<_, EchoResponse>(addr, &EchoRequest::Echo("x".into()))
+            .await;
         let err = r.expect_err("an anonymous client must not be served");
         assert!(matches!(err, RpcError::Handshake { .. }), "{err:?}");
         assert!(err.to_string().contains("certificate"), "{err}");
@@ -314,7 +347,9 @@ mod tests {
         let (_trigger, shutdown) = Shutdown::new();
         tokio::spawn(RpcServer::serve(server, Arc::new(Echo), shutdown));
         let client = RpcClient::new(quic::client_endpoint(LOCAL, &foreign_user).unwrap());
-        let r = client.call::<_, EchoResponse>(addr, &EchoRequest::Echo("x".into())).await;
+        let r = client
+            .call::<_, EchoResponse>(addr, &EchoRequest::Echo("x".into()))
+            .await;
         assert!(r.is_err());
     }
 
@@ -327,7 +362,9 @@ mod tests {
         let mut client = RpcClient::new(quic::client_endpoint(LOCAL, &user).unwrap());
         client.connect_timeout = Duration::from_millis(500);
         let started = std::time::Instant::now();
-        let r = client.call::<_, EchoResponse>(addr, &EchoRequest::Echo("x".into())).await;
+        let r = client
+            .call::<_, EchoResponse>(addr, &EchoRequest::Echo("x".into()))
+            .await;
         assert!(matches!(r, Err(RpcError::Timeout { .. })), "{r:?}");
         assert!(started.elapsed() < Duration::from_secs(3));
     }

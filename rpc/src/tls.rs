@@ -23,14 +23,24 @@ fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 fn material(path: &Path, reason: impl ToString) -> RpcError {
-    RpcError::TlsMaterial { path: path.to_path_buf(), reason: reason.to_string() }
+    RpcError::TlsMaterial {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    }
 }
 
 fn ca_params(cluster: &str) -> Result<CertificateParams, RpcError> {
-    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(|e| RpcError::TlsSetup(e.to_string()))?;
-    params.distinguished_name.push(DnType::CommonName, format!("Sheaf cluster CA ({cluster})"));
+    let mut params = CertificateParams::new(Vec::<String>::new())
+        .map_err(|e| RpcError::TlsSetup(e.to_string()))?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, format!("Sheaf cluster CA ({cluster})"));
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     params.not_before = rcgen::date_time_ymd(2024, 1, 1);
     params.not_after = rcgen::date_time_ymd(2124, 1, 1);
     Ok(params)
@@ -47,8 +57,13 @@ impl ClusterCa {
     pub fn generate(cluster: &str) -> Result<ClusterCa, RpcError> {
         let key = KeyPair::generate().map_err(|e| RpcError::TlsSetup(e.to_string()))?;
         let params = ca_params(cluster)?;
-        let cert = params.self_signed(&key).map_err(|e| RpcError::TlsSetup(e.to_string()))?;
-        Ok(ClusterCa { cert_pem: cert.pem(), issuer: Issuer::new(params, key) })
+        let cert = params
+            .self_signed(&key)
+            .map_err(|e| RpcError::TlsSetup(e.to_string()))?;
+        Ok(ClusterCa {
+            cert_pem: cert.pem(),
+            issuer: Issuer::new(params, key),
+        })
     }
 
     /// Issues a certificate for `common_name` (e.g. "daemon", "user") valid for the cluster name.
@@ -56,10 +71,14 @@ impl ClusterCa {
         let key = KeyPair::generate().map_err(|e| RpcError::TlsSetup(e.to_string()))?;
         let mut params = CertificateParams::new(vec![CLUSTER_SERVER_NAME.to_string()])
             .map_err(|e| RpcError::TlsSetup(e.to_string()))?;
-        params.distinguished_name.push(DnType::CommonName, common_name);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
         params.not_before = rcgen::date_time_ymd(2024, 1, 1);
         params.not_after = rcgen::date_time_ymd(2124, 1, 1);
-        let cert = params.signed_by(&key, &self.issuer).map_err(|e| RpcError::TlsSetup(e.to_string()))?;
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .map_err(|e| RpcError::TlsSetup(e.to_string()))?;
         Ok((cert.pem(), key.serialize_pem()))
     }
 
@@ -67,12 +86,19 @@ impl ClusterCa {
     /// Refuses to overwrite an existing CA: a new CA would lock out every existing certificate.
     pub fn create_dir(cluster: &str, dir: &Path) -> Result<(), RpcError> {
         if dir.join("ca.pem").exists() {
-            return Err(material(&dir.join("ca.pem"), "already exists (the cluster is already formatted)"));
+            return Err(material(
+                &dir.join("ca.pem"),
+                "already exists (the cluster is already formatted)",
+            ));
         }
         std::fs::create_dir_all(dir).map_err(|e| material(dir, e))?;
         let ca = ClusterCa::generate(cluster)?;
         write_file(&dir.join("ca.pem"), &ca.cert_pem, false)?;
-        write_file(&dir.join("ca-key.pem"), &ca.issuer.key().serialize_pem(), true)?;
+        write_file(
+            &dir.join("ca-key.pem"),
+            &ca.issuer.key().serialize_pem(),
+            true,
+        )?;
         for role in ["daemon", "user"] {
             let (cert, key) = ca.issue(role)?;
             write_file(&dir.join(format!("{role}.pem")), &cert, false)?;
@@ -92,7 +118,8 @@ fn write_file(path: &Path, contents: &str, secret: bool) -> Result<(), RpcError>
         opts.mode(if secret { 0o600 } else { 0o644 });
     }
     let mut f = opts.open(path).map_err(|e| material(path, e))?;
-    f.write_all(contents.as_bytes()).map_err(|e| material(path, e))?;
+    f.write_all(contents.as_bytes())
+        .map_err(|e| material(path, e))?;
     f.sync_all().map_err(|e| material(path, e))?;
     Ok(())
 }
@@ -107,13 +134,18 @@ pub struct TlsIdentity {
 
 impl std::fmt::Debug for TlsIdentity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TlsIdentity").field("certs", &self.certs.len()).finish_non_exhaustive()
+        f.debug_struct("TlsIdentity")
+            .field("certs", &self.certs.len())
+            .finish_non_exhaustive()
     }
 }
 
 fn read_pem(path: &Path) -> Result<Vec<u8>, RpcError> {
     std::fs::read(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => material(path, "not found (run `sheaf format`, or point tls_dir at the cluster's certificates)"),
+        std::io::ErrorKind::NotFound => material(
+            path,
+            "not found (run `sheaf format`, or point tls_dir at the cluster's certificates)",
+        ),
         _ => material(path, e),
     })
 }
@@ -121,7 +153,11 @@ fn read_pem(path: &Path) -> Result<Vec<u8>, RpcError> {
 impl TlsIdentity {
     /// Loads role `role` (`daemon` or `user`) from a TLS directory made by [`ClusterCa::create_dir`].
     pub fn load(dir: &Path, role: &str) -> Result<TlsIdentity, RpcError> {
-        Self::load_files(&dir.join("ca.pem"), &dir.join(format!("{role}.pem")), &dir.join(format!("{role}-key.pem")))
+        Self::load_files(
+            &dir.join("ca.pem"),
+            &dir.join(format!("{role}.pem")),
+            &dir.join(format!("{role}-key.pem")),
+        )
     }
 
     /// Loads an identity from explicit files.
@@ -146,15 +182,20 @@ impl TlsIdentity {
         let key_der = rustls_pemfile::private_key(&mut &key_bytes[..])
             .map_err(|e| material(key, e))?
             .ok_or_else(|| material(key, "holds no private key"))?;
-        Ok(TlsIdentity { certs, key: Arc::new(key_der), roots: Arc::new(roots) })
+        Ok(TlsIdentity {
+            certs,
+            key: Arc::new(key_der),
+            roots: Arc::new(roots),
+        })
     }
 
     /// A server config that requires a client certificate signed by the cluster CA.
     pub fn server_config(&self) -> Result<ServerConfig, RpcError> {
         let provider = crypto_provider();
-        let verifier = WebPkiClientVerifier::builder_with_provider(self.roots.clone(), provider.clone())
-            .build()
-            .map_err(|e| RpcError::TlsSetup(e.to_string()))?;
+        let verifier =
+            WebPkiClientVerifier::builder_with_provider(self.roots.clone(), provider.clone())
+                .build()
+                .map_err(|e| RpcError::TlsSetup(e.to_string()))?;
         let mut cfg = ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| RpcError::TlsSetup(e.to_string()))?
@@ -206,7 +247,10 @@ mod tests {
         let daemon = TlsIdentity::load(dir.path(), "daemon").unwrap();
         daemon.server_config().unwrap();
         daemon.client_config().unwrap();
-        TlsIdentity::load(dir.path(), "user").unwrap().client_config().unwrap();
+        TlsIdentity::load(dir.path(), "user")
+            .unwrap()
+            .client_config()
+            .unwrap();
         let again = ClusterCa::create_dir("test", dir.path());
         assert!(again.unwrap_err().to_string().contains("already exists"));
     }
@@ -214,7 +258,12 @@ mod tests {
     #[test]
     fn missing_material_names_the_file_and_the_fix() {
         let dir = tempfile::tempdir().unwrap();
-        let err = TlsIdentity::load(dir.path(), "user").unwrap_err().to_string();
-        assert!(err.contains("ca.pem") && err.contains("sheaf format"), "{err}");
+        let err = TlsIdentity::load(dir.path(), "user")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("ca.pem") && err.contains("sheaf format"),
+            "{err}"
+        );
     }
 }

@@ -18,7 +18,9 @@ pub fn set_explicit(path: Option<PathBuf>) {
 
 /// The run dir of the pseudo-distributed cluster (`SHEAF_RUN_DIR`, default `/tmp/sheaf`).
 pub fn run_dir() -> PathBuf {
-    std::env::var_os("SHEAF_RUN_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/tmp/sheaf"))
+    std::env::var_os("SHEAF_RUN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp/sheaf"))
 }
 
 /// The configuration file this command should use, if any.
@@ -33,7 +35,8 @@ pub fn config_path() -> Option<PathBuf> {
 /// Loads the configuration (see the module doc for the search order).
 pub fn load() -> anyhow::Result<ConfigFile> {
     match config_path() {
-        Some(p) => ConfigFile::load(&p).with_context(|| "cannot load configuration (check --conf / SHEAF_CONF)"),
+        Some(p) => ConfigFile::load(&p)
+            .with_context(|| "cannot load configuration (check --conf / SHEAF_CONF)"),
         None => Ok(ConfigFile::empty()),
     }
 }

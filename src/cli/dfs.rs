@@ -430,7 +430,8 @@ async fn expand_globs(client: &DfsClient, paths: Vec<DfsPath>) -> anyhow::Result
         for comp in sheaf_dfs::path::components(&p.path) {
             let mut next = Vec::new();
             if has_glob(comp) {
-                let pattern = glob::Pattern::new(comp).map_err(|e| anyhow!("{}: bad glob pattern: {e}", p.path))?;
+                let pattern = glob::Pattern::new(comp)
+                    .map_err(|e| anyhow!("{}: bad glob pattern: {e}", p.path))?;
                 for dir in &prefixes {
                     match client.status(dir).await? {
                         Some(s) if s.kind == FileKind::Directory => {}
@@ -444,7 +445,10 @@ async fn expand_globs(client: &DfsClient, paths: Vec<DfsPath>) -> anyhow::Result
                     }
                 }
             } else {
-                next = prefixes.iter().map(|d| sheaf_dfs::path::join(d, comp)).collect();
+                next = prefixes
+                    .iter()
+                    .map(|d| sheaf_dfs::path::join(d, comp))
+                    .collect();
             }
             prefixes = next;
         }
@@ -458,7 +462,10 @@ async fn expand_globs(client: &DfsClient, paths: Vec<DfsPath>) -> anyhow::Result
             return Err(not_found(&p.path));
         }
         matched.sort();
-        out.extend(matched.into_iter().map(|path| DfsPath { namenode: p.namenode, path }));
+        out.extend(matched.into_iter().map(|path| DfsPath {
+            namenode: p.namenode,
+            path,
+        }));
     }
     Ok(out)
 }

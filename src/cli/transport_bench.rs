@@ -24,13 +24,18 @@ const BUF: usize = 1 << 20;
 
 /// Runs the benchmark and prints one line per (transport, streams).
 pub fn run(args: TransportBenchArgs) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let dir = tempfile_dir()?;
         ClusterCa::create_dir("bench", &dir).context("creating a throwaway CA")?;
         let daemon = TlsIdentity::load(&dir, "daemon")?;
         let user = TlsIdentity::load(&dir, "user")?;
-        println!("transport        streams  MB/s   (loopback, {} MB per run, MB = 10^6 bytes)", args.bytes / 1_000_000);
+        println!(
+            "transport        streams  MB/s   (loopback, {} MB per run, MB = 10^6 bytes)",
+            args.bytes / 1_000_000
+        );
         let mut results = Vec::new();
         for streams in [1, args.streams.max(1)] {
             let tcp = plain_tcp(args.bytes, streams).await?;
@@ -114,7 +119,13 @@ async fn send<W: tokio::io::AsyncWrite + Unpin>(w: &mut W, bytes: u64) -> std::i
     Ok(())
 }
 
-async fn bulk(transport: BulkTransport, daemon: &TlsIdentity, user: &TlsIdentity, bytes: u64, streams: usize) -> anyhow::Result<f64> {
+async fn bulk(
+    transport: BulkTransport,
+    daemon: &TlsIdentity,
+    user: &TlsIdentity,
+    bytes: u64,
+    streams: usize,
+) -> anyhow::Result<f64> {
     let listener = BulkListener::bind(transport, SocketAddr::new(LOCAL, 0), daemon).await?;
     let addr = listener.local_addr();
     let server = tokio::spawn(async move {

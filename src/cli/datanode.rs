@@ -3,10 +3,11 @@
 //! Configuration comes from `sheaf.toml` (`[datanode]`, `[namenode] address`, `[cluster] tls-dir`,
 //! `[dfs] data-transport`) with `SHEAF_DATANODE_*` environment overrides; the flags below override both.
 
+use super::daemon;
 use anyhow::Context;
 use sheaf_dfs::config::DfsConfig;
 use sheaf_dfs::datanode::Datanode;
-use sheaf_rpc::TlsIdentity;
+
 use std::net::IpAddr;
 use std::path::PathBuf;
 
@@ -45,36 +46,17 @@ pub fn run(args: DatanodeArgs) -> anyhow::Result<()> {
         dn.data_port = p;
     }
     let tls_dir = config.cluster.tls_dir.clone();
-    let identity = TlsIdentity::load(&tls_dir, "daemon").with_context(|| {
-        format!(
-            "cannot load the daemon certificate from {} (run `sheaf format` first)",
-            tls_dir.display()
-        )
-    })?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let identity = daemon::identity(&tls_dir)?;
+    let runtime = daemon::runtime()?;
     let outcome = runtime.block_on(async {
         let datanode = Datanode::start(&config, identity).await?;
         let addr = datanode.addr();
         tracing::info!(uuid = %addr.uuid, data = %addr.data_addr(), rpc = %addr.rpc_addr(), "serving");
-        wait_for_signal().await?;
+        daemon::wait_for_signal().await?;
         datanode.shutdown().await;
         anyhow::Ok(())
     });
     // Disk work still finishing (a packet being written) gets a moment, never a hang.
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     outcome
-}
-
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    Ok(())
 }

@@ -1,6 +1,7 @@
 //! Subcommands of the `sheaf` binary, one module per command group.
 
 pub mod config;
+pub mod daemon;
 pub mod datanode;
 pub mod dfs;
 pub mod dfs_bench;

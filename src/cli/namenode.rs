@@ -4,10 +4,11 @@
 //! Configuration comes from `sheaf.toml` (`[namenode]`, `[cluster]`) with `SHEAF_NAMENODE_*`
 //! environment overrides; the flags below override both.
 
+use super::daemon;
 use anyhow::Context;
 use sheaf_dfs::config::DfsConfig;
 use sheaf_dfs::namenode::{self, Namenode};
-use sheaf_rpc::{ClusterCa, TlsIdentity};
+use sheaf_rpc::ClusterCa;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -51,20 +52,12 @@ pub fn run(args: NamenodeArgs) -> anyhow::Result<()> {
         config.namenode.data_dir = d;
     }
     let tls_dir = config.cluster.tls_dir.clone();
-    let identity = TlsIdentity::load(&tls_dir, "daemon").with_context(|| {
-        format!(
-            "cannot load the daemon certificate from {} (run `sheaf format` first)",
-            tls_dir.display()
-        )
-    })?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let identity = daemon::identity(&tls_dir)?;
+    let runtime = daemon::runtime()?;
     runtime.block_on(async {
         let running = Namenode::start(&config, identity).await?;
         tracing::info!(addr = %running.local_addr(), data_dir = %config.namenode.data_dir.display(), "NameNode started");
-        wait_for_signal().await?;
+        daemon::wait_for_signal().await?;
         tracing::info!("termination signal received; stopping");
         running.shutdown().await?;
         Ok(())
@@ -105,16 +98,5 @@ pub fn format(args: FormatArgs) -> anyhow::Result<()> {
         info.cluster,
         info.namespace_id
     );
-    Ok(())
-}
-
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
     Ok(())
 }

@@ -5,7 +5,6 @@
 use anyhow::Context;
 use sheaf_dfs::config::{ClusterConfig, DfsConfig};
 use sheaf_rpc::service::Shutdown;
-use sheaf_rpc::TlsIdentity;
 use sheaf_yarn::config::YarnSections;
 use sheaf_yarn::nodemanager::daemon::NodeManagerSetup;
 use std::collections::BTreeMap;
@@ -46,22 +45,6 @@ pub struct NodeManagerArgs {
     pub log_dir: Option<PathBuf>,
 }
 
-fn daemon_identity(cluster: &ClusterConfig) -> anyhow::Result<TlsIdentity> {
-    TlsIdentity::load(&cluster.tls_dir, "daemon").with_context(|| {
-        format!(
-            "cannot load the daemon certificate from {} (run `sheaf format` first)",
-            cluster.tls_dir.display()
-        )
-    })
-}
-
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
-}
-
 /// Triggers `trigger` on SIGTERM or SIGINT.
 async fn shutdown_on_signal(trigger: sheaf_rpc::service::ShutdownTrigger) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
@@ -88,8 +71,8 @@ pub fn resourcemanager(args: ResourceManagerArgs) -> anyhow::Result<()> {
     if let Some(d) = args.state_dir {
         yarn.resourcemanager.state_dir = d;
     }
-    let identity = daemon_identity(&cluster)?;
-    runtime()?.block_on(async {
+    let identity = super::daemon::identity(&cluster.tls_dir)?;
+    super::daemon::runtime()?.block_on(async {
         let (trigger, shutdown) = Shutdown::new();
         shutdown_on_signal(trigger).await?;
         sheaf_yarn::resourcemanager::daemon::run(
@@ -153,7 +136,7 @@ pub fn nodemanager(args: NodeManagerArgs) -> anyhow::Result<()> {
     } else {
         "/default-rack".into()
     };
-    let identity = daemon_identity(&cluster)?;
+    let identity = super::daemon::identity(&cluster.tls_dir)?;
     let tls_dir = std::path::absolute(&cluster.tls_dir).unwrap_or(cluster.tls_dir.clone());
     let mut env = BTreeMap::from([
         (
@@ -182,7 +165,7 @@ pub fn nodemanager(args: NodeManagerArgs) -> anyhow::Result<()> {
         container_env: env,
         aux_services: Vec::new(),
     };
-    runtime()?.block_on(async {
+    super::daemon::runtime()?.block_on(async {
         let (trigger, shutdown) = Shutdown::new();
         shutdown_on_signal(trigger).await?;
         sheaf_yarn::nodemanager::daemon::run(setup, shutdown)

@@ -1,0 +1,36 @@
+//! What every daemon command (`sheaf namenode`, `datanode`, `resourcemanager`, `nodemanager`)
+//! shares: its TLS identity, its runtime and how it learns it should stop.
+
+use anyhow::Context;
+use sheaf_rpc::TlsIdentity;
+use std::path::Path;
+
+/// Loads the `daemon` certificate of the cluster from `tls_dir`.
+pub fn identity(tls_dir: &Path) -> anyhow::Result<TlsIdentity> {
+    TlsIdentity::load(tls_dir, "daemon").with_context(|| {
+        format!(
+            "cannot load the daemon certificate from {} (run `sheaf format` first)",
+            tls_dir.display()
+        )
+    })
+}
+
+/// The multi-threaded runtime a daemon runs on.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+pub async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}

@@ -52,6 +52,20 @@ impl RmClient {
         }
     }
 
+    /// One call with an explicit deadline (for calls the caller retries itself, like a
+    /// NodeManager's registration: a reply lost on a connection to a restarted RM must not stall
+    /// it for the whole default deadline).
+    pub async fn call_within(
+        &self,
+        req: &RmRequest,
+        deadline: Duration,
+    ) -> Result<RmResponse, YarnError> {
+        match self.rpc.call_within(self.addr, req, deadline).await? {
+            RmResponse::Error(e) => Err(e),
+            other => Ok(other),
+        }
+    }
+
     /// Submits an application.
     pub async fn submit(&self, sub: SubmitApplication) -> Result<AppId, YarnError> {
         match self.call(&RmRequest::Submit(sub)).await? {

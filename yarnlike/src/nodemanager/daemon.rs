@@ -39,6 +39,9 @@ pub struct NodeManagerSetup {
     pub dfs: Option<sheaf_dfs::config::DfsConfig>,
 }
 
+/// Deadline of one registration attempt; registration retries with backoff until it succeeds.
+const REGISTER_DEADLINE: Duration = Duration::from_secs(3);
+
 struct NodeManager {
     rm: RmClient,
     containers: Arc<Containers>,
@@ -55,7 +58,11 @@ impl NodeManager {
         loop {
             let mut reg = self.registration.clone();
             reg.running = self.containers.live();
-            match self.rm.call(&RmRequest::RegisterNode(reg)).await {
+            match self
+                .rm
+                .call_within(&RmRequest::RegisterNode(reg), REGISTER_DEADLINE)
+                .await
+            {
                 Ok(RmResponse::NodeRegistered { node_id }) => {
                     self.node_id.store(node_id, Ordering::SeqCst);
                     tracing::info!(node_id, rm = %self.rm.addr(), "registered with the resourcemanager");

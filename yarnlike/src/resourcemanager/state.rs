@@ -111,7 +111,10 @@ impl RmState {
             news: HashMap::new(),
             containers: HashMap::new(),
             nodes: BTreeMap::new(),
-            next_node_id: 1,
+            // Node ids are never reused across RM restarts: a NodeManager still heartbeating
+            // with the previous RM's id must be told to re-register, not be taken for
+            // whichever node got that id first from the new RM.
+            next_node_id: (now_ms << 16).max(1),
             rm_address: rm.address.to_string(),
             node_timeout: Duration::from_millis(rm.node_timeout_ms),
             max_attempts: rm.max_attempts.max(1),
@@ -1044,6 +1047,27 @@ mod tests {
             Err(YarnError::ResourceTooLarge { .. })
         ));
         assert!(s.list(&[]).is_empty());
+    }
+
+    #[test]
+    fn a_node_heartbeating_with_a_previous_rms_id_must_register_again() {
+        let cfg = ResourceManagerConfig::default();
+        let queues = crate::resourcemanager::scheduler::default_queues();
+        let now = Instant::now();
+        let mut before = RmState::new(&cfg, &YarnConfig::default(), &queues, now, 1_000).unwrap();
+        let old_a = node(&mut before, "127.0.0.2", now);
+        let _old_b = node(&mut before, "127.0.0.3", now);
+        // The RM restarts; node b happens to register first.
+        let mut after = RmState::new(&cfg, &YarnConfig::default(), &queues, now, 2_000).unwrap();
+        let new_b = node(&mut after, "127.0.0.3", now);
+        assert_ne!(
+            new_b, old_a,
+            "a new RM must not hand out an id the old one used"
+        );
+        assert!(
+            after.node_heartbeat(old_a, &[], now).is_none(),
+            "node a must be told to re-register, not be taken for node b"
+        );
     }
 
     #[test]

@@ -75,7 +75,6 @@ impl MiniYarn {
         let (c, slot) = claim_slot();
         let dir = tempfile::Builder::new()
             .prefix("sheaf-mini-yarn")
-            .disable_cleanup(true)
             .tempdir()
             .unwrap();
         let d = dir.path().display();

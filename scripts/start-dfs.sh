@@ -14,16 +14,9 @@ DATANODES="${SHEAF_DATANODES:-3}"
 START_TIMEOUT="${SHEAF_START_TIMEOUT:-60}"
 PREFIX="${SHEAF_HOST_PREFIX:-127.0.0}"
 
-if [[ -n "${SHEAF_BIN:-}" ]]; then
-    SHEAF="$SHEAF_BIN"
-elif [[ -x "$REPO/target/release/sheaf" ]]; then
-    SHEAF="$REPO/target/release/sheaf"
-elif [[ -x "$REPO/target/debug/sheaf" ]]; then
-    SHEAF="$REPO/target/debug/sheaf"
-else
-    echo "start-dfs.sh: no sheaf binary (build it: cargo build --release, or set SHEAF_BIN)" >&2
-    exit 1
-fi
+# shellcheck source=scripts/daemon-control.sh
+source "$REPO/scripts/daemon-control.sh"
+find_sheaf_bin start-dfs.sh
 if ! [[ "$DATANODES" =~ ^[0-9]+$ ]] || (( DATANODES < 1 || DATANODES > 200 )); then
     echo "start-dfs.sh: SHEAF_DATANODES must be a number from 1 to 200 (got '$DATANODES')" >&2
     exit 1

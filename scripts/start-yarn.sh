@@ -17,16 +17,9 @@ PREFIX="${SHEAF_HOST_PREFIX:-127.0.0}"
 NM_MEMORY="${SHEAF_NM_MEMORY_MB:-4096}"
 NM_VCORES="${SHEAF_NM_VCORES:-4}"
 
-if [[ -n "${SHEAF_BIN:-}" ]]; then
-    SHEAF="$SHEAF_BIN"
-elif [[ -x "$REPO/target/release/sheaf" ]]; then
-    SHEAF="$REPO/target/release/sheaf"
-elif [[ -x "$REPO/target/debug/sheaf" ]]; then
-    SHEAF="$REPO/target/debug/sheaf"
-else
-    echo "start-yarn.sh: no sheaf binary (build it: cargo build --release, or set SHEAF_BIN)" >&2
-    exit 1
-fi
+# shellcheck source=scripts/daemon-control.sh
+source "$REPO/scripts/daemon-control.sh"
+find_sheaf_bin start-yarn.sh
 
 CONF="$RUN_DIR/sheaf.toml"
 if [[ ! -f "$CONF" || ! -f "$RUN_DIR/tls/ca.pem" ]]; then

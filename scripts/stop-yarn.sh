@@ -7,37 +7,18 @@ set -euo pipefail
 RUN_DIR="${SHEAF_RUN_DIR:-/tmp/sheaf}"
 STOP_TIMEOUT="${SHEAF_STOP_TIMEOUT:-10}"
 
-stop() {
-    local pidfile="$1" name pid
-    name="$(basename "$pidfile" .pid)"
-    pid="$(cat "$pidfile" 2>/dev/null || true)"
-    if [[ -z "$pid" ]] || ! kill -0 "$pid" 2>/dev/null; then
-        echo "no $name to stop"
-        rm -f "$pidfile"
-        return
-    fi
-    echo "Stopping $name (process $pid)"
-    kill -TERM "$pid" 2>/dev/null || true
-    local deadline=$((SECONDS + STOP_TIMEOUT))
-    while kill -0 "$pid" 2>/dev/null; do
-        if (( SECONDS >= deadline )); then
-            echo "$name did not stop within ${STOP_TIMEOUT}s; killing it"
-            kill -KILL "$pid" 2>/dev/null || true
-            break
-        fi
-        sleep 0.2
-    done
-    rm -f "$pidfile"
-}
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/daemon-control.sh
+source "$REPO/scripts/daemon-control.sh"
 
 shopt -s nullglob
 found=0
 for p in "$RUN_DIR"/nodemanager*.pid; do
-    stop "$p"
+    stop_daemon "$p"
     found=1
 done
 if [[ -f "$RUN_DIR/resourcemanager.pid" ]]; then
-    stop "$RUN_DIR/resourcemanager.pid"
+    stop_daemon "$RUN_DIR/resourcemanager.pid"
     found=1
 fi
 if (( found == 0 )); then

@@ -75,6 +75,30 @@ impl fmt::Display for AttemptId {
     }
 }
 
+impl std::str::FromStr for AttemptId {
+    type Err = String;
+
+    /// Parses the [`fmt::Display`] form, `m_000003_0` / `r_000001_2`.
+    fn from_str(s: &str) -> Result<AttemptId, String> {
+        let bad = || format!("{s:?} is not a task attempt id (expected m_000003_0 or r_000001_2)");
+        let mut parts = s.split('_');
+        let kind = match parts.next() {
+            Some("m") => TaskKind::Map,
+            Some("r") => TaskKind::Reduce,
+            _ => return Err(bad()),
+        };
+        let index: u32 = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
+        let number: u32 = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
+        if parts.next().is_some() {
+            return Err(bad());
+        }
+        Ok(AttemptId {
+            task: TaskId { kind, index },
+            number,
+        })
+    }
+}
+
 /// A container as the ResourceManager names it (`container_…`); opaque to the JobTracker.
 #[derive(
     Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
@@ -90,5 +114,23 @@ impl fmt::Display for ContainerId {
 impl From<&str> for ContainerId {
     fn from(s: &str) -> ContainerId {
         ContainerId(s.to_string())
+    }
+}
+
+#[cfg(test)]
+mod parse_tests {
+    use super::*;
+
+    #[test]
+    fn attempt_ids_parse_their_display_form() {
+        for a in [
+            AttemptId { task: TaskId::map(3), number: 0 },
+            AttemptId { task: TaskId::reduce(12), number: 2 },
+        ] {
+            assert_eq!(a.to_string().parse::<AttemptId>(), Ok(a));
+        }
+        for bad in ["", "x_000001_0", "m_1", "m_a_0", "m_000001_0_1"] {
+            assert!(bad.parse::<AttemptId>().is_err(), "{bad}");
+        }
     }
 }

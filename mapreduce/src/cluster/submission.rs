@@ -1,0 +1,136 @@
+//! What `sheaf job submit` leaves in the DFS staging directory for the JobTracker, and the
+//! conventions (paths, environment variables, hidden subcommands) the submitter, the
+//! JobTracker, the task processes and the NodeManager's shuffle service share.
+//!
+//! Staging layout (`STAGING_ROOT/<user>/<unique>/`):
+//! - [`SUBMISSION_FILE`]: the [`JobSubmission`], msgpack (rmp-serde, named fields);
+//! - [`PLUGIN_FILE`]: the plugin library, for plugin jobs;
+//! - [`RECOVERY_DIR`]: the JobTracker's history snapshots, for a restarted JobTracker attempt.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// DFS directory under which submissions are staged, per user.
+pub const STAGING_ROOT: &str = "/sheaf/staging";
+/// DFS directory where finished jobs' histories are kept (`<job_id>.json`).
+pub const HISTORY_DIR: &str = "/sheaf/history";
+/// The submission record in a staging directory.
+pub const SUBMISSION_FILE: &str = "job.msgpack";
+/// The plugin library in a staging directory.
+pub const PLUGIN_FILE: &str = "job.so";
+/// Name the NodeManager localizes the plugin under, in every container's working dir.
+pub const PLUGIN_LINK_NAME: &str = "job.so";
+/// Directory of a staging dir holding the JobTracker's recovery snapshots.
+pub const RECOVERY_DIR: &str = "recovery";
+/// Name of the yarnlike auxiliary service that serves map outputs.
+pub const SHUFFLE_SERVICE: &str = "shuffle";
+/// Application type (first word of the application name) of MapReduce jobs, so `sheaf job list`
+/// can tell them from other yarnlike applications.
+pub const APPLICATION_NAME_PREFIX: &str = "MAPREDUCE";
+
+/// Environment variables of job containers.
+pub mod env {
+    /// Set by the NodeManager in every container: local directory (outside the container's
+    /// working dir, which is deleted when the container ends) where map tasks keep their output
+    /// for the node's shuffle service; the shuffle service serves only files under it.
+    pub const SHUFFLE_DIR: &str = "SHEAF_SHUFFLE_DIR";
+    /// Set by the JobTracker in task containers: the JobTracker service (`IP:PORT`, UDP).
+    pub const JOBTRACKER_ADDRESS: &str = "SHEAF_JOBTRACKER_ADDRESS";
+    /// Set by the JobTracker in task containers: the attempt (`attempt_m_000003_0` form).
+    pub const TASK_ATTEMPT: &str = "SHEAF_TASK_ATTEMPT";
+    /// Set by the JobTracker in task containers: the container's NodeManager's shuffle service
+    /// (`IP:PORT`, UDP), from the allocation's aux services.
+    pub const SHUFFLE_ADDRESS: &str = "SHEAF_SHUFFLE_ADDRESS";
+    /// Set by the JobTracker in task containers: the host identity of the container's node
+    /// (the IP the task binds its client endpoints to, so the NameNode sorts local replicas first).
+    pub const TASK_HOST: &str = "SHEAF_TASK_HOST";
+}
+
+/// Hidden `sheaf` subcommand the RM runs as the application master: `sheaf mr-jobtracker
+/// --staging DIR`.
+pub const JOBTRACKER_COMMAND: &str = "mr-jobtracker";
+/// Hidden `sheaf` subcommand of task containers: `sheaf mr-task` (everything else comes from the
+/// environment above and the JobTracker's `GetTask` answer).
+pub const TASK_COMMAND: &str = "mr-task";
+
+/// What runs the records of a job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JobProgram {
+    /// A plugin library (staged as [`PLUGIN_FILE`], localized as [`PLUGIN_LINK_NAME`]).
+    Plugin,
+    /// Hadoop Streaming: shell commands (`sh -c`) for the mapper, combiner and reducer.
+    Streaming {
+        /// Map command.
+        mapper: String,
+        /// Optional combine command.
+        combiner: Option<String>,
+        /// Reduce command.
+        reducer: String,
+    },
+}
+
+/// A submitted job, as staged in the DFS.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobSubmission {
+    /// Job name (`mapreduce.job.name`; default: the plugin's file name or "streaming").
+    pub name: String,
+    /// Submitting user.
+    pub user: String,
+    /// Input files or directories: absolute DFS paths (`/data/in`).
+    pub inputs: Vec<String>,
+    /// Output directory: absolute DFS path; did not exist at submission.
+    pub output: String,
+    /// Reduce tasks (0: map-only).
+    pub reducers: u32,
+    /// Bytes per split; `None`: one split per DFS block.
+    pub split_size: Option<u64>,
+    /// Job configuration as given with `-D` (the JobTracker adds the plugin's defaults).
+    pub conf: BTreeMap<String, String>,
+    /// What runs the records.
+    pub program: JobProgram,
+    /// When it was submitted, ms since the epoch.
+    pub submit_ms: u64,
+}
+
+/// The staging directory's file `name` (`dir` is an absolute DFS path).
+pub fn staging_file(dir: &str, name: &str) -> String {
+    format!("{}/{name}", dir.trim_end_matches('/'))
+}
+
+/// The job id of the application `application_<cluster>_<seq>` (Hadoop's naming: `job_…`).
+pub fn job_id_of_application(app: &str) -> String {
+    match app.strip_prefix("application_") {
+        Some(rest) => format!("job_{rest}"),
+        None => format!("job_{app}"),
+    }
+}
+
+/// The application id of job `job_<cluster>_<seq>`.
+pub fn application_of_job_id(job: &str) -> String {
+    match job.strip_prefix("job_") {
+        Some(rest) => format!("application_{rest}"),
+        None => job.to_string(),
+    }
+}
+
+/// The DFS path of a finished job's history file.
+pub fn history_file(job_id: &str) -> String {
+    format!("{HISTORY_DIR}/{job_id}.json")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_and_application_ids_map_both_ways() {
+        let job = job_id_of_application("application_1732590000000_0007");
+        assert_eq!(job, "job_1732590000000_0007");
+        assert_eq!(
+            application_of_job_id(&job),
+            "application_1732590000000_0007"
+        );
+        assert_eq!(history_file(&job), "/sheaf/history/job_1732590000000_0007.json");
+        assert_eq!(staging_file("/s/u/x/", SUBMISSION_FILE), "/s/u/x/job.msgpack");
+    }
+}

@@ -46,6 +46,12 @@ enum Command {
     Resourcemanager(cli::yarn_daemons::ResourceManagerArgs),
     /// Run a NodeManager (runs containers) until SIGTERM/SIGINT.
     Nodemanager(cli::yarn_daemons::NodeManagerArgs),
+    /// A MapReduce task attempt in a container the JobTracker launched (internal).
+    #[command(name = "mr-task", hide = true)]
+    MrTask(cli::mr_task::MrTaskArgs),
+    /// A MapReduce job's application master, run by the ResourceManager (internal).
+    #[command(name = "mr-jobtracker", hide = true)]
+    MrJobtracker(cli::mr_jobtracker::MrJobTrackerArgs),
 }
 
 /// `sheaf bench …`: every benchmark prints Sheaf's figure next to a baseline measured in the same run.
@@ -57,6 +63,10 @@ enum BenchCommand {
     Terasort(cli::job_bench::TerasortBenchArgs),
     /// Write the deterministic Zipf text corpus the wordcount benchmark uses.
     Corpus(cli::job_bench::CorpusArgs),
+    /// Write the deterministic terasort input records to a file.
+    Teragen(cli::job_bench::TeragenArgs),
+    /// Check a terasort output (local part files) against its input.
+    Teravalidate(cli::job_bench::TeravalidateArgs),
     /// Block-data transports: plain TCP vs TLS-over-TCP vs tuned QUIC.
     Transport(cli::transport_bench::TransportBenchArgs),
     /// DFS write and read throughput (like TestDFSIO) vs the raw disk.
@@ -70,10 +80,14 @@ fn main() -> ExitCode {
     cli::logging::init();
     cli::config::set_explicit(cli.conf.clone());
     let (verb, result) = match cli.command {
-        Command::Job(cmd) => ("job", cli::job::run(cmd)),
+        Command::Job(cmd) => (cli::job::verb(&cmd), cli::job::run(cmd)),
         Command::Bench(BenchCommand::Wordcount(args)) => ("bench", cli::job_bench::wordcount(args)),
         Command::Bench(BenchCommand::Terasort(args)) => ("bench", cli::job_bench::terasort(args)),
         Command::Bench(BenchCommand::Corpus(args)) => ("bench", cli::job_bench::corpus(args)),
+        Command::Bench(BenchCommand::Teragen(args)) => ("bench", cli::job_bench::teragen(args)),
+        Command::Bench(BenchCommand::Teravalidate(args)) => {
+            ("bench teravalidate", cli::job_bench::teravalidate(args))
+        }
         Command::Bench(BenchCommand::Transport(args)) => ("bench", cli::transport_bench::run(args)),
         Command::Bench(BenchCommand::Dfsio(args)) => ("bench dfsio", cli::dfs_bench::run(args)),
         Command::Bench(BenchCommand::Shuffle(args)) => {
@@ -90,6 +104,9 @@ fn main() -> ExitCode {
             ("resourcemanager", cli::yarn_daemons::resourcemanager(args))
         }
         Command::Nodemanager(args) => ("nodemanager", cli::yarn_daemons::nodemanager(args)),
+        // Its exit status is the task's own (0 also when the JobTracker stopped it).
+        Command::MrTask(args) => return cli::mr_task::run(args),
+        Command::MrJobtracker(args) => ("mr-jobtracker", cli::mr_jobtracker::run(args)),
     };
     cli::exit::report(verb, result)
 }

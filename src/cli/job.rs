@@ -1,4 +1,5 @@
-//! `sheaf job …`: run a MapReduce job from a plugin library or as Hadoop Streaming, locally.
+//! `sheaf job …`: run a MapReduce job from a plugin library or as Hadoop Streaming, locally
+//! (`--local`) or on the cluster (see [`super::job_cluster`]), and inspect cluster jobs.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,26 +14,65 @@ use sheaf_mapreduce::local::{
 };
 use sheaf_mapreduce::streaming::StreamingJob;
 
+use super::job_cluster::{self, ClusterJob, ProgramSpec};
+
 /// `sheaf job` subcommands.
 #[derive(Subcommand, Debug)]
 pub enum JobCommand {
-    /// Run a job whose mapper/reducer live in a plugin library (`cdylib`).
+    /// Run a job whose mapper/reducer live in a plugin library (`cdylib`): in this process with
+    /// `--local`, else on the cluster (like `submit`).
     Run(RunArgs),
-    /// Run a Hadoop Streaming job: mapper, combiner and reducer are shell commands.
+    /// Run a Hadoop Streaming job (mapper, combiner and reducer are shell commands): in this
+    /// process with `--local`, else on the cluster.
     Streaming(StreamingArgs),
+    /// Submit a plugin job to the cluster (inputs and output are DFS paths).
+    Submit(SubmitArgs),
+    /// A cluster job's state, progress and counters.
+    Status {
+        /// Job id (job_<cluster>_<seq>).
+        job: String,
+    },
+    /// A cluster job's counters, or one counter's value with GROUP and NAME.
+    Counters {
+        /// Job id.
+        job: String,
+        /// Counter group, e.g. "Map-Reduce Framework".
+        #[arg(requires = "name")]
+        group: Option<String>,
+        /// Counter name, e.g. MAP_INPUT_RECORDS.
+        name: Option<String>,
+    },
+    /// Kill a cluster job.
+    Kill {
+        /// Job id.
+        job: String,
+    },
+    /// Cluster jobs that are not finished (with --all, also finished ones and their history).
+    List {
+        /// Include finished jobs.
+        #[arg(long)]
+        all: bool,
+    },
+    /// A finished job's configuration, counters and task attempts (from its history in the DFS).
+    History {
+        /// Job id.
+        job: String,
+    },
 }
 
 /// Options shared by every way of running a job.
 #[derive(Args, Debug, Clone)]
 pub struct CommonJobArgs {
-    /// Run in this process with no daemons (the only mode available so far).
+    /// Run in this process with no daemons; without it the job is submitted to the cluster.
     #[arg(long)]
     pub local: bool,
-    /// Input files or directories (a directory means its files not starting with `_` or `.`):
-    /// local paths, `sheaf:///path` (the configured cluster) or `sheaf://host:port/path`.
+    /// Input files or directories (a directory means its files not starting with `_` or `.`).
+    /// With --local: local paths, `sheaf:///path` (the configured cluster) or
+    /// `sheaf://host:port/path`; on the cluster: DFS paths (`/path`, `sheaf:///path`, or relative
+    /// to /user/$USER).
     #[arg(long, required = true, num_args = 1..)]
     pub input: Vec<PathBuf>,
-    /// Output directory (local or `sheaf://…`); must not exist yet.
+    /// Output directory (same forms as --input); must not exist yet.
     #[arg(long)]
     pub output: PathBuf,
     /// Number of reduce tasks; 0 makes a map-only job (`part-m-NNNNN` files).
@@ -45,9 +85,52 @@ pub struct CommonJobArgs {
     /// Bytes per input split (suffixes k, m, g allowed).
     #[arg(long, value_parser = parse_size)]
     pub split_size: Option<u64>,
-    /// Tasks run at once (default: one per core).
+    /// Tasks run at once (default: one per core; --local only).
     #[arg(long)]
     pub slots: Option<usize>,
+    #[command(flatten)]
+    pub cluster: ClusterFlags,
+}
+
+/// Options of jobs that run on the cluster.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ClusterFlags {
+    /// Queue to submit to (default: mapreduce.job.queuename, else "default"; cluster only).
+    #[arg(long)]
+    pub queue: Option<String>,
+    /// Wait for the job, show its progress, print its counters; exit 0 only if it succeeded
+    /// (cluster only).
+    #[arg(long)]
+    pub wait: bool,
+    /// Print only the job id (stdout), no progress or counters (cluster only).
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// `sheaf job submit`.
+#[derive(Args, Debug)]
+pub struct SubmitArgs {
+    /// The job's plugin library (`lib<job>.so`), uploaded with the job.
+    #[arg(long)]
+    pub plugin: PathBuf,
+    /// Input files or directories in the DFS (`/path`, `sheaf:///path`, or relative to
+    /// /user/$USER).
+    #[arg(long, required = true, num_args = 1..)]
+    pub input: Vec<String>,
+    /// Output directory in the DFS; must not exist yet.
+    #[arg(long)]
+    pub output: String,
+    /// Number of reduce tasks; 0 makes a map-only job (`part-m-NNNNN` files).
+    #[arg(long, default_value_t = 1)]
+    pub reducers: u32,
+    /// Job configuration entry `key=value` (repeatable, Hadoop's `-D`).
+    #[arg(short = 'D', long = "jobconf", value_name = "KEY=VALUE")]
+    pub jobconf: Vec<String>,
+    /// Bytes per input split (suffixes k, m, g allowed; default: one split per DFS block).
+    #[arg(long, value_parser = parse_size)]
+    pub split_size: Option<u64>,
+    #[command(flatten)]
+    pub cluster: ClusterFlags,
 }
 
 /// `sheaf job run`.
@@ -112,8 +195,9 @@ pub fn parse_conf(entries: &[String]) -> anyhow::Result<JobConf> {
 }
 
 fn local_config(common: &CommonJobArgs) -> anyhow::Result<LocalJobConfig> {
-    if !common.local {
-        bail!("only local execution is available (add --local)");
+    let c = &common.cluster;
+    if c.queue.is_some() || c.wait || c.quiet {
+        bail!("--queue, --wait and --quiet are for cluster jobs (drop them or drop --local)");
     }
     if common.slots == Some(0) {
         bail!("--slots must be at least 1");
@@ -158,9 +242,80 @@ pub fn run_job(job: Arc<dyn JobDefinition>, config: &LocalJobConfig) -> anyhow::
     Ok(report)
 }
 
+/// The verb for error messages (`sheaf <verb>: …`); local runs keep plain `job`.
+pub fn verb(command: &JobCommand) -> &'static str {
+    match command {
+        JobCommand::Run(a) if a.common.local => "job",
+        JobCommand::Streaming(a) if a.common.local => "job",
+        JobCommand::Run(_) | JobCommand::Submit(_) => "job submit",
+        JobCommand::Streaming(_) => "job streaming",
+        JobCommand::Status { .. } => "job status",
+        JobCommand::Counters { .. } => "job counters",
+        JobCommand::Kill { .. } => "job kill",
+        JobCommand::List { .. } => "job list",
+        JobCommand::History { .. } => "job history",
+    }
+}
+
+/// A `run`/`streaming` without `--local`, as a cluster job.
+fn cluster_job(common: CommonJobArgs, program: ProgramSpec) -> anyhow::Result<ClusterJob> {
+    if common.slots.is_some() {
+        bail!("--slots is for --local runs (the cluster sizes containers itself)");
+    }
+    let text = |p: &PathBuf| {
+        p.to_str()
+            .map(str::to_string)
+            .ok_or_else(|| anyhow!("{}: not a UTF-8 path", p.display()))
+    };
+    Ok(ClusterJob {
+        program,
+        inputs: common
+            .input
+            .iter()
+            .map(text)
+            .collect::<anyhow::Result<_>>()?,
+        output: text(&common.output)?,
+        reducers: common.reducers,
+        queue: common.cluster.queue,
+        jobconf: common.jobconf,
+        split_size: common.split_size,
+        wait: common.cluster.wait,
+        quiet: common.cluster.quiet,
+    })
+}
+
 /// Entry point of `sheaf job`.
 pub fn run(command: JobCommand) -> anyhow::Result<()> {
     match command {
+        JobCommand::Run(args) if !args.common.local => {
+            job_cluster::submit(cluster_job(args.common, ProgramSpec::Plugin(args.plugin))?)?;
+        }
+        JobCommand::Streaming(args) if !args.common.local => {
+            let program = ProgramSpec::Streaming {
+                mapper: args.mapper,
+                combiner: args.combiner,
+                reducer: args.reducer,
+            };
+            job_cluster::submit(cluster_job(args.common, program)?)?;
+        }
+        JobCommand::Submit(a) => job_cluster::submit(ClusterJob {
+            program: ProgramSpec::Plugin(a.plugin),
+            inputs: a.input,
+            output: a.output,
+            reducers: a.reducers,
+            queue: a.cluster.queue,
+            jobconf: a.jobconf,
+            split_size: a.split_size,
+            wait: a.cluster.wait,
+            quiet: a.cluster.quiet,
+        })?,
+        JobCommand::Status { job } => job_cluster::status(&job)?,
+        JobCommand::Counters { job, group, name } => {
+            job_cluster::counters(&job, group.as_deref(), name.as_deref())?
+        }
+        JobCommand::Kill { job } => job_cluster::kill(&job)?,
+        JobCommand::List { all } => job_cluster::list(all)?,
+        JobCommand::History { job } => job_cluster::history(&job)?,
         JobCommand::Run(args) => {
             let config = local_config(&args.common)?;
             let job = PluginLibrary::load(&args.plugin)
@@ -194,6 +349,106 @@ mod tests {
         assert_eq!(parse_size("2GB"), Ok(2 << 30));
         assert!(parse_size("x1").is_err());
         assert!(parse_size("99999999999999999999t").is_err());
+    }
+
+    #[derive(clap::Parser)]
+    struct TestCli {
+        #[command(subcommand)]
+        job: JobCommand,
+    }
+
+    fn parse(args: &[&str]) -> Result<JobCommand, clap::Error> {
+        use clap::Parser;
+        TestCli::try_parse_from(std::iter::once("job").chain(args.iter().copied())).map(|c| c.job)
+    }
+
+    #[test]
+    fn run_and_streaming_go_to_the_cluster_without_local() {
+        let run = [
+            "run", "--plugin", "w.so", "--input", "/a", "b", "--output", "out",
+        ];
+        let cmd = parse(&run).expect("parse");
+        assert_eq!(verb(&cmd), "job submit");
+        let JobCommand::Run(args) = cmd else {
+            panic!("not run")
+        };
+        let job = cluster_job(args.common, ProgramSpec::Plugin("w.so".into())).expect("job");
+        assert_eq!(job.inputs, ["/a", "b"]);
+        assert_eq!(job.output, "out");
+        assert!(!job.wait && job.queue.is_none());
+
+        let local = parse(&[
+            "run", "--local", "--plugin", "w.so", "--input", "a", "--output", "o",
+        ])
+        .expect("parse");
+        assert_eq!(verb(&local), "job");
+        let streaming = ["streaming", "--mapper", "cat", "--reducer", "wc -l"];
+        let cmd = parse(
+            &[
+                &streaming[..],
+                &["--input", "/i", "--output", "/o", "--wait"],
+            ]
+            .concat(),
+        )
+        .expect("parse");
+        assert_eq!(verb(&cmd), "job streaming");
+    }
+
+    #[test]
+    fn local_and_cluster_only_flags_are_refused_in_the_other_mode() {
+        let cmd = parse(&[
+            "run", "--local", "--wait", "--plugin", "w.so", "--input", "a", "--output", "o",
+        ])
+        .expect("parse");
+        let JobCommand::Run(args) = cmd else {
+            panic!("not run")
+        };
+        let err = local_config(&args.common).unwrap_err().to_string();
+        assert!(err.contains("--wait") && err.contains("--local"), "{err}");
+
+        let cmd = parse(&[
+            "run", "--slots", "2", "--plugin", "w.so", "--input", "a", "--output", "o",
+        ])
+        .expect("parse");
+        let JobCommand::Run(args) = cmd else {
+            panic!("not run")
+        };
+        let err = cluster_job(args.common, ProgramSpec::Plugin("w.so".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--slots"), "{err}");
+    }
+
+    #[test]
+    fn inspection_verbs_parse_like_mapred_job() {
+        let cmd =
+            parse(&["counters", "job_1_0001", "Job Counters", "DATA_LOCAL_MAPS"]).expect("parse");
+        assert_eq!(verb(&cmd), "job counters");
+        assert!(matches!(
+            cmd,
+            JobCommand::Counters { group: Some(g), name: Some(n), .. }
+                if g == "Job Counters" && n == "DATA_LOCAL_MAPS"
+        ));
+        assert!(
+            parse(&["counters", "job_1_0001", "Job Counters"]).is_err(),
+            "NAME required"
+        );
+        assert!(matches!(
+            parse(&["list", "--all"]),
+            Ok(JobCommand::List { all: true })
+        ));
+        assert_eq!(
+            verb(&parse(&["kill", "job_1_0001"]).expect("kill")),
+            "job kill"
+        );
+        assert_eq!(
+            verb(&parse(&["history", "job_1_0001"]).expect("history")),
+            "job history"
+        );
+        assert!(
+            parse(&["submit", "--plugin", "w.so", "--output", "o"]).is_err(),
+            "--input"
+        );
     }
 
     #[test]

@@ -402,6 +402,50 @@ pub fn wordcount(args: WordcountBenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Arguments of `sheaf bench teragen`: writes terasort input records to a file.
+#[derive(clap::Args)]
+pub struct TeragenArgs {
+    /// Records of 100 bytes to generate.
+    #[arg(long)]
+    pub records: u64,
+    /// File to write.
+    #[arg(long)]
+    pub output: PathBuf,
+}
+
+/// `sheaf bench teragen`: the deterministic terasort input, for scripts (e.g. to put into the
+/// DFS for a terasort on the cluster).
+pub fn teragen(args: TeragenArgs) -> anyhow::Result<()> {
+    ensure!(args.records > 0, "--records must be at least 1");
+    terasort::teragen(&args.output, args.records)
+        .with_context(|| format!("teragen into {}", args.output.display()))
+}
+
+/// Arguments of `sheaf bench teravalidate`: checks a terasort output against its input.
+#[derive(clap::Args)]
+pub struct TeravalidateArgs {
+    /// The unsorted input files.
+    #[arg(long, required = true, num_args = 1..)]
+    pub input: Vec<PathBuf>,
+    /// The job's output directory (local; `sheaf dfs get` it first), its `part-*` files in order.
+    #[arg(long)]
+    pub output: PathBuf,
+}
+
+/// `sheaf bench teravalidate`: keys never decrease across the part files, and the record count
+/// and checksum equal the input's; exit 1 otherwise.
+pub fn teravalidate(args: TeravalidateArgs) -> anyhow::Result<()> {
+    let parts = part_files(&args.output)?;
+    ensure!(
+        !parts.is_empty(),
+        "no part files in {}",
+        args.output.display()
+    );
+    let summary = terasort::teravalidate(&args.input, &parts).context("teravalidate")?;
+    println!("teravalidate: OK ({summary})");
+    Ok(())
+}
+
 /// The part files of a job output, in partition order.
 fn part_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut parts: Vec<PathBuf> = std::fs::read_dir(dir)

@@ -4,12 +4,15 @@
 
 use anyhow::Context;
 use sheaf_dfs::config::{ClusterConfig, DfsConfig};
+use sheaf_mapreduce::cluster::submission;
+use sheaf_mapreduce::shuffle::{shuffle_root, ShuffleAuxService};
 use sheaf_rpc::service::Shutdown;
 use sheaf_yarn::config::YarnSections;
 use sheaf_yarn::nodemanager::daemon::NodeManagerSetup;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Flags of `sheaf resourcemanager`.
 #[derive(clap::Args, Debug)]
@@ -156,6 +159,18 @@ pub fn nodemanager(args: NodeManagerArgs) -> anyhow::Result<()> {
         let conf = std::path::absolute(&conf).unwrap_or(conf);
         env.insert("SHEAF_CONF".into(), conf.display().to_string());
     }
+    // The shuffle service serves map outputs that tasks write under <local-dir>/shuffle,
+    // outside their container dirs (deleted when a container ends), until the job is removed.
+    let shuffle = ShuffleAuxService::new(
+        identity.clone(),
+        &shuffle_root(&nm.local_dir),
+        nm.shuffle_port,
+    )
+    .context("cannot prepare the shuffle service")?;
+    env.insert(
+        submission::env::SHUFFLE_DIR.to_string(),
+        shuffle.root().display().to_string(),
+    );
     let setup = NodeManagerSetup {
         dfs: Some(dfs),
         rm_address: yarn.resourcemanager.address,
@@ -163,7 +178,7 @@ pub fn nodemanager(args: NodeManagerArgs) -> anyhow::Result<()> {
         rack,
         identity,
         container_env: env,
-        aux_services: Vec::new(),
+        aux_services: vec![Arc::new(shuffle)],
     };
     super::daemon::runtime()?.block_on(async {
         let (trigger, shutdown) = Shutdown::new();

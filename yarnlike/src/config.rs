@@ -61,6 +61,9 @@ pub struct NodeManagerConfig {
     pub kill_grace_ms: u64,
     /// Copy finished applications' container logs into the DFS (`/sheaf/logs/<user>/<app>/`).
     pub aggregate_logs: bool,
+    /// UDP port of the MapReduce shuffle aux service on `host` (0: ephemeral; the address is
+    /// advertised through the RM either way).
+    pub shuffle_port: u16,
 }
 
 impl Default for NodeManagerConfig {
@@ -77,6 +80,7 @@ impl Default for NodeManagerConfig {
             enforce_memory: true,
             kill_grace_ms: 2_000,
             aggregate_logs: true,
+            shuffle_port: 0,
         }
     }
 }

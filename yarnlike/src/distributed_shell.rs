@@ -23,7 +23,7 @@ const POLL_MS: u64 = 2_000;
 
 /// Runs the job to its end and declares the outcome to the RM. Returns the final status.
 pub async fn run_master(am: &MasterClient, job: &ShellJob) -> Result<FinalStatus, YarnError> {
-    am.register().await?;
+    am.register(None).await?;
     let mut next_ask = 1u64;
     let ask = |id: u64, count: u32| ContainerAsk {
         ask_id: id,
@@ -40,7 +40,7 @@ pub async fn run_master(am: &MasterClient, job: &ShellJob) -> Result<FinalStatus
     let (mut ok, mut failed) = (0u32, 0u32);
     while ok + failed < job.containers {
         let a = match am
-            .allocate(std::mem::take(&mut asks), vec![], POLL_MS)
+            .allocate(std::mem::take(&mut asks), vec![], vec![], POLL_MS)
             .await
         {
             Ok(a) => a,

@@ -48,13 +48,16 @@ impl MasterClient {
         self.attempt
     }
 
-    /// Registers; returns the largest container the cluster can hold.
-    pub async fn register(&self) -> Result<Resource, YarnError> {
+    /// Registers, giving the address where this master serves its clients (if it does), which
+    /// the RM shows as the application's tracking address; returns the largest container the
+    /// cluster can hold.
+    pub async fn register(&self, tracking_address: Option<String>) -> Result<Resource, YarnError> {
         match self
             .rm
             .call(&RmRequest::RegisterMaster {
                 attempt: self.attempt,
                 token: self.token,
+                tracking_address,
             })
             .await?
         {
@@ -63,10 +66,12 @@ impl MasterClient {
         }
     }
 
-    /// Asks/releases and waits up to `wait_ms` for news.
+    /// Asks, withdraws asks (by id: their unallocated remainder), releases, and waits up to
+    /// `wait_ms` for news.
     pub async fn allocate(
         &self,
         asks: Vec<ContainerAsk>,
+        cancel_asks: Vec<u64>,
         release: Vec<ContainerId>,
         wait_ms: u64,
     ) -> Result<Allocation, YarnError> {
@@ -74,7 +79,7 @@ impl MasterClient {
             attempt: self.attempt,
             token: self.token,
             asks,
-            cancel_asks: vec![],
+            cancel_asks,
             release,
             wait_ms,
         };
@@ -82,6 +87,11 @@ impl MasterClient {
             RmResponse::Allocation(a) => Ok(a),
             other => Err(unexpected(other)),
         }
+    }
+
+    /// The NodeManagers as the RM sees them (hosts, racks, liveness, aux services).
+    pub async fn nodes(&self) -> Result<Vec<NodeReport>, YarnError> {
+        self.rm.nodes().await
     }
 
     /// Starts processes in allocated containers.

@@ -386,6 +386,10 @@ pub struct ApplicationReport {
     pub finish_ms: u64,
     /// Host of the current master container, if any.
     pub master_host: Option<String>,
+    /// Where the current master serves its clients (`IP:PORT`), as it registered it; `None`
+    /// before it registered or when it gave none.
+    #[serde(default)]
+    pub tracking_address: Option<String>,
     /// Containers of every attempt.
     pub containers: Vec<ContainerReport>,
 }
@@ -526,6 +530,9 @@ pub enum RmRequest {
         attempt: AttemptId,
         /// Its secret.
         token: u64,
+        /// Where the master serves its clients (`IP:PORT`), shown in the application report.
+        #[serde(default)]
+        tracking_address: Option<String>,
     },
     /// AM: ask, release, and hear about containers.
     Allocate(Allocate),

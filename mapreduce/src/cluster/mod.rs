@@ -6,5 +6,10 @@
 //! The decision logic lives in the sans-I/O [`crate::jobtracker::JobTracker`]; everything here is
 //! the I/O around it: RM calls, DFS splits and commits, RPC with tasks and clients.
 
+pub mod client;
+pub mod history;
+pub mod jobtracker_daemon;
 pub mod protocol;
+pub mod splits;
 pub mod submission;
+pub mod task_runner;

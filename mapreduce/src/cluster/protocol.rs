@@ -3,9 +3,9 @@
 //! request enum and one response enum, served with `sheaf_rpc::service::RpcServer` over QUIC with
 //! the cluster's mutual TLS.
 
+use crate::counters::Counters;
 use crate::formats::InputSplit;
 use crate::jobtracker::{AttemptId, JobStatus, MapCompletionEvent};
-use crate::counters::Counters;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 

@@ -130,7 +130,13 @@ mod tests {
             application_of_job_id(&job),
             "application_1732590000000_0007"
         );
-        assert_eq!(history_file(&job), "/sheaf/history/job_1732590000000_0007.json");
-        assert_eq!(staging_file("/s/u/x/", SUBMISSION_FILE), "/s/u/x/job.msgpack");
+        assert_eq!(
+            history_file(&job),
+            "/sheaf/history/job_1732590000000_0007.json"
+        );
+        assert_eq!(
+            staging_file("/s/u/x/", SUBMISSION_FILE),
+            "/s/u/x/job.msgpack"
+        );
     }
 }

@@ -71,6 +71,16 @@ pub struct DfsFs {
 impl DfsFs {
     /// Connects to the NameNode at `namenode` with `access`'s settings, on a runtime of its own.
     pub fn connect(access: &DfsAccess, namenode: SocketAddr) -> FsResult<DfsFs> {
+        Self::connect_from(access, namenode, None)
+    }
+
+    /// Like [`DfsFs::connect`], as a client on `host` (see `DfsClient::connect_from`): the
+    /// NameNode lists that host's replicas first.
+    pub fn connect_from(
+        access: &DfsAccess,
+        namenode: SocketAddr,
+        host: Option<std::net::IpAddr>,
+    ) -> FsResult<DfsFs> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(BRIDGE_WORKER_THREADS)
             .thread_name("sheaf-job-dfs")
@@ -86,7 +96,11 @@ impl DfsFs {
         let mut config = access.config.clone();
         config.namenode.address = namenode;
         let client = bridge
-            .block_on(DfsClient::connect(&config, access.identity.clone()))?
+            .block_on(DfsClient::connect_from(
+                &config,
+                access.identity.clone(),
+                host,
+            ))?
             .map_err(|source| FsError::Dfs {
                 path: format!("sheaf://{namenode}/"),
                 source,

@@ -150,6 +150,8 @@ pub trait JobFileSystem: Send + Sync {
 pub struct JobFileSystems {
     local: Arc<LocalFs>,
     dfs: Option<DfsAccess>,
+    /// The host DFS client endpoints bind to (a worker's address), if not the default.
+    client_host: Option<std::net::IpAddr>,
     clusters: Mutex<HashMap<std::net::SocketAddr, Arc<DfsFs>>>,
 }
 
@@ -164,8 +166,16 @@ impl JobFileSystems {
         JobFileSystems {
             local: Arc::new(LocalFs),
             dfs,
+            client_host: None,
             clusters: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// DFS connections made from now on run as a client on `host` (a worker's address): the
+    /// NameNode then sorts replicas by distance to it, so a task reads its node's replica.
+    pub fn bound_to(mut self, host: std::net::IpAddr) -> Self {
+        self.client_host = Some(host);
+        self
     }
 
     /// The filesystem `path` lives on.
@@ -187,7 +197,7 @@ impl JobFileSystems {
         if let Some(fs) = clusters.get(&addr) {
             return Ok(fs.clone());
         }
-        let fs = Arc::new(DfsFs::connect(access, addr)?);
+        let fs = Arc::new(DfsFs::connect_from(access, addr, self.client_host)?);
         clusters.insert(addr, fs.clone());
         Ok(fs)
     }

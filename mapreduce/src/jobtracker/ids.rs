@@ -124,8 +124,14 @@ mod parse_tests {
     #[test]
     fn attempt_ids_parse_their_display_form() {
         for a in [
-            AttemptId { task: TaskId::map(3), number: 0 },
-            AttemptId { task: TaskId::reduce(12), number: 2 },
+            AttemptId {
+                task: TaskId::map(3),
+                number: 0,
+            },
+            AttemptId {
+                task: TaskId::reduce(12),
+                number: 2,
+            },
         ] {
             assert_eq!(a.to_string().parse::<AttemptId>(), Ok(a));
         }

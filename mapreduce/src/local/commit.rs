@@ -50,6 +50,32 @@ impl OutputCommitter {
         })
     }
 
+    /// Takes over the output of a job whose previous driver died (a JobTracker's next attempt):
+    /// unlike [`OutputCommitter::setup`] an existing output directory is expected, and what the
+    /// previous driver committed under `_temporary` is kept.
+    pub fn resume(fs: Arc<dyn JobFileSystem>, out: &JobPath) -> EngineResult<Self> {
+        let temporary = out.join(TEMPORARY_DIR);
+        let committed = temporary.join("committed");
+        fs.mkdirs(&committed)
+            .map_err(|e| fs_failed(format!("creating output directory {out}"), e))?;
+        Ok(OutputCommitter {
+            fs,
+            out: out.clone(),
+            temporary,
+            committed,
+        })
+    }
+
+    /// The directory committed task files wait in until the job commit.
+    pub fn committed_dir(&self) -> &JobPath {
+        &self.committed
+    }
+
+    /// The output directory.
+    pub fn output_dir(&self) -> &JobPath {
+        &self.out
+    }
+
     /// The filesystem the output lives on.
     pub fn fs(&self) -> &Arc<dyn JobFileSystem> {
         &self.fs

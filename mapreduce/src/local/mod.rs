@@ -230,7 +230,9 @@ fn open_split_source(
     filesystems.for_path(&path)?.open(&path)
 }
 
-fn open_split(
+/// Opens a record reader over `split` (wherever its file lives) in `format`; the local runner
+/// and cluster map tasks read their splits this way.
+pub fn open_split(
     filesystems: &JobFileSystems,
     format: &InputFormat,
     split: &InputSplit,
@@ -250,8 +252,19 @@ fn write_output<T>(
     path: &JobPath,
     write: impl FnOnce(&mut dyn crate::formats::RecordWriter) -> EngineResult<T>,
 ) -> EngineResult<T> {
-    let mut file = committer
-        .fs()
+    write_output_file(committer.fs().as_ref(), format, path, write)
+}
+
+/// Creates the task output file `path` on `fs`, lets `write` produce its records through
+/// `format`, then closes the file (a DFS file is completed only then), so the caller may commit
+/// or report it. Shared by the local runner and cluster tasks.
+pub fn write_output_file<T>(
+    fs: &dyn crate::fs::JobFileSystem,
+    format: &OutputFormat,
+    path: &JobPath,
+    write: impl FnOnce(&mut dyn crate::formats::RecordWriter) -> EngineResult<T>,
+) -> EngineResult<T> {
+    let mut file = fs
         .create(path)
         .map_err(|e| fs_failed(format!("creating output {path}"), e))?;
     let result = {
@@ -315,6 +328,22 @@ fn fresh_dir(dir: &Path) -> EngineResult<PathBuf> {
     Ok(dir.to_path_buf())
 }
 
+/// Completes a job's configuration as every driver (local runner, JobTracker) must before
+/// splitting: the job's own defaults (e.g. its input format) for keys the user did not set, then
+/// Hadoop's input, output and reduces keys.
+pub fn complete_job_conf(
+    conf: &mut JobConf,
+    job: &dyn JobDefinition,
+    inputs: &[String],
+    output: &str,
+    reducers: u32,
+) {
+    conf.apply_defaults(&job.default_conf());
+    conf.set(INPUT_DIR_KEY, inputs.join(","));
+    conf.set(OUTPUT_DIR_KEY, output.to_string());
+    conf.set(REDUCES_KEY, reducers.to_string());
+}
+
 /// Runs `job` locally as described by `config`. On failure the output directory holds no
 /// `_SUCCESS` and no `_temporary`.
 pub fn run_local_job(
@@ -329,16 +358,18 @@ pub fn run_local_job(
         .map_err(|e| EngineError::Job(e.to_string()))?;
     let files = list_input_files(&filesystems, &config.inputs)?;
     let mut conf = config.conf.clone();
-    // The job's own defaults (e.g. its input format) apply unless the user set the key.
-    conf.apply_defaults(&job.default_conf());
     let joined: Vec<String> = config
         .inputs
         .iter()
         .map(|p| p.display().to_string())
         .collect();
-    conf.set(INPUT_DIR_KEY, joined.join(","));
-    conf.set(OUTPUT_DIR_KEY, config.output.display().to_string());
-    conf.set(REDUCES_KEY, config.reducers.to_string());
+    complete_job_conf(
+        &mut conf,
+        job.as_ref(),
+        &joined,
+        &config.output.display().to_string(),
+        config.reducers,
+    );
     let settings = TaskSettings::from_conf(&conf)?;
     let input_format =
         InputFormat::from_conf(&conf).map_err(|e| EngineError::Config(e.to_string()))?;

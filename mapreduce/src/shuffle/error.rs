@@ -31,6 +31,27 @@ pub enum ShuffleError {
     /// The map output's index does not fit the registration.
     #[error("map output {0}")]
     BadMapOutput(String),
+    /// A shuffle service refused a registration or removal; nothing changed there.
+    #[error("shuffle service {addr} refused: {reason}")]
+    Refused {
+        /// The service's address.
+        addr: std::net::SocketAddr,
+        /// Its reason.
+        reason: String,
+    },
+    /// A job id that cannot name a directory (empty, `.`/`..`, or with characters other than
+    /// ASCII letters, digits, `_` and `-`).
+    #[error("invalid job id {0:?} (expected job_<cluster>_<seq>)")]
+    InvalidJobId(String),
+    /// A registration presented another secret than the one the job was registered with.
+    #[error("job {0} is registered with another secret")]
+    SecretMismatch(String),
+    /// A request not signed with the job's secret.
+    #[error("bad job token: {0}")]
+    BadToken(String),
+    /// A registration for a job that was already removed (a late attempt of a finished job).
+    #[error("job {0} has finished; its map outputs are no longer accepted")]
+    JobRemoved(String),
 }
 
 impl ShuffleError {

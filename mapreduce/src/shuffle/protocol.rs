@@ -5,11 +5,18 @@
 //! frame; after a [`FetchReply::Segment`] header come the segment's bytes (exactly as the map
 //! wrote them: compressed, checksummed blocks) as `sheaf_rpc::packet` packets, the final one
 //! flagged `last`. A [`FetchReply::Refused`] ends the stream: nothing of the job is served.
+//!
+//! The node's own tasks and the JobTracker use the same stream shape for the service requests
+//! ([`ShuffleRequest::RegisterMapOutput`], [`ShuffleRequest::RemoveJob`]): one request frame,
+//! one [`ServiceReply`] frame.
 
 use std::fmt;
+use std::path::PathBuf;
 
 use ring::hmac;
 use serde::{Deserialize, Serialize};
+
+use crate::task::run_file::SegmentIndexEntry;
 
 /// One attempt of one map task of a job: the unit whose output a reducer fetches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -51,6 +58,47 @@ pub struct FetchRequest {
 pub enum ShuffleRequest {
     /// Fetch partition segments of several map outputs.
     Fetch(FetchRequest),
+    /// A map task on this node finished: serve its output. Registers the job with `secret` if
+    /// the server does not know it yet; a different secret for a known job is refused. `path`
+    /// must lie inside the server's shuffle root, under `<root>/<job_id>/`.
+    RegisterMapOutput {
+        /// The job the output belongs to.
+        job_id: String,
+        /// The job's shuffle secret ([`JobSecret::as_bytes`]).
+        #[serde(with = "serde_bytes")]
+        secret: Vec<u8>,
+        /// The map attempt that wrote it.
+        map_attempt: MapAttemptId,
+        /// The map-output data file (absolute path on the server's host).
+        path: PathBuf,
+        /// One entry per reduce partition (`MapOutput::index`).
+        index: Vec<SegmentIndexEntry>,
+    },
+    /// The job is over: forget it and delete its map outputs and `<root>/<job_id>`. Idempotent.
+    RemoveJob {
+        /// The job.
+        job_id: String,
+        /// [`JobSecret::sign_removal`] of `job_id`.
+        #[serde(with = "serde_bytes")]
+        mac: Vec<u8>,
+    },
+}
+
+/// The one reply frame to a [`ShuffleRequest::RegisterMapOutput`] or [`ShuffleRequest::RemoveJob`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServiceReply {
+    /// The map output is registered and will be served.
+    Registered,
+    /// The job is forgotten; `files` map-output files (and their index files) were deleted.
+    Removed {
+        /// Map-output data files deleted.
+        files: u64,
+    },
+    /// Not done; nothing changed.
+    Refused {
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Describes the segment bytes that follow it on the stream.
@@ -138,6 +186,33 @@ impl JobSecret {
         let message = mac_message(&request.job_id, request.partition, &request.map_attempts);
         hmac::verify(&self.key(), &message, &request.mac).is_ok()
     }
+
+    /// The MAC of a [`ShuffleRequest::RemoveJob`] for `job_id` (its own domain, so no fetch
+    /// MAC can be turned into a removal).
+    pub fn sign_removal(&self, job_id: &str) -> Vec<u8> {
+        hmac::sign(&self.key(), &removal_message(job_id))
+            .as_ref()
+            .to_vec()
+    }
+
+    /// True when `mac` is this secret's removal MAC of `job_id` (constant-time comparison).
+    pub fn verify_removal(&self, job_id: &str, mac: &[u8]) -> bool {
+        hmac::verify(&self.key(), &removal_message(job_id), mac).is_ok()
+    }
+
+    /// A secret from bytes received over the wire; `None` unless exactly [`JOB_SECRET_LEN`] long.
+    pub fn from_slice(bytes: &[u8]) -> Option<Self> {
+        <[u8; JOB_SECRET_LEN]>::try_from(bytes).ok().map(JobSecret)
+    }
+}
+
+/// The canonical bytes a removal MAC covers.
+fn removal_message(job_id: &str) -> Vec<u8> {
+    let mut m = Vec::with_capacity(32 + job_id.len());
+    m.extend_from_slice(b"sheaf-shuffle-remove-job-v1\0");
+    m.extend_from_slice(&(job_id.len() as u64).to_be_bytes());
+    m.extend_from_slice(job_id.as_bytes());
+    m
 }
 
 /// The canonical bytes a request MAC covers: length-prefixed, so no two requests share them.
@@ -187,6 +262,19 @@ mod tests {
         let mut truncated = req;
         truncated.mac.pop();
         assert!(!secret.verify(&truncated));
+    }
+
+    #[test]
+    fn removal_mac_is_bound_to_the_job_and_its_own_purpose() {
+        let secret = JobSecret::generate();
+        let mac = secret.sign_removal("job_1");
+        assert!(secret.verify_removal("job_1", &mac));
+        assert!(!secret.verify_removal("job_2", &mac), "another job");
+        assert!(!JobSecret::generate().verify_removal("job_1", &mac));
+        // A fetch MAC with no maps is not a removal MAC.
+        assert!(!secret.verify_removal("job_1", &secret.sign("job_1", 0, &[])));
+        assert_eq!(JobSecret::from_slice(secret.as_bytes()), Some(secret));
+        assert!(JobSecret::from_slice(&[1u8; 31]).is_none());
     }
 
     #[test]

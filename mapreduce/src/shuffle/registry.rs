@@ -1,6 +1,6 @@
 //! The map outputs a shuffle server may serve, per job, with the job's secret.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
@@ -23,11 +23,92 @@ struct JobOutputs {
     outputs: HashMap<MapAttemptId, RegisteredOutput>,
 }
 
+/// Removed jobs remembered (with their secrets) so a late registration of a finished job is
+/// refused and a repeated removal still authenticates; the oldest are forgotten past this.
+const REMEMBERED_REMOVALS: usize = 4096;
+
+/// Jobs removed from a registry, oldest first.
+#[derive(Default)]
+struct Removed {
+    secrets: HashMap<String, JobSecret>,
+    order: VecDeque<String>,
+}
+
+impl Removed {
+    fn remember(&mut self, job_id: &str, secret: JobSecret) {
+        if self.secrets.insert(job_id.to_string(), secret).is_none() {
+            self.order.push_back(job_id.to_string());
+        }
+        while self.order.len() > REMEMBERED_REMOVALS {
+            if let Some(old) = self.order.pop_front() {
+                self.secrets.remove(&old);
+            }
+        }
+    }
+}
+
+/// What an authenticated [`ShuffleRegistry::remove_job_signed`] did.
+#[derive(Debug)]
+pub enum Removal {
+    /// The job was registered; these were its outputs (the caller deletes the files).
+    Removed(Vec<RegisteredOutput>),
+    /// The job was removed before (the removal is repeated: idempotent).
+    AlreadyRemoved,
+    /// The job was never registered here (no map of it finished on this node).
+    Unknown,
+}
+
 /// Jobs and their map outputs known to one shuffle server. Shared between the server and the
 /// NodeManager that registers outputs as map tasks on its node finish.
 #[derive(Default)]
 pub struct ShuffleRegistry {
     jobs: RwLock<HashMap<String, JobOutputs>>,
+    removed: RwLock<Removed>,
+}
+
+/// Refuses job ids that could not safely name a directory under the shuffle root: only ASCII
+/// letters, digits, `_` and `-` (Hadoop's `job_<cluster>_<seq>` form), at most 128 bytes.
+pub fn validate_job_id(job_id: &str) -> Result<(), ShuffleError> {
+    let ok = !job_id.is_empty()
+        && job_id.len() <= 128
+        && job_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ShuffleError::InvalidJobId(job_id.to_string()))
+    }
+}
+
+/// Refuses an index whose segments overlap or whose ends overflow.
+fn check_index(
+    job_id: &str,
+    map_attempt: MapAttemptId,
+    path: &std::path::Path,
+    index: &[SegmentIndexEntry],
+) -> Result<(), ShuffleError> {
+    if let Some(e) = index
+        .iter()
+        .find(|e| e.offset.checked_add(e.compressed_len).is_none())
+    {
+        return Err(ShuffleError::BadMapOutput(format!(
+            "{map_attempt} of {job_id} ({}): segment at offset {} overflows",
+            path.display(),
+            e.offset
+        )));
+    }
+    if let Some(bad) = index
+        .windows(2)
+        .find(|w| w[0].offset + w[0].compressed_len > w[1].offset)
+    {
+        return Err(ShuffleError::BadMapOutput(format!(
+            "{map_attempt} of {job_id} ({}): overlapping segments at offset {}",
+            path.display(),
+            bad[1].offset
+        )));
+    }
+    Ok(())
 }
 
 impl ShuffleRegistry {
@@ -56,16 +137,7 @@ impl ShuffleRegistry {
         path: PathBuf,
         index: Vec<SegmentIndexEntry>,
     ) -> Result<(), ShuffleError> {
-        if let Some(bad) = index
-            .windows(2)
-            .find(|w| w[0].offset + w[0].compressed_len > w[1].offset)
-        {
-            return Err(ShuffleError::BadMapOutput(format!(
-                "{map_attempt} of {job_id} ({}): overlapping segments at offset {}",
-                path.display(),
-                bad[1].offset
-            )));
-        }
+        check_index(job_id, map_attempt, &path, &index)?;
         let mut jobs = self.jobs.write().unwrap_or_else(|p| p.into_inner());
         let job = jobs
             .get_mut(job_id)
@@ -78,6 +150,80 @@ impl ShuffleRegistry {
             },
         );
         Ok(())
+    }
+
+    /// Registers a map output together with its job's secret, as a task does over the wire:
+    /// an unknown job is registered with `secret`; a known job must present the same secret;
+    /// a removed job is refused. Checks the job id and the index (not the file: the caller does).
+    pub fn register_with_secret(
+        &self,
+        job_id: &str,
+        secret: &JobSecret,
+        map_attempt: MapAttemptId,
+        path: PathBuf,
+        index: Vec<SegmentIndexEntry>,
+    ) -> Result<(), ShuffleError> {
+        validate_job_id(job_id)?;
+        check_index(job_id, map_attempt, &path, &index)?;
+        let removed = self.removed.read().unwrap_or_else(|p| p.into_inner());
+        if removed.secrets.contains_key(job_id) {
+            return Err(ShuffleError::JobRemoved(job_id.to_string()));
+        }
+        // Taken while `removed` is held, so a concurrent removal cannot slip in between.
+        let mut jobs = self.jobs.write().unwrap_or_else(|p| p.into_inner());
+        let job = jobs
+            .entry(job_id.to_string())
+            .or_insert_with(|| JobOutputs {
+                secret: secret.clone(),
+                outputs: HashMap::new(),
+            });
+        if job.secret != *secret {
+            return Err(ShuffleError::SecretMismatch(job_id.to_string()));
+        }
+        job.outputs.insert(
+            map_attempt,
+            RegisteredOutput {
+                path,
+                index: Arc::new(index),
+            },
+        );
+        Ok(())
+    }
+
+    /// Removes `job_id` if `mac` is its secret's removal MAC ([`JobSecret::sign_removal`]).
+    /// Later registrations of the job are refused. A bad MAC changes nothing.
+    pub fn remove_job_signed(&self, job_id: &str, mac: &[u8]) -> Result<Removal, ShuffleError> {
+        validate_job_id(job_id)?;
+        let bad_token = || {
+            ShuffleError::BadToken(format!(
+                "removal of {job_id} was not signed with the job's secret"
+            ))
+        };
+        let mut removed = self.removed.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(secret) = removed.secrets.get(job_id) {
+            return if secret.verify_removal(job_id, mac) {
+                Ok(Removal::AlreadyRemoved)
+            } else {
+                Err(bad_token())
+            };
+        }
+        let mut jobs = self.jobs.write().unwrap_or_else(|p| p.into_inner());
+        let Some(job) = jobs.get(job_id) else {
+            return Ok(Removal::Unknown);
+        };
+        if !job.secret.verify_removal(job_id, mac) {
+            return Err(bad_token());
+        }
+        let Some(job) = jobs.remove(job_id) else {
+            return Ok(Removal::Unknown);
+        };
+        removed.remember(job_id, job.secret);
+        Ok(Removal::Removed(job.outputs.into_values().collect()))
+    }
+
+    /// Jobs currently registered.
+    pub fn job_count(&self) -> usize {
+        self.jobs.read().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     /// Forgets one map output (e.g. the attempt was found bad); true if it was registered.

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sheaf_rpc::{ClusterCa, TlsIdentity};
+use sheaf_yarn::nodemanager::aux_service::AuxService;
 
 use super::*;
 use crate::api::{
@@ -630,4 +631,491 @@ async fn registry_refuses_outputs_of_unknown_jobs_and_overlapping_indexes() {
     assert!(registry.map_output("j", MapAttemptId::new(0, 0)).is_some());
     assert_eq!(registry.remove_job("j").len(), 1);
     assert!(registry.secret("j").is_none());
+}
+
+/// A shuffle root with `maps` real map outputs of `JOB` written under `<root>/JOB/`, the way a
+/// task writes them under `$SHEAF_SHUFFLE_DIR/<job>/<attempt>/`.
+fn outputs_under_root(root: &Path, maps: u32, lines: usize) -> Vec<MapOutput> {
+    let job_dir = root.join(JOB);
+    std::fs::create_dir_all(&job_dir).expect("job dir");
+    write_map_outputs(&job_dir, maps, lines)
+}
+
+/// A client that does not retry, so refusals and dead servers show at once.
+fn service_client(user: &TlsIdentity) -> ShuffleServiceClient {
+    ShuffleServiceClient::new(user, LOCAL)
+        .expect("service client")
+        .with_retry(sheaf_rpc::RetryPolicy::NONE)
+}
+
+fn refusal(err: ShuffleError) -> String {
+    match err {
+        ShuffleError::Refused { reason, .. } => reason,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+/// Starts the aux service the way a NodeManager does and returns its advertised address.
+fn start_aux(service: &ShuffleAuxService) -> SocketAddr {
+    assert_eq!(service.name(), "shuffle");
+    let advertised = service.start(LOCAL).expect("aux service starts");
+    let addr: SocketAddr = advertised.parse().expect("advertised IP:PORT");
+    assert_eq!(addr.ip(), LOCAL, "bound to the NodeManager's host");
+    assert_eq!(Some(addr), service.local_addr());
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outputs_registered_through_the_service_client_are_fetched_byte_identical() {
+    bounded(async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (daemon, user) = identities(dir.path());
+        let service =
+            ShuffleAuxService::new(daemon, &dir.path().join("local/shuffle"), 0).expect("service");
+        let root = service.root().to_path_buf();
+        let outputs = outputs_under_root(&root, 3, 1500);
+        let addr = start_aux(&service);
+        let client = service_client(&user);
+        let secret = JobSecret::generate();
+        for (m, o) in outputs.iter().enumerate() {
+            client
+                .register_map_output(
+                    addr,
+                    JOB,
+                    &secret,
+                    MapAttemptId::new(m as u32, 0),
+                    &o.path,
+                    &o.index,
+                )
+                .await
+                .expect("registered");
+        }
+        // A re-registration of the same attempt (a retried call) is accepted.
+        client
+            .register_map_output(
+                addr,
+                JOB,
+                &secret,
+                MapAttemptId::new(0, 0),
+                &outputs[0].path,
+                &outputs[0].index,
+            )
+            .await
+            .expect("re-registered");
+        assert_eq!(service.stats().map(|s| s.registered), Some(4));
+        let fetcher = ShuffleFetcher::new(&user, LOCAL, fast_settings()).expect("fetcher");
+        let job = ShuffleJob {
+            job_id: JOB.into(),
+            secret,
+        };
+        for p in 0..PARTITIONS {
+            let mut outcome = fetcher
+                .fetch(
+                    &job,
+                    p,
+                    &locations(3, addr),
+                    &dir.path().join(format!("f{p}")),
+                )
+                .await
+                .expect("fetch");
+            assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
+            assert_eq!(outcome.segments.len(), 3);
+            for seg in &outcome.segments {
+                let m = seg.map_attempt().map as usize;
+                let entry = outputs[m].index[p as usize];
+                let FetchedSegment::Memory { bytes, .. } = seg else {
+                    panic!("expected an in-memory segment");
+                };
+                assert!(
+                    *bytes == file_range(&outputs[m].path, entry.offset, entry.compressed_len),
+                    "map {m} partition {p} differs from the file"
+                );
+            }
+            let local = reduce_locally(&outputs, p, dir.path().join(format!("local{p}")));
+            let fetched =
+                reduce_fetched(&mut outcome, dir.path().join(format!("red{p}")), 128 << 20);
+            assert_eq!(sorted(local), sorted(fetched), "partition {p}");
+        }
+        // Stopping the service (NodeManager shutdown) closes it for good.
+        service.stop();
+        assert!(service.local_addr().is_none());
+        let err = client
+            .register_map_output(
+                addr,
+                JOB,
+                &job.secret,
+                MapAttemptId::new(5, 0),
+                &outputs[0].path,
+                &outputs[0].index,
+            )
+            .await
+            .expect_err("a stopped service answers nothing");
+        assert!(matches!(err, ShuffleError::Rpc(_)), "{err:?}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registrations_outside_the_jobs_shuffle_dir_or_with_bad_indexes_are_refused() {
+    bounded(async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (daemon, user) = identities(dir.path());
+        let service =
+            ShuffleAuxService::new(daemon, &dir.path().join("shuffle"), 0).expect("service");
+        let root = service.root().to_path_buf();
+        let addr = start_aux(&service);
+        let client = service_client(&user);
+        let secret = JobSecret::generate();
+        let inside = outputs_under_root(&root, 1, 200).remove(0);
+        let outside_dir = dir.path().join("elsewhere");
+        std::fs::create_dir_all(&outside_dir).expect("outside dir");
+        let outside = write_map_outputs(&outside_dir, 1, 200).remove(0);
+        let other_job_dir = root.join("job_1700000000000_0002");
+        std::fs::create_dir_all(&other_job_dir).expect("other job dir");
+        let other_job = write_map_outputs(&other_job_dir, 1, 200).remove(0);
+        let link = root.join(JOB).join("link.out");
+        std::os::unix::fs::symlink(&outside.path, &link).expect("symlink");
+        let dotdot = root
+            .join(JOB)
+            .join("..")
+            .join("..")
+            .join("elsewhere")
+            .join(outside.path.file_name().expect("file name"));
+        let relative = PathBuf::from(format!("{JOB}/map_000000.out"));
+        let mut too_long = inside.index.clone();
+        if let Some(last) = too_long.last_mut() {
+            last.compressed_len += 1;
+        }
+        let cases: Vec<(
+            &str,
+            &str,
+            PathBuf,
+            Vec<crate::task::run_file::SegmentIndexEntry>,
+            &str,
+        )> = vec![
+            (
+                "outside the root",
+                JOB,
+                outside.path.clone(),
+                outside.index.clone(),
+                "outside",
+            ),
+            (
+                "`..` out of the root",
+                JOB,
+                dotdot,
+                outside.index.clone(),
+                "outside",
+            ),
+            (
+                "symlink out of the root",
+                JOB,
+                link,
+                outside.index.clone(),
+                "outside",
+            ),
+            (
+                "another job's file",
+                JOB,
+                other_job.path.clone(),
+                other_job.index.clone(),
+                "outside",
+            ),
+            (
+                "the job dir itself",
+                JOB,
+                root.join(JOB),
+                inside.index.clone(),
+                "outside",
+            ),
+            (
+                "relative path",
+                JOB,
+                relative,
+                inside.index.clone(),
+                "absolute",
+            ),
+            (
+                "missing file",
+                JOB,
+                root.join(JOB).join("nope.out"),
+                inside.index.clone(),
+                "cannot resolve",
+            ),
+            (
+                "index past the end",
+                JOB,
+                inside.path.clone(),
+                too_long,
+                "shorter than its index",
+            ),
+            ("empty index", JOB, inside.path.clone(), vec![], "empty"),
+            (
+                "job id that walks out",
+                "../elsewhere",
+                outside.path.clone(),
+                outside.index.clone(),
+                "invalid job id",
+            ),
+        ];
+        for (what, job_id, path, index, expected) in cases {
+            let err = client
+                .register_map_output(
+                    addr,
+                    job_id,
+                    &secret,
+                    MapAttemptId::new(0, 0),
+                    &path,
+                    &index,
+                )
+                .await
+                .expect_err(what);
+            let reason = refusal(err);
+            assert!(reason.contains(expected), "{what}: {reason}");
+        }
+        assert_eq!(service.registry().job_count(), 0, "nothing was registered");
+        // The legitimate file is accepted, and the refused ones cannot be fetched.
+        client
+            .register_map_output(
+                addr,
+                JOB,
+                &secret,
+                MapAttemptId::new(0, 0),
+                &inside.path,
+                &inside.index,
+            )
+            .await
+            .expect("inside the job's dir");
+        let registered = service
+            .registry()
+            .map_output(JOB, MapAttemptId::new(0, 0))
+            .expect("registered");
+        assert!(registered.path.starts_with(root.join(JOB)));
+        service.stop();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_known_job_refuses_another_secret_for_registration_fetch_and_removal() {
+    bounded(async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (daemon, user) = identities(dir.path());
+        let service =
+            ShuffleAuxService::new(daemon, &dir.path().join("shuffle"), 0).expect("service");
+        let outputs = outputs_under_root(service.root(), 2, 200);
+        let addr = start_aux(&service);
+        let client = service_client(&user);
+        let secret = JobSecret::generate();
+        let intruder = JobSecret::generate();
+        client
+            .register_map_output(
+                addr,
+                JOB,
+                &secret,
+                MapAttemptId::new(0, 0),
+                &outputs[0].path,
+                &outputs[0].index,
+            )
+            .await
+            .expect("first registration sets the secret");
+        let reason = refusal(
+            client
+                .register_map_output(
+                    addr,
+                    JOB,
+                    &intruder,
+                    MapAttemptId::new(1, 0),
+                    &outputs[1].path,
+                    &outputs[1].index,
+                )
+                .await
+                .expect_err("another secret"),
+        );
+        assert!(reason.contains("another secret"), "{reason}");
+        assert!(service
+            .registry()
+            .map_output(JOB, MapAttemptId::new(1, 0))
+            .is_none());
+        // The intruder's secret neither fetches nor removes the job.
+        let fetcher = ShuffleFetcher::new(&user, LOCAL, fast_settings()).expect("fetcher");
+        let stolen = ShuffleJob {
+            job_id: JOB.into(),
+            secret: intruder.clone(),
+        };
+        let outcome = fetcher
+            .fetch(&stolen, 0, &locations(1, addr), &dir.path().join("f1"))
+            .await
+            .expect("fetch");
+        assert!(outcome.segments.is_empty());
+        assert!(
+            outcome.failures[0].reason.contains("bad job token"),
+            "{:?}",
+            outcome.failures
+        );
+        let reason = refusal(
+            client
+                .remove_job(addr, JOB, &intruder)
+                .await
+                .expect_err("bad mac"),
+        );
+        assert!(reason.contains("bad job token"), "{reason}");
+        assert!(
+            outputs[0].path.exists(),
+            "a refused removal deletes nothing"
+        );
+        let job = ShuffleJob {
+            job_id: JOB.into(),
+            secret,
+        };
+        let outcome = fetcher
+            .fetch(&job, 0, &locations(1, addr), &dir.path().join("f2"))
+            .await
+            .expect("fetch");
+        assert_eq!(
+            outcome.segments.len(),
+            1,
+            "the rightful job is still served"
+        );
+        service.stop();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remove_job_deletes_the_files_and_later_fetches_fail_cleanly() {
+    bounded(async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (daemon, user) = identities(dir.path());
+        let service =
+            ShuffleAuxService::new(daemon, &dir.path().join("shuffle"), 0).expect("service");
+        let root = service.root().to_path_buf();
+        let outputs = outputs_under_root(&root, 2, 300);
+        // Another job on the same node must not be touched.
+        let other_id = "job_1700000000000_0002";
+        std::fs::create_dir_all(root.join(other_id)).expect("other job dir");
+        let other = write_map_outputs(&root.join(other_id), 1, 100).remove(0);
+        let addr = start_aux(&service);
+        let client = service_client(&user);
+        let secret = JobSecret::generate();
+        let other_secret = JobSecret::generate();
+        for (m, o) in outputs.iter().enumerate() {
+            client
+                .register_map_output(
+                    addr,
+                    JOB,
+                    &secret,
+                    MapAttemptId::new(m as u32, 0),
+                    &o.path,
+                    &o.index,
+                )
+                .await
+                .expect("registered");
+        }
+        client
+            .register_map_output(
+                addr,
+                other_id,
+                &other_secret,
+                MapAttemptId::new(0, 0),
+                &other.path,
+                &other.index,
+            )
+            .await
+            .expect("other job registered");
+        let fetcher = ShuffleFetcher::new(&user, LOCAL, fast_settings()).expect("fetcher");
+        let job = ShuffleJob {
+            job_id: JOB.into(),
+            secret: secret.clone(),
+        };
+        let before = fetcher
+            .fetch(&job, 1, &locations(2, addr), &dir.path().join("f1"))
+            .await
+            .expect("fetch");
+        assert_eq!(before.segments.len(), 2);
+
+        assert_eq!(
+            client
+                .remove_job(addr, JOB, &secret)
+                .await
+                .expect("removed"),
+            2
+        );
+        assert!(!root.join(JOB).exists(), "the job's shuffle dir is gone");
+        assert!(outputs.iter().all(|o| !o.path.exists()));
+        assert!(other.path.exists(), "another job's output stays");
+        assert_eq!(service.stats().map(|s| s.removed_jobs), Some(1));
+
+        let after = fetcher
+            .fetch(&job, 1, &locations(2, addr), &dir.path().join("f2"))
+            .await
+            .expect("a fetch of a removed job is a clean failure, not an error");
+        assert!(after.segments.is_empty());
+        assert_eq!(after.failures.len(), 2);
+        for f in &after.failures {
+            assert!(f.reason.contains("not known"), "{f:?}");
+            assert_eq!(f.attempts, 1, "a refusal is not retried");
+        }
+        // Idempotent, and a late attempt of the finished job cannot register again.
+        assert_eq!(
+            client.remove_job(addr, JOB, &secret).await.expect("again"),
+            0
+        );
+        std::fs::create_dir_all(root.join(JOB)).expect("late writer's dir");
+        let late = write_map_outputs(&root.join(JOB), 1, 50).remove(0);
+        let reason = refusal(
+            client
+                .register_map_output(
+                    addr,
+                    JOB,
+                    &secret,
+                    MapAttemptId::new(0, 1),
+                    &late.path,
+                    &late.index,
+                )
+                .await
+                .expect_err("late registration"),
+        );
+        assert!(reason.contains("finished"), "{reason}");
+        // A repeated removal cleans up what the late attempt wrote.
+        assert_eq!(
+            client.remove_job(addr, JOB, &secret).await.expect("again"),
+            0
+        );
+        assert!(!root.join(JOB).exists());
+        // A job this node never saw: nothing to do, nothing deleted.
+        assert_eq!(
+            client
+                .remove_job(addr, "job_1700000000000_0009", &secret)
+                .await
+                .expect("unknown job"),
+            0
+        );
+        assert!(other.path.exists());
+        service.stop();
+    })
+    .await;
+}
+
+#[test]
+fn a_new_service_deletes_what_an_earlier_nodemanager_left_in_its_root() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tls = dir.path().join("tls");
+    ClusterCa::create_dir("shuffle-test", &tls).expect("CA");
+    let daemon = TlsIdentity::load(&tls, "daemon").expect("identity");
+    let root = dir.path().join("local").join("shuffle");
+    std::fs::create_dir_all(root.join(JOB).join("attempt_m_000000_0")).expect("stale dir");
+    std::fs::write(
+        root.join(JOB).join("attempt_m_000000_0").join("file.out"),
+        b"x",
+    )
+    .expect("stale");
+    std::fs::write(root.join("stray"), b"x").expect("stray");
+    let service = ShuffleAuxService::new(daemon, &root, 0).expect("service");
+    assert_eq!(
+        service.root(),
+        std::fs::canonicalize(&root).expect("canonical")
+    );
+    assert_eq!(std::fs::read_dir(&root).expect("root").count(), 0);
+    assert!(service.local_addr().is_none(), "not started yet");
 }

@@ -3,7 +3,7 @@
 //! feeds the reducer one key group at a time, writing through the output format.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::api::{JobConf, JobDefinition};
@@ -32,6 +32,10 @@ pub struct ShuffleBuffer {
     disk: Vec<Segment>,
     scratch: ScratchDir,
     order: Arc<KeyOrder>,
+    /// Records in the segments added so far.
+    records: u64,
+    /// Where the reduce phase publishes how many merged records it has read (progress).
+    records_read: Option<Arc<AtomicU64>>,
     /// Shuffle and merge counters.
     pub counters: Counters,
 }
@@ -46,8 +50,21 @@ impl ShuffleBuffer {
             disk: Vec::new(),
             scratch: ScratchDir::new(scratch),
             order,
+            records: 0,
+            records_read: None,
             counters: Counters::new(),
         }
+    }
+
+    /// Records in the segments added so far (what the reducer will read in total).
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// Makes [`run_reduce_task`] store in `counter`, as it goes, how many merged records the
+    /// reducer has read, so a task runner can report reduce-phase progress.
+    pub fn publish_records_read(&mut self, counter: Arc<AtomicU64>) {
+        self.records_read = Some(counter);
     }
 
     /// Adds a fetched segment (bytes exactly as a map wrote them).
@@ -58,6 +75,7 @@ impl ShuffleBuffer {
         self.counters
             .incr_task(REDUCE_SHUFFLE_BYTES, bytes.len() as i64);
         self.counters.incr_task(SHUFFLED_MAPS, 1);
+        self.records += records;
         self.used += bytes.len();
         self.memory.push(Segment::Memory { bytes, records });
         if self.used > self.budget {
@@ -76,6 +94,7 @@ impl ShuffleBuffer {
         self.counters
             .incr_task(REDUCE_SHUFFLE_BYTES, entry.compressed_len as i64);
         self.counters.incr_task(SHUFFLED_MAPS, 1);
+        self.records += entry.records;
         self.disk.push(Segment::File {
             path: path.to_path_buf(),
             entry: *entry,
@@ -129,16 +148,22 @@ struct Cancellable<'a, S: RecordSource> {
     inner: S,
     cancel: &'a AtomicBool,
     steps: u64,
+    records_read: Option<Arc<AtomicU64>>,
 }
 
 impl<S: RecordSource> RecordSource for Cancellable<'_, S> {
     #[inline]
     fn advance(&mut self) -> EngineResult<bool> {
         self.steps += 1;
-        if self.steps.is_multiple_of(4096) && self.cancel.load(Ordering::Relaxed) {
-            return Err(EngineError::Job(
-                "task cancelled because the job failed".into(),
-            ));
+        if self.steps.is_multiple_of(4096) {
+            if self.cancel.load(Ordering::Relaxed) {
+                return Err(EngineError::Job(
+                    "task cancelled because the job failed".into(),
+                ));
+            }
+            if let Some(read) = &self.records_read {
+                read.store(self.steps, Ordering::Relaxed);
+            }
         }
         self.inner.advance()
     }
@@ -182,6 +207,7 @@ pub fn run_reduce_task(
         inner: merger,
         cancel: &spec.cancel,
         steps: 0,
+        records_read: shuffle.records_read.clone(),
     };
     let (stats, written) = {
         let mut out = RecordWriterEmitter::new(writer);

@@ -11,4 +11,7 @@ pub trait AuxService: Send + Sync {
     /// Starts it on the NM's host (called inside the NM's runtime, so it may spawn tasks) and
     /// returns the address applications should use.
     fn start(&self, host: IpAddr) -> Result<String, YarnError>;
+    /// Stops it when the NodeManager shuts down (called inside the NM's runtime; must not
+    /// block). The default does nothing: the service's tasks end with the runtime.
+    fn stop(&self) {}
 }

@@ -194,7 +194,10 @@ pub async fn run(setup: NodeManagerSetup, shutdown: Shutdown) -> Result<(), Yarn
         aux.insert(service.name().to_string(), addr);
     }
     let mut env = setup.container_env.clone();
-    env.insert("SHEAF_NM_HOST".into(), host.to_string());
+    env.insert(
+        crate::resourcemanager::state::env::NM_HOST.into(),
+        host.to_string(),
+    );
     let localizer = setup.dfs.clone().map(|dfs| {
         Arc::new(Localizer::new(
             dfs,
@@ -239,6 +242,7 @@ pub async fn run(setup: NodeManagerSetup, shutdown: Shutdown) -> Result<(), Yarn
         kill_grace: Duration::from_millis(setup.config.kill_grace_ms),
     });
     if nm.register(&shutdown).await.is_none() {
+        stop_aux_services(&setup.aux_services);
         return Ok(());
     }
     let poll = tokio::spawn(nm.clone().poll_loop(shutdown.clone()));
@@ -264,7 +268,17 @@ pub async fn run(setup: NodeManagerSetup, shutdown: Shutdown) -> Result<(), Yarn
     wait.wait().await;
     containers.stop_all();
     let _ = tokio::join!(poll, urgent, monitor);
+    stop_aux_services(&setup.aux_services);
     // Give killed containers their grace period to exit before the process goes.
     tokio::time::sleep(Duration::from_millis(setup.config.kill_grace_ms.min(3_000))).await;
     Ok(())
+}
+
+/// Stops the hosted services (after the containers were told to stop, so a map task's last
+/// registration is not cut off first).
+fn stop_aux_services(services: &[Arc<dyn AuxService>]) {
+    for service in services {
+        service.stop();
+        tracing::info!(service = service.name(), "aux service stopped");
+    }
 }

@@ -196,12 +196,14 @@ impl Service for ResourceManager {
             RmRequest::Kill(id) => done(self.mutate(|s| s.kill(id, now))),
             RmRequest::QueueStatus => RmResponse::Queues(self.lock().queues()),
             RmRequest::ListNodes => RmResponse::Nodes(self.lock().node_reports(now)),
-            RmRequest::RegisterMaster { attempt, token } => {
-                match self.mutate(|s| s.register_master(attempt, token)) {
-                    Ok(max_resource) => RmResponse::MasterRegistered { max_resource },
-                    Err(e) => RmResponse::Error(e),
-                }
-            }
+            RmRequest::RegisterMaster {
+                attempt,
+                token,
+                tracking_address,
+            } => match self.mutate(|s| s.register_master(attempt, token, tracking_address)) {
+                Ok(max_resource) => RmResponse::MasterRegistered { max_resource },
+                Err(e) => RmResponse::Error(e),
+            },
             RmRequest::Allocate(req) => self.allocate(req).await,
             RmRequest::StartContainers {
                 attempt,

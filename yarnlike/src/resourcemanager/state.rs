@@ -27,6 +27,9 @@ pub mod env {
     pub const RM_ADDRESS: &str = "SHEAF_RESOURCEMANAGER_ADDRESS";
     /// The master's secret for RM calls (master containers only).
     pub const AM_TOKEN: &str = "SHEAF_AM_TOKEN";
+    /// The host identity of the container's NodeManager (the IP it advertises; set by the
+    /// NodeManager): what a process in the container binds to and advertises.
+    pub const NM_HOST: &str = "SHEAF_NM_HOST";
 }
 
 /// An application as the RM persists it.
@@ -202,6 +205,7 @@ impl RmState {
             submit_ms: self.epoch_ms(now),
             finish_ms: 0,
             master_host: None,
+            tracking_address: None,
             containers: Vec::new(),
         };
         self.apps.insert(
@@ -225,6 +229,7 @@ impl RmState {
         r.report.attempt += 1;
         r.report.state = AppState::Accepted;
         r.report.master_host = None;
+        r.report.tracking_address = None;
         r.master = None;
         r.token = rand::random();
         let attempt = AttemptId {
@@ -406,10 +411,12 @@ impl RmState {
         &mut self,
         attempt: AttemptId,
         token: u64,
+        tracking_address: Option<String>,
     ) -> Result<Resource, YarnError> {
         self.current(attempt, token)?;
         if let Some(r) = self.apps.get_mut(&attempt.app) {
             r.report.state = AppState::Running;
+            r.report.tracking_address = tracking_address;
         }
         self.persist(attempt.app);
         Ok(self.scheduler.largest_node())
@@ -897,11 +904,17 @@ mod tests {
         let attempt = master.id.attempt;
         let token = token_of(&master);
         assert!(
-            s.register_master(attempt, token.wrapping_add(1)).is_err(),
+            s.register_master(attempt, token.wrapping_add(1), None)
+                .is_err(),
             "wrong token refused"
         );
-        s.register_master(attempt, token).unwrap();
+        s.register_master(attempt, token, Some("127.0.0.1:4242".into()))
+            .unwrap();
         assert_eq!(s.report(app).unwrap().state, AppState::Running);
+        assert_eq!(
+            s.report(app).unwrap().tracking_address.as_deref(),
+            Some("127.0.0.1:4242")
+        );
         let ask = ContainerAsk {
             ask_id: 1,
             count: 2,
@@ -989,7 +1002,7 @@ mod tests {
         let second = s.take_node_commands(n).launch.remove(0);
         assert_eq!(second.id.attempt.attempt, 2);
         assert!(
-            s.register_master(master.id.attempt, token_of(&master))
+            s.register_master(master.id.attempt, token_of(&master), None)
                 .is_err(),
             "old attempt is not current"
         );

@@ -147,6 +147,7 @@ mod tests {
                 submit_ms: 1,
                 finish_ms: 0,
                 master_host: None,
+                tracking_address: None,
                 containers: vec![],
             },
             token: 9,

@@ -1,0 +1,125 @@
+//! The shuffle server as a NodeManager auxiliary service: started with the NodeManager on its
+//! host address, advertised to applications as [`SHUFFLE_SERVICE`], serving only map outputs
+//! under `<nm local-dir>/shuffle` that the node's map tasks register over the wire.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use sheaf_rpc::TlsIdentity;
+use sheaf_yarn::nodemanager::aux_service::AuxService;
+use sheaf_yarn::protocol::YarnError;
+
+use crate::cluster::submission::SHUFFLE_SERVICE;
+
+use super::error::ShuffleError;
+use super::registry::ShuffleRegistry;
+use super::server::{RunningShuffleServer, ShuffleServer, ShuffleServerStats};
+
+/// Name of the shuffle root inside a NodeManager's local dir.
+pub const SHUFFLE_ROOT_NAME: &str = "shuffle";
+
+/// The shuffle root of a NodeManager whose local dir is `local_dir`.
+pub fn shuffle_root(local_dir: &Path) -> PathBuf {
+    local_dir.join(SHUFFLE_ROOT_NAME)
+}
+
+/// A [`ShuffleServer`] hosted by a NodeManager.
+pub struct ShuffleAuxService {
+    identity: TlsIdentity,
+    root: PathBuf,
+    port: u16,
+    registry: Arc<ShuffleRegistry>,
+    running: Mutex<Option<RunningShuffleServer>>,
+}
+
+impl ShuffleAuxService {
+    /// A service serving files under `root` (created if missing) on `port` (0: ephemeral) of
+    /// the NodeManager's host. Call before the NodeManager runs (it does blocking disk I/O).
+    ///
+    /// Whatever is left in `root` belongs to jobs of an earlier NodeManager process, whose
+    /// registrations died with it, so it is deleted: nothing could ever serve or remove it.
+    pub fn new(identity: TlsIdentity, root: &Path, port: u16) -> Result<Self, ShuffleError> {
+        std::fs::create_dir_all(root)
+            .map_err(|e| ShuffleError::io(format!("creating {}", root.display()), e))?;
+        let root = std::fs::canonicalize(root)
+            .map_err(|e| ShuffleError::io(format!("resolving {}", root.display()), e))?;
+        let stale = std::fs::read_dir(&root)
+            .map_err(|e| ShuffleError::io(format!("listing {}", root.display()), e))?;
+        for entry in stale.flatten() {
+            let path = entry.path();
+            let removed = if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            match removed {
+                Ok(()) => tracing::info!(path = %path.display(), "removed stale shuffle data"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot remove stale shuffle data")
+                }
+            }
+        }
+        Ok(ShuffleAuxService {
+            identity,
+            root,
+            port,
+            registry: ShuffleRegistry::new(),
+            running: Mutex::new(None),
+        })
+    }
+
+    /// The canonical shuffle root: containers get it as `SHEAF_SHUFFLE_DIR`.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The registry of served outputs.
+    pub fn registry(&self) -> &Arc<ShuffleRegistry> {
+        &self.registry
+    }
+
+    /// The address the server listens on, while it runs.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.lock().as_ref().map(RunningShuffleServer::local_addr)
+    }
+
+    /// The server's counters, while it runs.
+    pub fn stats(&self) -> Option<ShuffleServerStats> {
+        self.lock().as_ref().map(RunningShuffleServer::stats)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<RunningShuffleServer>> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl AuxService for ShuffleAuxService {
+    fn name(&self) -> &str {
+        SHUFFLE_SERVICE
+    }
+
+    fn start(&self, host: IpAddr) -> Result<String, YarnError> {
+        let mut running = self.lock();
+        if let Some(server) = running.as_ref() {
+            return Ok(server.local_addr().to_string());
+        }
+        let server = ShuffleServer::spawn(
+            SocketAddr::new(host, self.port),
+            &self.identity,
+            self.registry.clone(),
+            Some(self.root.clone()),
+        )
+        .map_err(|e| YarnError::Config(format!("cannot start the shuffle service: {e}")))?;
+        let addr = server.local_addr().to_string();
+        tracing::info!(%addr, root = %self.root.display(), "shuffle service started");
+        *running = Some(server);
+        Ok(addr)
+    }
+
+    fn stop(&self) {
+        if let Some(server) = self.lock().take() {
+            server.stop_now();
+        }
+    }
+}

@@ -191,13 +191,17 @@ fn parse_counts(parts: &[(String, Vec<u8>)]) -> BTreeMap<Vec<u8>, u64> {
     counts
 }
 
-/// Files left under the NodeManagers' shuffle roots.
+/// Job directories left under the NodeManagers' shuffle roots (the services' `.lock` aside).
 fn shuffle_leftovers(cluster: &MiniCluster) -> Vec<PathBuf> {
     (0..cluster.nodes())
         .flat_map(|i| {
             std::fs::read_dir(cluster.shuffle_dir(i))
                 .map(|d| d.flatten().map(|e| e.path()).collect::<Vec<_>>())
                 .unwrap_or_default()
+        })
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| !n.to_string_lossy().starts_with('.'))
         })
         .collect()
 }
@@ -755,7 +759,8 @@ fn assert_wordcount_output(cluster: &MiniCluster, dir: &str, reference: &BTreeMa
     assert!(differing.is_empty(), "counts differ: {differing:?}");
 }
 
-/// Whether NodeManager `i` holds a finished map output (`<shuffle>/<job>/<attempt>/file.out`).
+/// Whether NodeManager `i` holds a finished map output (`<shuffle>/<job>/<attempt>/file.out`
+/// with its index, which the map writes last).
 fn holds_map_output(cluster: &MiniCluster, i: usize) -> bool {
     let entries = |dir: PathBuf| {
         std::fs::read_dir(dir)
@@ -765,7 +770,7 @@ fn holds_map_output(cluster: &MiniCluster, i: usize) -> bool {
     entries(cluster.shuffle_dir(i))
         .into_iter()
         .flat_map(entries)
-        .any(|attempt| attempt.join("file.out").exists())
+        .any(|attempt| attempt.join("file.out.index").exists())
 }
 
 #[test]
@@ -857,4 +862,25 @@ fn a_nodemanager_killed_mid_job_costs_its_maps_not_the_job() {
         started.elapsed()
     );
     assert_wordcount_output(&cluster, "/lost/out", &reference);
+    // 14 splits (one per 1 MiB block) and 2 reducers: the tasks the dead node took with it ran
+    // again elsewhere.
+    let counters = counters(&format!("{err}\n{out}"));
+    let launched = |k: &str| counters.get(k).copied().unwrap_or(0);
+    assert!(launched("TOTAL_LAUNCHED_MAPS") >= 14, "{counters:?}");
+    if killed > 0 {
+        assert!(
+            launched("TOTAL_LAUNCHED_MAPS") + launched("TOTAL_LAUNCHED_REDUCES") > 16,
+            "{killed} task processes died with the node but nothing ran again: {counters:?}"
+        );
+    }
+    // The dead node's map outputs outlived it (no service was there to remove them); the
+    // restarted NodeManager's shuffle service clears them, and the node rejoins the cluster.
+    assert!(holds_map_output(&cluster, victim));
+    cluster.start_nodemanager(victim);
+    cluster.wait_nodemanagers(3, Duration::from_secs(30));
+    assert!(
+        shuffle_leftovers(&cluster).is_empty(),
+        "{:?}",
+        shuffle_leftovers(&cluster)
+    );
 }

@@ -28,8 +28,13 @@ use sheaf_yarn::config::YarnSections;
 use super::dfs::local_time;
 use super::job::parse_conf;
 
-/// How often `--wait` asks for the job's status.
-const WAIT_POLL: Duration = Duration::from_millis(250);
+/// How often `--wait` asks for the job's status at first: small jobs end within a second or
+/// two, and a coarse poll would add to their latency.
+const WAIT_POLL_FAST: Duration = Duration::from_millis(100);
+/// How long `--wait` polls at [`WAIT_POLL_FAST`] before it slows down to [`WAIT_POLL`].
+const WAIT_FAST_PERIOD: Duration = Duration::from_secs(10);
+/// How often `--wait` asks for the status of a longer job.
+const WAIT_POLL: Duration = Duration::from_millis(500);
 /// How long `--wait` keeps trying while the cluster does not answer (an RM or JobTracker
 /// restart) before it gives up.
 const WAIT_UNREACHABLE_LIMIT: Duration = Duration::from_secs(60);
@@ -220,6 +225,7 @@ pub fn submit(job: ClusterJob) -> anyhow::Result<()> {
 async fn wait_for(client: &JobClient, job_id: &str, quiet: bool) -> anyhow::Result<JobReport> {
     let mut progress = (!quiet).then(|| ProgressView::new(job_id));
     let mut unreachable_since: Option<Instant> = None;
+    let started = Instant::now();
     loop {
         match client.status(job_id).await {
             Ok(report) => {
@@ -246,7 +252,12 @@ async fn wait_for(client: &JobClient, job_id: &str, quiet: bool) -> anyhow::Resu
                 }
             }
         }
-        tokio::time::sleep(WAIT_POLL).await;
+        let pause = if started.elapsed() < WAIT_FAST_PERIOD {
+            WAIT_POLL_FAST
+        } else {
+            WAIT_POLL
+        };
+        tokio::time::sleep(pause).await;
     }
 }
 

@@ -298,6 +298,11 @@ async fn app_status(rm: &RmClient, app: &str) -> anyhow::Result<()> {
     println!("Final status: {}", r.final_status);
     println!("Attempt:      {} of {}", r.attempt, r.max_attempts);
     println!("Master host:  {}", r.master_host.as_deref().unwrap_or("-"));
+    // Hadoop's "Tracking-URL": where the master serves its own status (a JobTracker's RPC).
+    println!(
+        "Tracking:     {}",
+        r.tracking_address.as_deref().unwrap_or("-")
+    );
     println!("Diagnostics:  {}", r.diagnostics);
     println!("Containers:");
     for c in &r.containers {

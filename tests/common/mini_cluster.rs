@@ -221,8 +221,12 @@ kill-grace-ms = 500
         }
     }
 
-    /// Starts (or restarts) NodeManager `i` on DataNode `i`'s address.
+    /// Starts (or restarts: a running one is stopped first) NodeManager `i` on DataNode `i`'s
+    /// address.
     pub fn start_nodemanager(&mut self, i: usize) {
+        if let Some(old) = self.nodemanagers[i].take() {
+            stop_child(old, Duration::from_secs(5));
+        }
         let dir = self.nodemanager_dir(i);
         let name = format!("nodemanager{}", i + 1);
         let child = daemon_command(&self.dfs.conf)
@@ -237,9 +241,7 @@ kill-grace-ms = 500
             .stderr(self.log(&name))
             .spawn()
             .expect("start nodemanager");
-        if let Some(old) = self.nodemanagers[i].replace(child) {
-            stop_child(old, Duration::from_secs(5));
-        }
+        self.nodemanagers[i] = Some(child);
     }
 
     /// `kill -9` NodeManager `i` (its containers keep running, as on a real host whose

@@ -8,12 +8,12 @@ use std::sync::{Arc, Mutex};
 
 use sheaf_rpc::TlsIdentity;
 use sheaf_yarn::nodemanager::aux_service::AuxService;
-use sheaf_yarn::protocol::YarnError;
+use sheaf_yarn::protocol::{AppId, YarnError};
 
-use crate::cluster::submission::SHUFFLE_SERVICE;
+use crate::cluster::submission::{job_id_of_application, SHUFFLE_SERVICE};
 
 use super::error::ShuffleError;
-use super::registry::ShuffleRegistry;
+use super::registry::{validate_job_id, ShuffleRegistry};
 use super::server::{RunningShuffleServer, ShuffleServer, ShuffleServerStats};
 
 /// Name of the shuffle root inside a NodeManager's local dir.
@@ -24,8 +24,34 @@ pub fn shuffle_root(local_dir: &Path) -> PathBuf {
     local_dir.join(SHUFFLE_ROOT_NAME)
 }
 
+/// Lock file in the shuffle root, held for the service's lifetime so two NodeManagers never
+/// share (and clean) one root. Job ids cannot start with a dot, so it never names a job dir.
+const LOCK_FILE: &str = ".lock";
+
+/// Takes the root's lock without waiting; an error names the root when another process holds it.
+fn lock_root(root: &Path) -> Result<std::fs::File, ShuffleError> {
+    use std::os::fd::AsRawFd;
+    let path = root.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| ShuffleError::io(format!("opening {}", path.display()), e))?;
+    // SAFETY: flock(2) on a descriptor this function owns; no memory is involved.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(ShuffleError::Config(format!(
+            "{} is in use by another NodeManager (give each NodeManager its own local-dir)",
+            root.display()
+        )));
+    }
+    Ok(file)
+}
+
 /// A [`ShuffleServer`] hosted by a NodeManager.
 pub struct ShuffleAuxService {
+    /// Held open for the lock on the root (released when the service is dropped).
+    _lock: std::fs::File,
     identity: TlsIdentity,
     root: PathBuf,
     port: u16,
@@ -38,15 +64,21 @@ impl ShuffleAuxService {
     /// the NodeManager's host. Call before the NodeManager runs (it does blocking disk I/O).
     ///
     /// Whatever is left in `root` belongs to jobs of an earlier NodeManager process, whose
-    /// registrations died with it, so it is deleted: nothing could ever serve or remove it.
+    /// registrations died with it, so it is deleted: nothing could ever serve or remove it. A
+    /// lock on the root makes a second service on the same root (two NodeManagers sharing a
+    /// local dir) fail here instead of deleting the first one's outputs.
     pub fn new(identity: TlsIdentity, root: &Path, port: u16) -> Result<Self, ShuffleError> {
         std::fs::create_dir_all(root)
             .map_err(|e| ShuffleError::io(format!("creating {}", root.display()), e))?;
         let root = std::fs::canonicalize(root)
             .map_err(|e| ShuffleError::io(format!("resolving {}", root.display()), e))?;
+        let lock = lock_root(&root)?;
         let stale = std::fs::read_dir(&root)
             .map_err(|e| ShuffleError::io(format!("listing {}", root.display()), e))?;
         for entry in stale.flatten() {
+            if entry.file_name() == LOCK_FILE {
+                continue;
+            }
             let path = entry.path();
             let removed = if entry.file_type().is_ok_and(|t| t.is_dir()) {
                 std::fs::remove_dir_all(&path)
@@ -61,6 +93,7 @@ impl ShuffleAuxService {
             }
         }
         Ok(ShuffleAuxService {
+            _lock: lock,
             identity,
             root,
             port,
@@ -115,6 +148,33 @@ impl AuxService for ShuffleAuxService {
         tracing::info!(%addr, root = %self.root.display(), "shuffle service started");
         *running = Some(server);
         Ok(addr)
+    }
+
+    /// The job of a finished application may have left outputs here that no JobTracker will
+    /// remove (it crashed, or a map failed after writing and before registering): forget the
+    /// job and delete `<root>/<job_id>`, off the runtime's threads.
+    fn application_finished(&self, app: &AppId) {
+        let job_id = job_id_of_application(&app.to_string());
+        if validate_job_id(&job_id).is_err() {
+            return;
+        }
+        let outputs = self.registry.finish_job(&job_id);
+        let job_dir = self.root.join(&job_id);
+        let delete = move || match std::fs::remove_dir_all(&job_dir) {
+            Ok(()) => tracing::info!(
+                job = %job_id,
+                outputs = outputs.len(),
+                "shuffle data of finished application deleted"
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(dir = %job_dir.display(), error = %e, "cannot delete shuffle data")
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(delete)),
+            Err(_) => delete(),
+        }
     }
 
     fn stop(&self) {

@@ -2,8 +2,15 @@
 //! segments of the map outputs registered with it; a reduce task's [`ShuffleFetcher`] fetches
 //! its partition from many maps at once and hands the segments to the reduce-side merge.
 //!
-//! Security: every connection uses the cluster's mutual TLS, and every request carries an
+//! On a cluster every NodeManager hosts the server as the [`ShuffleAuxService`] (`"shuffle"`),
+//! serving only files under `<local-dir>/shuffle/<job_id>/`. Map tasks register their outputs
+//! with the service on their node and the JobTracker removes finished jobs, both through a
+//! [`ShuffleServiceClient`]; the NodeManager also drops a job's data when its application ends.
+//!
+//! Security: every connection uses the cluster's mutual TLS, and every fetch carries an
 //! HMAC-SHA256 under the job's [`JobSecret`], so a task can fetch only its own job's outputs.
+//! The first registration of a job on a node brings the secret (later ones must match it), a
+//! registered file must lie in that job's directory, and a removal carries its own HMAC.
 
 pub mod aux_service;
 pub mod error;

@@ -27,15 +27,15 @@ struct JobOutputs {
 /// refused and a repeated removal still authenticates; the oldest are forgotten past this.
 const REMEMBERED_REMOVALS: usize = 4096;
 
-/// Jobs removed from a registry, oldest first.
+/// Jobs removed from a registry, oldest first, with their secrets when they were known.
 #[derive(Default)]
 struct Removed {
-    secrets: HashMap<String, JobSecret>,
+    secrets: HashMap<String, Option<JobSecret>>,
     order: VecDeque<String>,
 }
 
 impl Removed {
-    fn remember(&mut self, job_id: &str, secret: JobSecret) {
+    fn remember(&mut self, job_id: &str, secret: Option<JobSecret>) {
         if self.secrets.insert(job_id.to_string(), secret).is_none() {
             self.order.push_back(job_id.to_string());
         }
@@ -200,12 +200,12 @@ impl ShuffleRegistry {
             ))
         };
         let mut removed = self.removed.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(secret) = removed.secrets.get(job_id) {
-            return if secret.verify_removal(job_id, mac) {
-                Ok(Removal::AlreadyRemoved)
-            } else {
-                Err(bad_token())
-            };
+        match removed.secrets.get(job_id) {
+            Some(Some(secret)) if !secret.verify_removal(job_id, mac) => return Err(bad_token()),
+            // Finished with its application before any output was registered: there is
+            // nothing a removal could harm, so it needs no secret.
+            Some(_) => return Ok(Removal::AlreadyRemoved),
+            None => {}
         }
         let mut jobs = self.jobs.write().unwrap_or_else(|p| p.into_inner());
         let Some(job) = jobs.get(job_id) else {
@@ -217,8 +217,21 @@ impl ShuffleRegistry {
         let Some(job) = jobs.remove(job_id) else {
             return Ok(Removal::Unknown);
         };
-        removed.remember(job_id, job.secret);
+        removed.remember(job_id, Some(job.secret));
         Ok(Removal::Removed(job.outputs.into_values().collect()))
+    }
+
+    /// Forgets `job_id` because its application has ended (the NodeManager says so; no MAC
+    /// needed) and refuses its later registrations. Returns the outputs that were registered.
+    pub fn finish_job(&self, job_id: &str) -> Vec<RegisteredOutput> {
+        let mut removed = self.removed.write().unwrap_or_else(|p| p.into_inner());
+        let mut jobs = self.jobs.write().unwrap_or_else(|p| p.into_inner());
+        let job = jobs.remove(job_id);
+        let known = removed.secrets.get(job_id).cloned().flatten();
+        let secret = job.as_ref().map(|j| j.secret.clone()).or(known);
+        removed.remember(job_id, secret);
+        job.map(|j| j.outputs.into_values().collect())
+            .unwrap_or_default()
     }
 
     /// Jobs currently registered.

@@ -1111,11 +1111,124 @@ fn a_new_service_deletes_what_an_earlier_nodemanager_left_in_its_root() {
     )
     .expect("stale");
     std::fs::write(root.join("stray"), b"x").expect("stray");
-    let service = ShuffleAuxService::new(daemon, &root, 0).expect("service");
+    let service = ShuffleAuxService::new(daemon.clone(), &root, 0).expect("service");
     assert_eq!(
         service.root(),
         std::fs::canonicalize(&root).expect("canonical")
     );
-    assert_eq!(std::fs::read_dir(&root).expect("root").count(), 0);
+    let left: Vec<_> = std::fs::read_dir(&root)
+        .expect("root")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(
+        left,
+        [std::ffi::OsString::from(".lock")],
+        "only the lock file"
+    );
     assert!(service.local_addr().is_none(), "not started yet");
+    // A second NodeManager on the same local dir is refused and deletes nothing.
+    std::fs::create_dir_all(root.join(JOB)).expect("live job dir");
+    let err = ShuffleAuxService::new(daemon.clone(), &root, 0)
+        .err()
+        .expect("the root is taken");
+    assert!(
+        err.to_string().contains("in use by another NodeManager"),
+        "{err}"
+    );
+    assert!(root.join(JOB).exists());
+    drop(service);
+    assert!(
+        ShuffleAuxService::new(daemon, &root, 0).is_ok(),
+        "free again"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_application_loses_its_shuffle_data_even_without_a_removal() {
+    bounded(async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (daemon, user) = identities(dir.path());
+        let service =
+            ShuffleAuxService::new(daemon, &dir.path().join("shuffle"), 0).expect("service");
+        let root = service.root().to_path_buf();
+        let outputs = outputs_under_root(&root, 2, 100);
+        let addr = start_aux(&service);
+        let client = service_client(&user);
+        let secret = JobSecret::generate();
+        // Map 0 registered; map 1 wrote its file but died before registering.
+        client
+            .register_map_output(
+                addr,
+                JOB,
+                &secret,
+                MapAttemptId::new(0, 0),
+                &outputs[0].path,
+                &outputs[0].index,
+            )
+            .await
+            .expect("registered");
+        // A job whose maps all died before registering: unknown to the registry.
+        let unknown = "job_1700000000000_0003";
+        std::fs::create_dir_all(root.join(unknown).join("attempt_m_000000_0")).expect("dir");
+        // JOB is the job of application_1700000000000_0001.
+        let app = |seq| sheaf_yarn::protocol::AppId {
+            cluster_ts: 1_700_000_000_000,
+            seq,
+        };
+        service.application_finished(&app(1));
+        service.application_finished(&app(3));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while root.join(JOB).exists() || root.join(unknown).exists() {
+            assert!(std::time::Instant::now() < deadline, "job dirs not deleted");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(service.registry().job_count(), 0);
+        // Nothing of the job is served or accepted any more; the JobTracker's removal still
+        // succeeds (idempotent), as does one for the job that never registered.
+        let fetcher = ShuffleFetcher::new(&user, LOCAL, fast_settings()).expect("fetcher");
+        let job = ShuffleJob {
+            job_id: JOB.into(),
+            secret: secret.clone(),
+        };
+        let outcome = fetcher
+            .fetch(&job, 0, &locations(1, addr), &dir.path().join("f"))
+            .await
+            .expect("fetch");
+        assert!(outcome.segments.is_empty());
+        assert!(outcome.failures[0].reason.contains("not known"));
+        std::fs::create_dir_all(root.join(JOB)).expect("straggler dir");
+        let late = write_map_outputs(&root.join(JOB), 1, 20).remove(0);
+        let reason = refusal(
+            client
+                .register_map_output(
+                    addr,
+                    JOB,
+                    &secret,
+                    MapAttemptId::new(1, 1),
+                    &late.path,
+                    &late.index,
+                )
+                .await
+                .expect_err("straggler"),
+        );
+        assert!(reason.contains("finished"), "{reason}");
+        assert_eq!(client.remove_job(addr, JOB, &secret).await.expect("ok"), 0);
+        let reason = refusal(
+            client
+                .remove_job(addr, JOB, &JobSecret::generate())
+                .await
+                .expect_err("the secret is still checked"),
+        );
+        assert!(reason.contains("bad job token"), "{reason}");
+        assert_eq!(
+            client
+                .remove_job(addr, unknown, &JobSecret::generate())
+                .await
+                .expect("nothing to protect"),
+            0
+        );
+        service.stop();
+    })
+    .await;
 }

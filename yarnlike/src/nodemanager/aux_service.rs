@@ -1,7 +1,7 @@
 //! Auxiliary services: long-running services hosted inside the NodeManager process (the MapReduce
 //! shuffle server), started with the NM and advertised to applications through the RM.
 
-use crate::protocol::YarnError;
+use crate::protocol::{AppId, YarnError};
 use std::net::IpAddr;
 
 /// A service the NodeManager hosts.
@@ -14,4 +14,8 @@ pub trait AuxService: Send + Sync {
     /// Stops it when the NodeManager shuts down (called inside the NM's runtime; must not
     /// block). The default does nothing: the service's tasks end with the runtime.
     fn stop(&self) {}
+    /// Application `app` has ended and its containers on this node have exited: drop what the
+    /// service keeps for it (Hadoop's `stopApplication`). Called inside the NM's runtime; must
+    /// not block. The default does nothing.
+    fn application_finished(&self, _app: &AppId) {}
 }

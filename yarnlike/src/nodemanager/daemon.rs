@@ -50,6 +50,7 @@ struct NodeManager {
     interval: Duration,
     aggregator: Option<Arc<LogAggregator>>,
     kill_grace: Duration,
+    aux_services: Vec<Arc<dyn AuxService>>,
 }
 
 impl NodeManager {
@@ -115,6 +116,7 @@ impl NodeManager {
                 self.aggregator.clone(),
                 app,
                 self.kill_grace,
+                self.aux_services.clone(),
             ));
         }
         Ok(true)
@@ -157,17 +159,22 @@ impl NodeManager {
     }
 }
 
-/// After an application ends: waits for its containers here to exit, aggregates their logs into
-/// the DFS (if configured) and removes its working directories.
+/// After an application ends: waits for its containers here to exit, tells the aux services,
+/// aggregates the containers' logs into the DFS (if configured) and removes their working
+/// directories.
 async fn finish_app(
     containers: Arc<Containers>,
     aggregator: Option<Arc<LogAggregator>>,
     app: AppId,
     grace: Duration,
+    aux_services: Vec<Arc<dyn AuxService>>,
 ) {
     let deadline = tokio::time::Instant::now() + grace + Duration::from_secs(10);
     while containers.has_live(app) && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for service in &aux_services {
+        service.application_finished(&app);
     }
     if let (Some(agg), Some(user)) = (aggregator, containers.user_of(app)) {
         // The DFS client's copy future is not Send; drive it on a blocking thread instead.
@@ -240,6 +247,7 @@ pub async fn run(setup: NodeManagerSetup, shutdown: Shutdown) -> Result<(), Yarn
         interval: Duration::from_millis(setup.config.heartbeat_interval_ms.max(10)),
         aggregator,
         kill_grace: Duration::from_millis(setup.config.kill_grace_ms),
+        aux_services: setup.aux_services.clone(),
     });
     if nm.register(&shutdown).await.is_none() {
         stop_aux_services(&setup.aux_services);

@@ -33,20 +33,24 @@ struct Offer {
     retry_at_ms: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Status {
-    /// Nothing fetched and no fetch running.
-    Missing,
-    /// A fetch of this attempt's output is running.
-    Fetching(AttemptId),
-    /// This attempt's output is in the shuffle buffer.
-    Fetched(AttemptId),
+#[derive(Debug, Clone, Default)]
+struct MapState {
+    /// The attempt to fetch, if an event offered one and nothing withdrew it.
+    offer: Option<Offer>,
+    /// Attempts whose fetch is running (more than one when an offer was replaced while the
+    /// old attempt's fetch hangs on a host that went away).
+    fetching: Vec<AttemptId>,
+    /// The attempt whose output is in the shuffle buffer.
+    fetched: Option<AttemptId>,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct MapState {
-    offer: Option<Offer>,
-    status: Status,
+impl MapState {
+    /// The offer, if it should be fetched by `now_ms` (not fetched, not being fetched, due).
+    fn due(&self, now_ms: u64) -> Option<Offer> {
+        self.offer.filter(|o| {
+            self.fetched.is_none() && !self.fetching.contains(&o.attempt) && o.retry_at_ms <= now_ms
+        })
+    }
 }
 
 /// What a reducer knows about the outputs of the job's maps.
@@ -60,13 +64,7 @@ impl MapEventBook {
     /// A book for a job of `num_maps` maps, nothing known yet.
     pub fn new(num_maps: u32) -> Self {
         MapEventBook {
-            maps: vec![
-                MapState {
-                    offer: None,
-                    status: Status::Missing,
-                };
-                num_maps as usize
-            ],
+            maps: vec![MapState::default(); num_maps as usize],
             fetched: 0,
         }
     }
@@ -84,10 +82,7 @@ impl MapEventBook {
         let Some(state) = self.state(attempt) else {
             return false;
         };
-        if matches!(state.status, Status::Fetched(_)) {
-            return false;
-        }
-        if state.offer.is_some_and(|o| o.attempt == attempt) {
+        if state.fetched.is_some() || state.offer.is_some_and(|o| o.attempt == attempt) {
             return false;
         }
         state.offer = Some(Offer {
@@ -111,14 +106,21 @@ impl MapEventBook {
     /// The outputs to fetch now (offered, not fetched nor being fetched, not waiting for a
     /// retry); they are marked as being fetched.
     pub fn start_fetches(&mut self, now_ms: u64) -> Vec<(AttemptId, SocketAddr)> {
+        self.start_fetches_from(now_ms, |_| true)
+    }
+
+    /// Like [`MapEventBook::start_fetches`], for outputs on hosts `allowed` accepts (asked
+    /// once per candidate, in map order, so it may count the hosts it lets through).
+    pub fn start_fetches_from(
+        &mut self,
+        now_ms: u64,
+        mut allowed: impl FnMut(SocketAddr) -> bool,
+    ) -> Vec<(AttemptId, SocketAddr)> {
         let mut batch = Vec::new();
         for state in &mut self.maps {
-            if state.status != Status::Missing {
-                continue;
-            }
-            if let Some(offer) = state.offer {
-                if offer.retry_at_ms <= now_ms {
-                    state.status = Status::Fetching(offer.attempt);
+            if let Some(offer) = state.due(now_ms) {
+                if allowed(offer.host) {
+                    state.fetching.push(offer.attempt);
                     batch.push((offer.attempt, offer.host));
                 }
             }
@@ -126,16 +128,20 @@ impl MapEventBook {
         batch
     }
 
-    /// `attempt`'s output was fetched. Returns false if the segment is not wanted (the map
-    /// was fetched already), in which case the caller drops it.
+    /// `attempt`'s output was fetched. Returns false if the segment is not wanted (another
+    /// attempt of the map was fetched already), in which case the caller drops it.
     pub fn fetched(&mut self, attempt: AttemptId) -> bool {
         let Some(state) = self.state(attempt) else {
             return false;
         };
-        if state.status != Status::Fetching(attempt) {
+        let Some(i) = state.fetching.iter().position(|a| *a == attempt) else {
+            return false;
+        };
+        state.fetching.swap_remove(i);
+        if state.fetched.is_some() {
             return false;
         }
-        state.status = Status::Fetched(attempt);
+        state.fetched = Some(attempt);
         self.fetched += 1;
         true
     }
@@ -147,8 +153,9 @@ impl MapEventBook {
         let Some(state) = self.state(attempt) else {
             return false;
         };
-        if state.status == Status::Fetching(attempt) {
-            state.status = Status::Missing;
+        state.fetching.retain(|a| *a != attempt);
+        if state.fetched.is_some() {
+            return false;
         }
         match &mut state.offer {
             Some(offer) if offer.attempt == attempt => {
@@ -160,6 +167,23 @@ impl MapEventBook {
                 true
             }
             _ => false,
+        }
+    }
+
+    /// Whether `attempt`'s output is still wanted: it is its map's current offer and the map
+    /// is not fetched yet. A running fetch of an unwanted attempt may be abandoned.
+    pub fn wanted(&self, attempt: AttemptId) -> bool {
+        attempt.task.kind == TaskKind::Map
+            && self.maps.get(attempt.task.index as usize).is_some_and(|m| {
+                m.fetched.is_none() && m.offer.is_some_and(|o| o.attempt == attempt)
+            })
+    }
+
+    /// The caller cancelled the running fetch of `attempt` (not a failure: nothing is
+    /// reported and no retry delay is added; a still-offered attempt is fetched again).
+    pub fn fetch_abandoned(&mut self, attempt: AttemptId) {
+        if let Some(state) = self.state(attempt) {
+            state.fetching.retain(|a| *a != attempt);
         }
     }
 
@@ -175,17 +199,14 @@ impl MapEventBook {
 
     /// Whether a fetch is running.
     pub fn fetching(&self) -> bool {
-        self.maps
-            .iter()
-            .any(|m| matches!(m.status, Status::Fetching(_)))
+        self.maps.iter().any(|m| !m.fetching.is_empty())
     }
 
     /// The earliest time a failed output may be fetched again, if one waits for that.
     pub fn next_retry_ms(&self) -> Option<u64> {
         self.maps
             .iter()
-            .filter(|m| m.status == Status::Missing)
-            .filter_map(|m| m.offer.map(|o| o.retry_at_ms))
+            .filter_map(|m| m.due(u64::MAX).map(|o| o.retry_at_ms))
             .min()
     }
 
@@ -194,7 +215,7 @@ impl MapEventBook {
         self.maps
             .iter()
             .enumerate()
-            .filter(|(_, m)| !matches!(m.status, Status::Fetched(_)))
+            .filter(|(_, m)| m.fetched.is_none())
             .map(|(i, _)| i as u32)
             .collect()
     }
@@ -236,6 +257,17 @@ mod tests {
         assert!(book.fetched(map(1, 0)));
         assert!(book.all_fetched());
         assert!(!book.fetching());
+    }
+
+    #[test]
+    fn fetches_can_be_limited_to_some_hosts() {
+        let mut book = MapEventBook::new(3);
+        book.offer(map(0, 0), host(1));
+        book.offer(map(1, 0), host(2));
+        book.offer(map(2, 0), host(1));
+        let batch = book.start_fetches_from(0, |h| h == host(1));
+        assert_eq!(batch, vec![(map(0, 0), host(1)), (map(2, 0), host(1))]);
+        assert_eq!(book.start_fetches(0), vec![(map(1, 0), host(2))]);
     }
 
     #[test]
@@ -294,6 +326,31 @@ mod tests {
     }
 
     #[test]
+    fn a_replacement_is_fetched_while_the_old_attempts_fetch_still_hangs() {
+        let mut book = MapEventBook::new(1);
+        book.offer(map(0, 0), host(1));
+        book.start_fetches(0);
+        // The old attempt's node died: its fetch hangs, the map is re-run elsewhere.
+        book.obsolete(map(0, 0));
+        book.offer(map(0, 1), host(2));
+        assert_eq!(book.start_fetches(0), vec![(map(0, 1), host(2))]);
+        assert!(book.fetched(map(0, 1)));
+        assert!(book.all_fetched());
+        assert!(book.fetching(), "the hung fetch is still running");
+        assert!(!book.fetch_failed(map(0, 0), 5), "not reported: withdrawn");
+        assert!(!book.fetching());
+        // Had it delivered after all, its segment would be a duplicate.
+        let mut book = MapEventBook::new(1);
+        book.offer(map(0, 0), host(1));
+        book.start_fetches(0);
+        book.offer(map(0, 1), host(2));
+        book.start_fetches(0);
+        assert!(book.fetched(map(0, 1)));
+        assert!(!book.fetched(map(0, 0)), "duplicate dropped");
+        assert_eq!(book.fetched_count(), 1);
+    }
+
+    #[test]
     fn failed_fetches_are_reported_and_retried_with_growing_delays() {
         let mut book = MapEventBook::new(1);
         book.offer(map(0, 0), host(1));
@@ -331,6 +388,33 @@ mod tests {
             book.start_fetches(20),
             vec![(map(0, 2), host(3))],
             "the replacement is fetched at once"
+        );
+    }
+
+    #[test]
+    fn running_fetches_of_withdrawn_or_replaced_attempts_can_be_abandoned() {
+        let mut book = MapEventBook::new(2);
+        book.offer(map(0, 0), host(1));
+        book.offer(map(1, 0), host(1));
+        assert_eq!(book.start_fetches(0).len(), 2);
+        assert!(book.wanted(map(0, 0)) && book.wanted(map(1, 0)));
+        // The node died: map 0's output is withdrawn, map 1's is replaced.
+        book.obsolete(map(0, 0));
+        book.offer(map(1, 1), host(2));
+        assert!(!book.wanted(map(0, 0)) && !book.wanted(map(1, 0)));
+        assert!(book.wanted(map(1, 1)));
+        book.fetch_abandoned(map(0, 0));
+        book.fetch_abandoned(map(1, 0));
+        assert!(!book.fetching());
+        assert_eq!(
+            book.start_fetches(0),
+            vec![(map(1, 1), host(2))],
+            "the replacement is fetched at once, the withdrawn map waits for its next event"
+        );
+        assert!(book.fetched(map(1, 1)));
+        assert!(
+            !book.fetched(map(1, 0)),
+            "an abandoned fetch's late segment is not wanted"
         );
     }
 }

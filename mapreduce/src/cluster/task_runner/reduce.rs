@@ -4,11 +4,13 @@
 //!
 //! The loop runs on the work thread: JobTracker calls and fetches run on the network runtime,
 //! while adding segments to the shuffle buffer (which may merge them to local disk) happens on
-//! the work thread between them. One fetch (of every output available at the time, the fetcher
-//! copying `parallel-copies` of them at once) runs at a time, so fetched segments never hold
-//! more than the shuffle memory budget on top of what the shuffle buffer keeps.
+//! the work thread between them. At most one fetch per shuffle host runs at a time, and at most
+//! [`MAX_HOST_FETCHES`] in all (each copying up to `parallel-copies` outputs of its host at
+//! once), so a host that stopped answering holds up only its own outputs. Each fetch gets an
+//! equal share of the shuffle memory budget, so fetched segments never hold more than that
+//! budget on top of what the shuffle buffer keeps.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -30,6 +32,8 @@ use super::{AttemptContext, Finished, TaskRunnerError};
 pub const EVENT_POLL_INTERVAL: Duration = Duration::from_millis(300);
 /// How soon it asks again right after an answer with news (more maps tend to finish together).
 const EVENT_POLL_AFTER_NEWS: Duration = Duration::from_millis(50);
+/// Most fetches (one per shuffle host) running at once.
+pub const MAX_HOST_FETCHES: usize = 4;
 
 fn attempt_of(map: MapAttemptId) -> AttemptId {
     AttemptId {
@@ -89,10 +93,11 @@ pub fn run_reduce(ctx: &AttemptContext) -> Result<Finished, TaskRunnerError> {
 fn shuffle(
     ctx: &AttemptContext,
     job: &ShuffleJob,
-    settings: ShuffleSettings,
+    mut settings: ShuffleSettings,
     spill_dir: &Path,
     buffer: &mut ShuffleBuffer,
 ) -> Result<(), TaskRunnerError> {
+    settings.memory_budget = (settings.memory_budget / MAX_HOST_FETCHES).max(1);
     let fetcher = ctx
         .handle
         .block_on(async { ShuffleFetcher::new(&ctx.identity, ctx.env.host, settings) })?;
@@ -105,21 +110,24 @@ fn shuffle(
         started: Instant::now(),
         next_event: 0,
         next_poll: Instant::now(),
-        in_flight: None,
+        in_flight: Vec::new(),
     };
     let result = shuffle.run(buffer);
-    if let Some((handle, _)) = shuffle.in_flight.take() {
-        handle.abort();
+    for fetch in shuffle.in_flight.drain(..) {
+        fetch.handle.abort();
     }
     fetcher.close();
     result
 }
 
-/// A fetch running on the network runtime, with the attempts it was asked for.
-type InFlight = (
-    tokio::task::JoinHandle<Result<ShuffleOutcome, ShuffleError>>,
-    Vec<AttemptId>,
-);
+/// A fetch running on the network runtime.
+struct InFlight {
+    handle: tokio::task::JoinHandle<Result<ShuffleOutcome, ShuffleError>>,
+    /// The shuffle host it fetches from.
+    host: SocketAddr,
+    /// The map attempts it was asked for.
+    asked: Vec<AttemptId>,
+}
 
 struct Shuffle<'a> {
     ctx: &'a AttemptContext,
@@ -130,12 +138,57 @@ struct Shuffle<'a> {
     started: Instant,
     next_event: u32,
     next_poll: Instant,
-    in_flight: Option<InFlight>,
+    in_flight: Vec<InFlight>,
 }
 
 impl Shuffle<'_> {
     fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
+    }
+
+    /// Starts a fetch for each host with outputs ready and no fetch running, up to
+    /// [`MAX_HOST_FETCHES`] in all.
+    fn start_fetches(&mut self, partition: u32) {
+        let free = MAX_HOST_FETCHES.saturating_sub(self.in_flight.len());
+        if free == 0 {
+            return;
+        }
+        let busy: HashSet<SocketAddr> = self.in_flight.iter().map(|f| f.host).collect();
+        let mut chosen: HashSet<SocketAddr> = HashSet::new();
+        let ready = self.book.start_fetches_from(self.now_ms(), |host| {
+            if busy.contains(&host) {
+                return false;
+            }
+            if chosen.contains(&host) {
+                return true;
+            }
+            chosen.len() < free && chosen.insert(host)
+        });
+        let mut by_host: BTreeMap<SocketAddr, Vec<AttemptId>> = BTreeMap::new();
+        for (attempt, host) in ready {
+            by_host.entry(host).or_default().push(attempt);
+        }
+        for (host, asked) in by_host {
+            let locations: Vec<MapOutputLocation> = asked
+                .iter()
+                .map(|a| MapOutputLocation {
+                    map_attempt: map_attempt_of(*a),
+                    host,
+                })
+                .collect();
+            let fetcher = self.fetcher.clone();
+            let job = self.job.clone();
+            let dir = self.spill_dir.to_path_buf();
+            let handle = self
+                .ctx
+                .handle
+                .spawn(async move { fetcher.fetch(&job, partition, &locations, &dir).await });
+            self.in_flight.push(InFlight {
+                handle,
+                host,
+                asked,
+            });
+        }
     }
 
     fn run(&mut self, buffer: &mut ShuffleBuffer) -> Result<(), TaskRunnerError> {
@@ -147,51 +200,33 @@ impl Shuffle<'_> {
             if Instant::now() >= self.next_poll {
                 self.poll_events()?;
             }
-            if self.in_flight.is_none() {
-                let maps = self.book.start_fetches(self.now_ms());
-                if !maps.is_empty() {
-                    let locations: Vec<MapOutputLocation> = maps
-                        .iter()
-                        .map(|(attempt, host)| MapOutputLocation {
-                            map_attempt: map_attempt_of(*attempt),
-                            host: *host,
-                        })
-                        .collect();
-                    let fetcher = self.fetcher.clone();
-                    let job = self.job.clone();
-                    let dir = self.spill_dir.to_path_buf();
-                    let handle = self.ctx.handle.spawn(async move {
-                        fetcher.fetch(&job, partition, &locations, &dir).await
-                    });
-                    self.in_flight = Some((handle, maps.into_iter().map(|(a, _)| a).collect()));
+            self.start_fetches(partition);
+            if self.in_flight.is_empty() {
+                // Nothing to fetch: sleep until the next poll or retry, whichever is first.
+                let mut wake = self.next_poll;
+                if let Some(retry) = self.book.next_retry_ms() {
+                    wake = wake.min(self.started + Duration::from_millis(retry));
                 }
+                let pause = wake.saturating_duration_since(Instant::now());
+                std::thread::sleep(pause.max(Duration::from_millis(1)));
+                continue;
             }
-            match self.in_flight.as_mut() {
-                Some((handle, _)) => {
-                    let deadline = tokio::time::Instant::from_std(self.next_poll);
-                    let joined = self
-                        .ctx
-                        .handle
-                        .block_on(async { tokio::time::timeout_at(deadline, handle).await });
-                    let Ok(joined) = joined else {
-                        continue; // time to poll for events; the fetch keeps running
-                    };
-                    let asked = self.in_flight.take().map(|(_, a)| a).unwrap_or_default();
-                    let outcome = joined.map_err(|e| {
-                        TaskRunnerError::Panic(format!("shuffle fetch task: {e}"))
-                    })??;
-                    self.absorb(outcome, asked, buffer)?;
-                }
-                None => {
-                    // Nothing to fetch: sleep until the next poll or retry, whichever is first.
-                    let mut wake = self.next_poll;
-                    if let Some(retry) = self.book.next_retry_ms() {
-                        wake = wake.min(self.started + Duration::from_millis(retry));
-                    }
-                    let pause = wake.saturating_duration_since(Instant::now());
-                    std::thread::sleep(pause.max(Duration::from_millis(1)));
-                }
-            }
+            let deadline = tokio::time::Instant::from_std(self.next_poll);
+            let handles = self.in_flight.iter_mut().map(|f| &mut f.handle);
+            let finished = self.ctx.handle.block_on(async {
+                let (joined, index, _) =
+                    tokio::time::timeout_at(deadline, futures::future::select_all(handles))
+                        .await
+                        .ok()?;
+                Some((joined, index))
+            });
+            let Some((joined, index)) = finished else {
+                continue; // time to poll for events; the fetches keep running
+            };
+            let fetch = self.in_flight.swap_remove(index);
+            let outcome = joined
+                .map_err(|e| TaskRunnerError::Panic(format!("shuffle fetch task: {e}")))??;
+            self.absorb(outcome, fetch.asked, buffer)?;
         }
         tracing::info!(maps = self.book.fetched_count(), "shuffle complete");
         Ok(())
@@ -221,6 +256,7 @@ impl Shuffle<'_> {
                 }
             }
         }
+        self.abandon_unwanted_fetches();
         self.next_poll = Instant::now()
             + if news {
                 EVENT_POLL_AFTER_NEWS
@@ -228,6 +264,27 @@ impl Shuffle<'_> {
                 EVENT_POLL_INTERVAL
             };
         Ok(())
+    }
+
+    /// Cancels the running fetches asked for a map output that an event withdrew (its node was
+    /// lost) or replaced (a later attempt of the map succeeded). A fetch from a dead host only
+    /// ends with its connect and read timeouts, tens of seconds after the JobTracker said where
+    /// the output is now; the other outputs asked in the same fetch are fetched again.
+    fn abandon_unwanted_fetches(&mut self) {
+        let mut i = 0;
+        while i < self.in_flight.len() {
+            if self.in_flight[i].asked.iter().all(|a| self.book.wanted(*a)) {
+                i += 1;
+                continue;
+            }
+            let fetch = self.in_flight.swap_remove(i);
+            fetch.handle.abort();
+            tracing::info!(host = %fetch.host, maps = fetch.asked.len(),
+                "fetch abandoned: a map output it asked for was withdrawn or replaced");
+            for attempt in fetch.asked {
+                self.book.fetch_abandoned(attempt);
+            }
+        }
     }
 
     /// Files what one fetch brought: segments into the buffer, failures to the JobTracker.

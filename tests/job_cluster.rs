@@ -260,6 +260,35 @@ fn wordcount_on_the_cluster_equals_an_independent_reference() {
         .collect();
     assert!(differing.is_empty(), "counts differ: {differing:?}");
 
+    // The local runner over the same DFS input, with the same reducers and partitioner, writes
+    // byte-identical part files: the cluster changes where tasks run, not what they compute.
+    let local = cluster.sheaf(&[
+        "job",
+        "run",
+        "--local",
+        "--plugin",
+        plugin("wordcount").to_str().expect("utf-8 path"),
+        "--input",
+        "sheaf:///in",
+        "--output",
+        "sheaf:///out-local",
+        "--reducers",
+        "2",
+    ]);
+    assert!(
+        local.status.success(),
+        "local run failed: {}",
+        String::from_utf8_lossy(&local.stderr)
+    );
+    let local_parts = committed_parts(&cluster, "/out-local");
+    assert_eq!(local_parts.len(), parts.len(), "{local_parts:?}");
+    for ((cluster_part, cluster_bytes), local_part) in contents.iter().zip(&local_parts) {
+        assert!(
+            cluster.cat(local_part) == *cluster_bytes,
+            "{cluster_part} (cluster) differs from {local_part} (local runner)"
+        );
+    }
+
     // Every map ran and its output went through the shuffle to both reducers.
     let counters = counters(&format!(
         "{stderr}\n{}",
@@ -299,6 +328,63 @@ fn wordcount_on_the_cluster_equals_an_independent_reference() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+#[test]
+fn terasort_on_the_cluster_passes_teravalidate() {
+    let cluster = MiniCluster::start(MiniClusterOptions::new(3, OCTET));
+    let work = tempfile::tempdir().expect("tempdir");
+    // 60,000 records = 6 MB: six 1 MiB blocks, so several maps sample and sort, 3 reducers.
+    let input = work.path().join("records");
+    let gen = cluster.sheaf(&[
+        "bench",
+        "teragen",
+        "--records",
+        "60000",
+        "--output",
+        input.to_str().expect("utf-8 path"),
+    ]);
+    assert!(gen.status.success(), "{}", String::from_utf8_lossy(&gen.stderr));
+    cluster.put(&input, "/tera/in/records");
+    let out = submit_and_wait(&cluster, "terasort", &["/tera/in"], "/tera/out", 3);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "terasort failed ({:?}):\n{stderr}\n{}",
+        out.status.code(),
+        cluster.log_tails()
+    );
+    let parts = committed_parts(&cluster, "/tera/out");
+    assert_eq!(parts.len(), 3, "{parts:?}");
+    // Every reducer got a share of the key range (the JobTracker sampled the input for the
+    // total-order partition boundaries once, for all maps).
+    let local_out = work.path().join("out");
+    std::fs::create_dir_all(&local_out).expect("mkdir");
+    for part in &parts {
+        let bytes = cluster.cat(part);
+        assert!(!bytes.is_empty(), "{part} is empty: the boundaries were not sampled");
+        let name = part.rsplit('/').next().expect("file name");
+        std::fs::write(local_out.join(name), bytes).expect("write part");
+    }
+    let validate = cluster.sheaf(&[
+        "bench",
+        "teravalidate",
+        "--input",
+        input.to_str().expect("utf-8 path"),
+        "--output",
+        local_out.to_str().expect("utf-8 path"),
+    ]);
+    assert!(
+        validate.status.success(),
+        "teravalidate: {}{}",
+        String::from_utf8_lossy(&validate.stdout),
+        String::from_utf8_lossy(&validate.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&validate.stdout).contains("60000 records"),
+        "{}",
+        String::from_utf8_lossy(&validate.stdout)
+    );
 }
 
 /// `NAME=VALUE` counter lines of `sheaf job submit --wait` (stdout or stderr).

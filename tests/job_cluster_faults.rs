@@ -8,6 +8,8 @@
 mod common;
 
 use common::mini_cluster::{ContainerProcess, MiniCluster, MiniClusterOptions};
+use sheaf_mapreduce::cluster::history;
+use sheaf_mapreduce::cluster::submission::STAGING_ROOT;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
@@ -354,6 +356,34 @@ fn dfs_list(cluster: &MiniCluster, dir: &str) -> Vec<String> {
         .filter_map(|l| l.split_whitespace().last())
         .filter(|p| p.starts_with(dir))
         .map(str::to_string)
+        .collect()
+}
+
+/// Tasks (`m_000003`) that the newest readable recovery snapshot of the cluster's running job
+/// records as committed (`<staging>/recovery/history-<seq>.json`): what a restarted
+/// JobTracker must not run again.
+fn snapshot_committed_tasks(cluster: &MiniCluster) -> BTreeSet<String> {
+    let listing = cluster.sheaf(&["dfs", "ls", "-R", STAGING_ROOT]);
+    let newest = String::from_utf8_lossy(&listing.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().last())
+        .filter(|p| p.contains("/recovery/"))
+        .filter_map(|p| Some((history::snapshot_seq(p.rsplit('/').next()?)?, p.to_string())))
+        .max();
+    let Some((_, path)) = newest else {
+        return BTreeSet::new();
+    };
+    // The file may be replaced between the listing and the read: then there is nothing yet.
+    let out = cluster.sheaf(&["dfs", "cat", &path]);
+    let Ok(record) = history::decode(&path, &out.stdout) else {
+        return BTreeSet::new();
+    };
+    record
+        .history
+        .attempts
+        .iter()
+        .filter(|a| a.committed)
+        .map(|a| format!("{}", a.attempt.task))
         .collect()
 }
 
@@ -789,17 +819,13 @@ fn a_jobtracker_killed_mid_job_is_restarted_and_recovers_committed_tasks() {
         ],
     );
 
-    // Wait for every ordinary map to be committed, then kill the JobTracker.
-    let committed_dir = "/jt/out/_temporary/committed";
+    // Wait until a recovery snapshot records every ordinary map as committed (a commit is on
+    // the DFS a moment before the snapshot that records it), then kill the JobTracker.
     let committed = loop {
-        job.assert_running(&cluster, "the ordinary maps' commits");
-        let parts: BTreeSet<String> = dfs_list(&cluster, committed_dir)
-            .into_iter()
-            .filter_map(|p| p.rsplit('/').next().map(str::to_string))
-            .filter(|n| n.starts_with("part-m-"))
-            .collect();
-        if parts.len() >= files.len() - 1 {
-            break parts;
+        job.assert_running(&cluster, "the ordinary maps' commits in a snapshot");
+        let tasks = snapshot_committed_tasks(&cluster);
+        if tasks.len() >= files.len() - 1 {
+            break tasks;
         }
         std::thread::sleep(Duration::from_millis(300));
     };
@@ -831,24 +857,19 @@ fn a_jobtracker_killed_mid_job_is_restarted_and_recovers_committed_tasks() {
     let counts = committed_counts(&cluster, "/jt/out", 'm');
     assert_same_counts(&counts, &reference);
 
-    // Recovered, not restarted: each task committed before the kill kept its single attempt
-    // (`part-m-00003` is task m_000003), and the attempt running at the kill was lost.
+    // Recovered, not restarted: each task the snapshot had as committed kept its single
+    // attempt, and the attempt running at the kill was lost.
     let (history, rows) = job_history(&cluster, &job_id);
     assert!(
         history.contains("State:              SUCCEEDED"),
         "{history}"
     );
-    for part in &committed {
-        let index: u32 = part
-            .trim_start_matches("part-m-")
-            .parse()
-            .expect("part number");
-        let task_id = format!("m_{index:06}");
-        let attempts: Vec<&AttemptRow> = rows.iter().filter(|r| r.task() == task_id).collect();
+    for task in &committed {
+        let attempts: Vec<&AttemptRow> = rows.iter().filter(|r| r.task() == task).collect();
         assert_eq!(
             attempts.len(),
             1,
-            "committed task {task_id} ran again after recovery:\n{history}"
+            "committed task {task} ran again after recovery:\n{history}"
         );
         assert_eq!(attempts[0].state, "SUCCEEDED", "{}", attempts[0].line);
     }

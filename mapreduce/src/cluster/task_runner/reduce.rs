@@ -69,7 +69,7 @@ pub fn run_reduce(ctx: &AttemptContext) -> Result<Finished, TaskRunnerError> {
     if let Some(counter) = ctx.progress.records_read_counter() {
         buffer.publish_records_read(counter);
     }
-    shuffle(
+    let fetch_busy = shuffle(
         ctx,
         &job,
         shuffle_settings,
@@ -81,22 +81,34 @@ pub fn run_reduce(ctx: &AttemptContext) -> Result<Finished, TaskRunnerError> {
     let fs = ctx.filesystems.for_path(&path)?;
     let format =
         OutputFormat::from_conf(&ctx.conf).map_err(|e| EngineError::Config(e.to_string()))?;
-    let counters = write_output_file(fs.as_ref(), &format, &path, |writer| {
+    let mut counters = write_output_file(fs.as_ref(), &format, &path, |writer| {
         run_reduce_task(&spec, buffer, writer)
     })?;
+    counters.incr(
+        SHUFFLE_GROUP,
+        FETCH_BUSY_MILLIS,
+        fetch_busy.as_millis() as i64,
+    );
     // Fetched and merged segments are consumed; the container dir goes too, but not at once.
     let _ = std::fs::remove_dir_all(&scratch);
     Ok(Finished::Output { counters })
 }
 
-/// Fetches this partition of every map's output into `buffer`.
+/// Sheaf's counter group for the shuffle's own figures (Hadoop has none for its speed).
+pub const SHUFFLE_GROUP: &str = "Sheaf Shuffle";
+/// Milliseconds a reducer had at least one fetch in flight: shuffle bytes over this time is the
+/// rate its fetches achieved, whatever time it spent waiting for maps to finish.
+pub const FETCH_BUSY_MILLIS: &str = "FETCH_BUSY_MILLIS";
+
+/// Fetches this partition of every map's output into `buffer`; returns how long fetches were in
+/// flight.
 fn shuffle(
     ctx: &AttemptContext,
     job: &ShuffleJob,
     mut settings: ShuffleSettings,
     spill_dir: &Path,
     buffer: &mut ShuffleBuffer,
-) -> Result<(), TaskRunnerError> {
+) -> Result<Duration, TaskRunnerError> {
     settings.memory_budget = (settings.memory_budget / MAX_HOST_FETCHES).max(1);
     let fetcher = ctx
         .handle
@@ -111,8 +123,13 @@ fn shuffle(
         next_event: 0,
         next_poll: Instant::now(),
         in_flight: Vec::new(),
+        busy_since: None,
+        busy: Duration::ZERO,
     };
-    let result = shuffle.run(buffer);
+    let result = shuffle.run(buffer).map(|()| {
+        shuffle.account_busy();
+        shuffle.busy
+    });
     for fetch in shuffle.in_flight.drain(..) {
         fetch.handle.abort();
     }
@@ -139,9 +156,25 @@ struct Shuffle<'a> {
     next_event: u32,
     next_poll: Instant,
     in_flight: Vec<InFlight>,
+    /// Since when fetches have been in flight without a break.
+    busy_since: Option<Instant>,
+    /// Time with fetches in flight before `busy_since`.
+    busy: Duration,
 }
 
 impl Shuffle<'_> {
+    /// Opens or closes a stretch of time with fetches in flight.
+    fn account_busy(&mut self) {
+        match (self.in_flight.is_empty(), self.busy_since) {
+            (false, None) => self.busy_since = Some(Instant::now()),
+            (true, Some(since)) => {
+                self.busy += since.elapsed();
+                self.busy_since = None;
+            }
+            _ => {}
+        }
+    }
+
     fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
     }
@@ -201,6 +234,7 @@ impl Shuffle<'_> {
                 self.poll_events()?;
             }
             self.start_fetches(partition);
+            self.account_busy();
             if self.in_flight.is_empty() {
                 // Nothing to fetch: sleep until the next poll or retry, whichever is first.
                 let mut wake = self.next_poll;
@@ -224,6 +258,7 @@ impl Shuffle<'_> {
                 continue; // time to poll for events; the fetches keep running
             };
             let fetch = self.in_flight.swap_remove(index);
+            self.account_busy();
             let outcome = joined
                 .map_err(|e| TaskRunnerError::Panic(format!("shuffle fetch task: {e}")))??;
             self.absorb(outcome, fetch.asked, buffer)?;

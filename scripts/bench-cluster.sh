@@ -7,7 +7,8 @@
 #   (c) terasort of --records (default 10M) on the cluster, teravalidated, with the shuffle rate
 #       from the job's counters next to `sheaf bench shuffle` (QUIC vs plain TCP, same bytes).
 # Options: --size BYTES, --records N, --runs N (latency repetitions, default 5), --skip-big,
-#          --skip-terasort. Environment: SHEAF_RUN_DIR (default /tmp/sheaf-bench), SHEAF_HOST_PREFIX.
+#          --skip-terasort. Environment: SHEAF_RUN_DIR (default /tmp/sheaf-bench; wiped at start),
+#          SHEAF_HOST_PREFIX.
 # Uses the release build (builds it if missing).
 set -euo pipefail
 
@@ -56,12 +57,14 @@ counter() { # JOB NAME -> value of the counter NAME (any group)
 }
 submit() { # OUTPUT-FILE-FOR-JOB-ID ARGS... ; runs a job to completion, prints its id into the file
     local idfile="$1"; shift
-    "$SHEAF" job submit --wait --quiet "$@" 2>"$WORK/submit.err" || { cat "$WORK/submit.err" >&2; return 1; }
-    grep -o 'job_[0-9]*_[0-9]*' "$WORK/submit.err" | head -1 >"$idfile"
+    # --quiet: the job id alone on stdout, errors on stderr.
+    "$SHEAF" job submit --wait --quiet "$@" >"$idfile" 2>"$WORK/submit.err" || { cat "$WORK/submit.err" >&2; return 1; }
 }
 
 echo "==> starting the pseudo-distributed cluster in $SHEAF_RUN_DIR"
 "$REPO/scripts/stop-all.sh" >/dev/null 2>&1 || true
+# A fresh cluster every run: the run dir is this script's own (its data is wiped).
+rm -rf "$SHEAF_RUN_DIR"
 "$REPO/scripts/start-all.sh" >"$WORK/start.log" 2>&1 || { cat "$WORK/start.log" >&2; exit 1; }
 "$SHEAF" dfs mkdir -p /bench
 
@@ -127,7 +130,7 @@ if (( ! SKIP_TERASORT )); then
     "$SHEAF" dfs get /bench/tera-out "$WORK/tera-out"
     "$SHEAF" bench teravalidate --input "$WORK/tera.in" --output "$WORK/tera-out"
     SHUFFLE_BYTES=$(counter "$JOB" REDUCE_SHUFFLE_BYTES)
-    SHUFFLE_MS=$(counter "$JOB" SHUFFLE_FETCH_MILLIS)
+    SHUFFLE_MS=$(counter "$JOB" FETCH_BUSY_MILLIS)
     REDUCES=$(counter "$JOB" TOTAL_LAUNCHED_REDUCES)
     python3 - "$RECORDS" "$SORT_S" "$SHUFFLE_BYTES" "${SHUFFLE_MS:-0}" "$REDUCES" <<'EOF'
 import sys

@@ -344,7 +344,11 @@ fn terasort_on_the_cluster_passes_teravalidate() {
         "--output",
         input.to_str().expect("utf-8 path"),
     ]);
-    assert!(gen.status.success(), "{}", String::from_utf8_lossy(&gen.stderr));
+    assert!(
+        gen.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gen.stderr)
+    );
     cluster.put(&input, "/tera/in/records");
     let out = submit_and_wait(&cluster, "terasort", &["/tera/in"], "/tera/out", 3);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -362,7 +366,10 @@ fn terasort_on_the_cluster_passes_teravalidate() {
     std::fs::create_dir_all(&local_out).expect("mkdir");
     for part in &parts {
         let bytes = cluster.cat(part);
-        assert!(!bytes.is_empty(), "{part} is empty: the boundaries were not sampled");
+        assert!(
+            !bytes.is_empty(),
+            "{part} is empty: the boundaries were not sampled"
+        );
         let name = part.rsplit('/').next().expect("file name");
         std::fs::write(local_out.join(name), bytes).expect("write part");
     }
@@ -638,6 +645,46 @@ fn job_client_checks_submissions_and_reports_jobs_like_mapred() {
     let failed = cli(&cluster, &["dfs", "test", "-e", "/cli/failed/_SUCCESS"]);
     assert!(!failed.status.success(), "a failed job has no _SUCCESS");
 
+    // Streaming scripts from the submitter's disk: refused unless shipped with --file, which
+    // puts them, executable, into every task container's working dir (Hadoop's -file).
+    let script = work.path().join("upper.sh");
+    std::fs::write(&script, "#!/bin/sh\ntr a-z A-Z\n").expect("write script");
+    let script_arg = script.to_str().expect("utf-8 path");
+    let streaming_with = |file: Option<&str>, output: &str| {
+        let mut args = vec![
+            "job",
+            "streaming",
+            "--input",
+            "/cli/in",
+            "--output",
+            output,
+            "--mapper",
+            "./upper.sh",
+            "--reducer",
+            "cat",
+            "--wait",
+        ];
+        if let Some(f) = file {
+            args.extend(["--file", f]);
+        }
+        cli(&cluster, &args)
+    };
+    let e = one_error_line(&streaming_with(None, "/cli/unshipped"));
+    assert!(
+        e.starts_with("sheaf job streaming: ") && e.contains("./upper.sh") && e.contains("--file"),
+        "{e}"
+    );
+    let out = streaming_with(Some(script_arg), "/cli/shipped");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let upper = cluster.ok(&["dfs", "cat", "/cli/shipped/part-r-00000"]);
+    assert_eq!(upper.lines().count(), lines, "{upper}");
+    assert!(
+        upper
+            .lines()
+            .all(|l| l.starts_with('A') && l.trim_end().ends_with("B C")),
+        "{upper}"
+    );
+
     // Kill a running job: the JobTracker ends it, status and history say KILLED.
     let out = cli(
         &cluster,
@@ -845,8 +892,9 @@ fn assert_wordcount_output(cluster: &MiniCluster, dir: &str, reference: &BTreeMa
     assert!(differing.is_empty(), "counts differ: {differing:?}");
 }
 
-/// Whether NodeManager `i` holds a finished map output (`<shuffle>/<job>/<attempt>/file.out`
-/// with its index, which the map writes last).
+/// Whether NodeManager `i` holds a finished map output
+/// (`<shuffle>/<job>/<jobtracker attempt>/<attempt>/file.out` with its index, which the map
+/// writes last).
 fn holds_map_output(cluster: &MiniCluster, i: usize) -> bool {
     let entries = |dir: PathBuf| {
         std::fs::read_dir(dir)
@@ -855,6 +903,7 @@ fn holds_map_output(cluster: &MiniCluster, i: usize) -> bool {
     };
     entries(cluster.shuffle_dir(i))
         .into_iter()
+        .flat_map(entries)
         .flat_map(entries)
         .any(|attempt| attempt.join("file.out.index").exists())
 }

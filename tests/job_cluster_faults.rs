@@ -450,7 +450,8 @@ fn assert_same_counts(counts: &BTreeMap<String, u64>, reference: &BTreeMap<Strin
 }
 
 /// Whether NodeManager `i` holds the output of a map that finished: a
-/// `<shuffle>/<job>/attempt_m_…/file.out` whose attempt no longer runs as a task process.
+/// `<shuffle>/<job>/<jobtracker attempt>/attempt_m_…/file.out` whose attempt no longer runs as
+/// a task process.
 fn holds_finished_map_output(cluster: &MiniCluster, i: usize) -> bool {
     let entries = |dir: &Path| {
         std::fs::read_dir(dir)
@@ -464,6 +465,7 @@ fn holds_finished_map_output(cluster: &MiniCluster, i: usize) -> bool {
     entries(&cluster.shuffle_dir(i))
         .iter()
         .flat_map(|job| entries(job))
+        .flat_map(|app_attempt| entries(&app_attempt))
         .filter(|attempt| attempt.join("file.out").exists())
         .filter_map(|attempt| {
             let name = attempt.file_name()?.to_str()?.to_string();
@@ -885,5 +887,72 @@ fn a_jobtracker_killed_mid_job_is_restarted_and_recovers_committed_tasks() {
         end.elapsed < Duration::from_secs(45),
         "the job took {:?}",
         end.elapsed
+    );
+}
+
+/// Whether `pid` runs (exists and is not a zombie waiting for a parent that died with its
+/// NodeManager).
+fn process_runs(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let state = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .next()?
+                .to_string();
+            Some(state != "Z" && state != "X")
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn a_jobtracker_whose_node_is_declared_lost_leaves_the_job_to_its_next_attempt() {
+    let mut cluster = MiniCluster::start(MiniClusterOptions::new(3, OCTET));
+    // Map-only, as above: ordinary maps commit within seconds, the slow split keeps the job
+    // running, so the first JobTracker has committed work behind it when its node is lost.
+    let files = slow_inputs(4, 1500);
+    put_inputs(&cluster, "/orphan/in", &files);
+    let texts: Vec<&str> = files.iter().map(|(_, t)| t.as_str()).collect();
+    let reference = reference_counts(&texts);
+    let mut job = RunningJob::submit(
+        &cluster,
+        "slowsplit",
+        "/orphan/in",
+        "/orphan/out",
+        0,
+        &[
+            "slowsplit.total-ms=60000",
+            "slowsplit.per-record-ms=40",
+            "mapreduce.map.speculative=false",
+        ],
+    );
+    loop {
+        job.assert_running(&cluster, "the ordinary maps' commits in a snapshot");
+        if snapshot_committed_tasks(&cluster).len() >= files.len() - 1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let first = jobtracker_process(&cluster).expect("a running JobTracker");
+    let node = (0..cluster.nodes())
+        .find(|&i| cluster.nodemanager_host(i).to_string() == first.host)
+        .expect("the JobTracker's node");
+    // Only the NodeManager dies: the JobTracker process lives on (containers are process
+    // groups of their own), and the RM replaces its attempt once the node is declared lost.
+    cluster.kill_nodemanager(node);
+    let end = job.wait(&cluster);
+    let first_alive = process_runs(first.pid);
+    cluster.kill_containers_of(node);
+    // Before the fix the first JobTracker took the RM's "not current" for a kill: it aborted
+    // `_temporary`, wrote a KILLED history and removed the staging directory under the second.
+    assert_succeeded(&cluster, &end, "after the first JobTracker's node was lost");
+    let counts = committed_counts(&cluster, "/orphan/out", 'm');
+    assert_same_counts(&counts, &reference);
+    assert!(
+        !first_alive,
+        "the superseded JobTracker (pid {}) was still running after the job ended",
+        first.pid
     );
 }

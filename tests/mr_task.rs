@@ -51,6 +51,8 @@ struct Heard {
     reports: Vec<JtRequest>,
     /// Progress values per attempt.
     progress: HashMap<AttemptId, Vec<f64>>,
+    /// Heartbeats per attempt that said the work moved since the previous one.
+    alive: HashMap<AttemptId, u32>,
     /// Attempts told to stop.
     stop: HashSet<AttemptId>,
 }
@@ -72,8 +74,13 @@ impl Service for ScriptedJobTracker {
                 Some(a) => JtResponse::Task(Box::new(a.clone())),
                 None => JtResponse::Error(JtError::UnknownAttempt(attempt.to_string())),
             },
-            JtRequest::Progress { attempt, progress } => {
+            JtRequest::Progress {
+                attempt,
+                progress,
+                alive,
+            } => {
                 heard.progress.entry(attempt).or_default().push(progress);
+                *heard.alive.entry(attempt).or_default() += u32::from(alive);
                 JtResponse::Ack {
                     proceed: !heard.stop.contains(&attempt),
                 }
@@ -283,6 +290,7 @@ fn assignment(
         attempt_dir: format!("/out/_temporary/attempt_{attempt}"),
         output_file: format!("part-{tag}-{:05}", attempt.task.index),
         shuffle_secret: secret.as_bytes().to_vec(),
+        app_attempt: 1,
     }
 }
 
@@ -416,6 +424,14 @@ fn map_and_reduce_tasks_produce_the_word_counts_through_the_shuffle() {
     for r in 0..2 {
         let p = heard.progress.get(&reduce(r)).expect("reduce progress");
         assert!(p.iter().all(|v| (0.0..=1.0).contains(v)), "{p:?}");
+        // Waiting for map events is work: a heartbeat after the first says so, else the
+        // JobTracker would time a patient reducer out.
+        let alive = heard.alive.get(&reduce(r)).copied().unwrap_or(0);
+        assert!(
+            p.len() < 2 || alive > 0,
+            "{} heartbeats, none alive",
+            p.len()
+        );
     }
 }
 

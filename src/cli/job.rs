@@ -155,6 +155,11 @@ pub struct StreamingArgs {
     /// Reduce command; reads sorted `key<TAB>value` lines.
     #[arg(long)]
     pub reducer: String,
+    /// A local file to ship with a cluster job (repeatable; Hadoop's `-file`): every task
+    /// container gets it, executable, in its working dir under its file name; run it as
+    /// `./NAME`. Commands starting with any other relative path are refused on the cluster.
+    #[arg(long = "file", value_name = "PATH")]
+    pub files: Vec<PathBuf>,
     #[command(flatten)]
     pub common: CommonJobArgs,
 }
@@ -281,6 +286,7 @@ fn cluster_job(common: CommonJobArgs, program: ProgramSpec) -> anyhow::Result<Cl
         split_size: common.split_size,
         wait: common.cluster.wait,
         quiet: common.cluster.quiet,
+        files: Vec::new(),
     })
 }
 
@@ -296,7 +302,9 @@ pub fn run(command: JobCommand) -> anyhow::Result<()> {
                 combiner: args.combiner,
                 reducer: args.reducer,
             };
-            job_cluster::submit(cluster_job(args.common, program)?)?;
+            let mut job = cluster_job(args.common, program)?;
+            job.files = args.files;
+            job_cluster::submit(job)?;
         }
         JobCommand::Submit(a) => job_cluster::submit(ClusterJob {
             program: ProgramSpec::Plugin(a.plugin),
@@ -308,6 +316,7 @@ pub fn run(command: JobCommand) -> anyhow::Result<()> {
             split_size: a.split_size,
             wait: a.cluster.wait,
             quiet: a.cluster.quiet,
+            files: Vec::new(),
         })?,
         JobCommand::Status { job } => job_cluster::status(&job)?,
         JobCommand::Counters { job, group, name } => {

@@ -16,13 +16,12 @@ use anyhow::{anyhow, bail, Context};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sheaf_mapreduce::api::plugin::PluginLibrary;
 use sheaf_mapreduce::cluster::client::{
-    current_user, home_dir, percent, resolve_dfs_path, JobClient, JobReport, JobRunState,
-    ReportSource, SubmitOptions, JOB_NAME_KEY,
+    check_streaming_commands, current_user, home_dir, percent, resolve_dfs_path, shipped_names,
+    JobClient, JobReport, JobRunState, ReportSource, SubmitOptions, JOB_NAME_KEY,
 };
 use sheaf_mapreduce::cluster::submission::{JobProgram, JobSubmission};
 use sheaf_mapreduce::counters::Counters;
 use sheaf_mapreduce::jobtracker::{AttemptRecord, JobHistory, Locality};
-use sheaf_mapreduce::streaming::StreamingJob;
 use sheaf_yarn::config::YarnSections;
 
 use super::dfs::local_time;
@@ -78,6 +77,8 @@ pub struct ClusterJob {
     pub wait: bool,
     /// No progress and no counters; print only the job id (stdout).
     pub quiet: bool,
+    /// Local files shipped into every task container (`--file`).
+    pub files: Vec<PathBuf>,
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -136,24 +137,21 @@ fn prepare(job: &ClusterJob) -> anyhow::Result<Prepared> {
             combiner,
             reducer,
         } => {
-            let streaming = StreamingJob {
+            let program = JobProgram::Streaming {
                 mapper: mapper.clone(),
                 combiner: combiner.clone(),
-                reducer: Some(reducer.clone()),
+                reducer: reducer.clone(),
             };
             // Also under Hadoop's streaming keys, so the history shows the commands.
-            streaming.store_in_conf(&mut conf);
-            (
-                JobProgram::Streaming {
-                    mapper: mapper.clone(),
-                    combiner: combiner.clone(),
-                    reducer: reducer.clone(),
-                },
-                "streaming".to_string(),
-                None,
-            )
+            if let Some(streaming) = program.streaming_job() {
+                streaming.store_in_conf(&mut conf);
+            }
+            (program, "streaming".to_string(), None)
         }
     };
+    // Before anything touches the cluster: `JobClient::submit` checks the same.
+    let shipped = shipped_names(&job.files)?;
+    check_streaming_commands(&program, &shipped)?;
     let name = conf
         .get(JOB_NAME_KEY)
         .filter(|n| !n.trim().is_empty())
@@ -198,11 +196,14 @@ pub fn submit(job: ClusterJob) -> anyhow::Result<()> {
             conf,
             program,
             submit_ms: now_ms(),
+            // Named by `JobClient::submit` after `options.files`.
+            files: Vec::new(),
         };
         let options = SubmitOptions {
             queue: job.queue.clone(),
             plugin,
             sheaf_binary,
+            files: job.files.clone(),
         };
         let submitted = client.submit(submission, &options).await?;
         if job.quiet {
@@ -263,29 +264,35 @@ async fn wait_for(client: &JobClient, job_id: &str, quiet: bool) -> anyhow::Resu
 
 /// Prints the end of a waited-for job and turns its state into the exit status.
 fn finish_report(report: &JobReport, quiet: bool, output: &str) -> anyhow::Result<()> {
+    let (text, failure) = finish_text(report, quiet, output);
+    eprint!("{text}");
+    match failure {
+        None => Ok(()),
+        Some(failure) => Err(anyhow!(failure)),
+    }
+}
+
+/// What the end of a waited-for job prints on stderr, and the error it ends with unless it
+/// succeeded. A failure is told once, by the error (the last line, `sheaf <verb>: job … FAILED:
+/// <diagnostics>`), after the counters.
+fn finish_text(report: &JobReport, quiet: bool, output: &str) -> (String, Option<String>) {
     let succeeded = report.state == JobRunState::Succeeded;
+    let mut text = String::new();
     if !quiet {
         if succeeded {
-            eprintln!("Job {} completed successfully", report.job_id);
-        } else {
-            eprintln!(
-                "Job {} failed with state {} due to: {}",
-                report.job_id,
-                report.state,
-                report.diagnostics.as_deref().unwrap_or("(no diagnostics)")
-            );
+            text.push_str(&format!("Job {} completed successfully\n", report.job_id));
         }
         if !report.counters.is_empty() {
-            eprint!("{}", report.counters);
+            text.push_str(&report.counters.to_string());
         }
         if succeeded {
-            eprintln!("Output: {output}");
+            text.push_str(&format!("Output: {output}\n"));
         }
     }
     if succeeded {
-        return Ok(());
+        return (text, None);
     }
-    bail!(
+    let failure = format!(
         "job {} {}: {}",
         report.job_id,
         report.state,
@@ -293,7 +300,8 @@ fn finish_report(report: &JobReport, quiet: bool, output: &str) -> anyhow::Resul
             .diagnostics
             .as_deref()
             .unwrap_or("no diagnostics (see `sheaf yarn logs` of its application)")
-    )
+    );
+    (text, Some(failure))
 }
 
 /// `--wait`'s progress: bars on a terminal, `map X% reduce Y%` lines otherwise (only when
@@ -483,6 +491,8 @@ pub fn kill(job_id: &str) -> anyhow::Result<()> {
     runtime()?.block_on(async {
         let (client, _) = connect().await?;
         let reason = format!("killed by {} with `sheaf job kill`", current_user());
+        // A committing job refuses the kill (`KillRefused`, exit 1): its output is being
+        // made visible and will be complete; the ResourceManager is not asked to overrule.
         let state = client.kill(job_id, &reason).await?;
         if state == JobRunState::Killed {
             println!("Killed job {job_id}");
@@ -686,6 +696,29 @@ mod tests {
             tracking_address: None,
             source: ReportSource::JobTracker,
         }
+    }
+
+    #[test]
+    fn a_failed_job_is_told_once() {
+        let mut failed = report(1.0, 0.5);
+        failed.state = JobRunState::Failed;
+        failed.diagnostics = Some("task r_000000 failed 4 times: boom".into());
+        failed.counters.incr_task("MAP_INPUT_RECORDS", 12);
+        for quiet in [false, true] {
+            let (text, failure) = finish_text(&failed, quiet, "/out");
+            let failure = failure.expect("a failed job is an error");
+            assert!(
+                failure.contains("FAILED") && failure.contains("boom"),
+                "{failure}"
+            );
+            assert!(!text.contains("boom"), "printed twice: {text}");
+            assert_eq!(text.contains("MAP_INPUT_RECORDS"), !quiet, "{text}");
+        }
+        let mut ok = report(1.0, 1.0);
+        ok.state = JobRunState::Succeeded;
+        let (text, failure) = finish_text(&ok, false, "/out");
+        assert!(failure.is_none());
+        assert!(text.contains("completed successfully") && text.ends_with("Output: /out\n"));
     }
 
     #[test]

@@ -112,6 +112,11 @@ impl DfsError {
         matches!(self, DfsError::NamenodeUnreachable { .. })
     }
 
+    /// True if the NameNode said the path does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self.namenode_error(), Some(NamenodeError::NotFound(_)))
+    }
+
     /// The NameNode's refusal, if that is what this is.
     pub fn namenode_error(&self) -> Option<&NamenodeError> {
         match self {

@@ -17,12 +17,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use sheaf_dfs::client::{DfsClient, DfsError};
 use sheaf_dfs::config::DfsConfig;
-use sheaf_dfs::protocol::{FileKind, NamenodeError};
+use sheaf_dfs::protocol::FileKind;
 use sheaf_rpc::{quic, RpcClient, TlsIdentity};
 use sheaf_yarn::client::RmClient;
 use sheaf_yarn::protocol::{
@@ -32,9 +32,9 @@ use sheaf_yarn::protocol::{
 
 use super::protocol::{JtRequest, JtResponse};
 use super::submission::{
-    application_of_job_id, history_file, job_id_of_application, staging_file, JobSubmission,
-    APPLICATION_NAME_PREFIX, HISTORY_DIR, JOBTRACKER_COMMAND, PLUGIN_FILE, STAGING_ROOT,
-    SUBMISSION_FILE,
+    application_of_job_id, history_file, job_id_of_application, shipped_file, staging_file,
+    JobProgram, JobSubmission, APPLICATION_NAME_PREFIX, FILES_DIR, HISTORY_DIR, JOBTRACKER_COMMAND,
+    PLUGIN_FILE, PLUGIN_LINK_NAME, SHIPPED_FILES_KEY, STAGING_ROOT, SUBMISSION_FILE,
 };
 use crate::counters::Counters;
 use crate::fs::JobPath;
@@ -72,6 +72,9 @@ const JOBTRACKER_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const KILL_GRACE: Duration = Duration::from_secs(15);
 /// Poll interval while waiting for a killed job to end.
 const KILL_POLL: Duration = Duration::from_millis(200);
+/// How long `kill` waits for a job that refused the kill (it is committing) to end before it
+/// leaves it to finish on its own; the ResourceManager is never asked to kill such a job.
+const COMMIT_WAIT: Duration = Duration::from_secs(120);
 
 /// Why a job client operation failed. Messages are Hadoop's where Hadoop has one.
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +111,36 @@ pub enum JobClientError {
         job: String,
         /// Its final state.
         state: JobRunState,
+    },
+    /// The JobTracker refused the kill: the job was committing its output, which a kill does
+    /// not interrupt (stopping a commit half way could leave the output neither complete nor
+    /// cleanly absent). `ended` is the state it ended in while `kill` waited, if it did.
+    #[error("{}", kill_refused_message(job, ended))]
+    KillRefused {
+        /// The job.
+        job: String,
+        /// Its final state, if it ended while the client waited.
+        ended: Option<JobRunState>,
+    },
+    /// A file to ship cannot be (not a regular file, no usable name, a name twice).
+    #[error("--file {path}: {reason}")]
+    BadShippedFile {
+        /// The file as given.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A streaming command starts with a relative path that is not shipped with the job: task
+    /// containers run in their own working directories, where it does not exist.
+    #[error(
+        "the {role} command runs {word:?}, a relative path that task containers do not have \
+         (ship it with --file and run it as ./NAME, or give an absolute path present on every node)"
+    )]
+    UnshippedCommand {
+        /// mapper, combiner or reducer.
+        role: &'static str,
+        /// The command's first word.
+        word: String,
     },
     /// The job's history is not (yet) in the DFS.
     #[error("no history for job {job} ({why})")]
@@ -150,6 +183,103 @@ pub enum JobClientError {
     /// The client's endpoint could not be set up.
     #[error("cannot set up the client endpoint: {0}")]
     Endpoint(String),
+}
+
+fn kill_refused_message(job: &str, ended: &Option<JobRunState>) -> String {
+    match ended {
+        Some(state) => format!(
+            "job {job} was committing its output, which a kill does not interrupt; it ended {state}"
+        ),
+        None => format!(
+            "job {job} is committing its output, which a kill does not interrupt; it will finish \
+             (see `sheaf job status {job}`)"
+        ),
+    }
+}
+
+/// What a JobTracker's answer to `Kill` means for the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KillAnswer {
+    /// The kill is under way (or the job is over already): wait for the job to end.
+    Accepted,
+    /// The job is committing: it will end on its own; do not escalate.
+    Refused(String),
+}
+
+impl KillAnswer {
+    /// Reads the answer to `JtRequest::Kill`; `None` for an answer that is no answer to it.
+    pub fn of(response: &JtResponse) -> Option<KillAnswer> {
+        match response {
+            JtResponse::Ack { .. } => Some(KillAnswer::Accepted),
+            JtResponse::KillRefused { reason } => Some(KillAnswer::Refused(reason.clone())),
+            _ => None,
+        }
+    }
+}
+
+/// The names shipped files get in the containers (their file names); each must be a regular
+/// local file and the names distinct.
+pub fn shipped_names(files: &[PathBuf]) -> JobClientResult<Vec<String>> {
+    let mut names: Vec<String> = Vec::new();
+    for path in files {
+        let bad = |reason: &str| JobClientError::BadShippedFile {
+            path: path.display().to_string(),
+            reason: reason.to_string(),
+        };
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .filter(|n| !n.is_empty() && !n.starts_with('.') && !n.contains(','))
+            .ok_or_else(|| bad("needs a plain UTF-8 file name not starting with '.'"))?;
+        if !path.is_file() {
+            return Err(bad("not a regular file"));
+        }
+        if names.iter().any(|n| n == name) {
+            return Err(bad("another shipped file has the same name"));
+        }
+        if name == PLUGIN_LINK_NAME {
+            return Err(bad("the name is the job's plugin's"));
+        }
+        names.push(name.to_string());
+    }
+    Ok(names)
+}
+
+/// Refuses streaming commands whose first word is a relative path (`./map.py`, `bin/map`)
+/// other than `./NAME` of a shipped file: task containers run in their own working dirs.
+/// Bare words (`cat`, `python3`) are looked up on the nodes' `PATH` and left alone.
+pub fn check_streaming_commands(program: &JobProgram, shipped: &[String]) -> JobClientResult<()> {
+    let JobProgram::Streaming {
+        mapper,
+        combiner,
+        reducer,
+    } = program
+    else {
+        return Ok(());
+    };
+    let commands = [
+        ("mapper", Some(mapper)),
+        ("combiner", combiner.as_ref()),
+        ("reducer", Some(reducer)),
+    ];
+    for (role, command) in commands {
+        let Some(word) = command.and_then(|c| c.split_whitespace().next()) else {
+            continue;
+        };
+        if word.starts_with('/') || !word.contains('/') {
+            continue;
+        }
+        let shipped_here = word
+            .strip_prefix("./")
+            .is_some_and(|name| shipped.iter().any(|s| s == name));
+        if !shipped_here {
+            return Err(JobClientError::UnshippedCommand {
+                role,
+                word: word.to_string(),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn dfs_err(context: impl Into<String>) -> impl FnOnce(DfsError) -> JobClientError {
@@ -406,6 +536,9 @@ pub struct SubmitOptions {
     pub plugin: Option<PathBuf>,
     /// The `sheaf` binary the JobTracker container runs (overridden by [`BINARY_KEY`]).
     pub sheaf_binary: PathBuf,
+    /// Local files to ship with the job (`--file`): staged, and localized into every task
+    /// container's working dir under their file names.
+    pub files: Vec<PathBuf>,
 }
 
 /// A client of the cluster for MapReduce jobs.
@@ -484,6 +617,8 @@ impl JobClient {
         mut submission: JobSubmission,
         options: &SubmitOptions,
     ) -> JobClientResult<SubmittedJob> {
+        submission.files = shipped_names(&options.files)?;
+        check_streaming_commands(&submission.program, &submission.files)?;
         self.check_paths(&submission.inputs, &submission.output)
             .await?;
         let queue = options
@@ -506,11 +641,14 @@ impl JobClient {
             .conf
             .insert(USER_KEY.into(), submission.user.clone());
         submission.conf.insert(QUEUE_KEY.into(), queue.clone());
+        if !submission.files.is_empty() {
+            submission
+                .conf
+                .insert(SHIPPED_FILES_KEY.into(), submission.files.join(","));
+        }
 
         let staging = staging_dir_for(&submission.user, submission.submit_ms);
-        let staged = self
-            .stage(&staging, &submission, options.plugin.as_deref())
-            .await;
+        let staged = self.stage(&staging, &submission, options).await;
         let result = match staged {
             Ok(()) => self
                 .rm
@@ -552,13 +690,28 @@ impl JobClient {
         &self,
         staging: &str,
         submission: &JobSubmission,
-        plugin: Option<&Path>,
+        options: &SubmitOptions,
     ) -> JobClientResult<()> {
         self.dfs
             .mkdirs(staging, true)
             .await
             .map_err(dfs_err(format!("creating the staging directory {staging}")))?;
-        if let Some(plugin) = plugin {
+        if !options.files.is_empty() {
+            let dir = staging_file(staging, FILES_DIR);
+            self.dfs
+                .mkdirs(&dir, true)
+                .await
+                .map_err(dfs_err(format!("creating {dir}")))?;
+        }
+        // `submit` named the files after these paths, in this order.
+        for (path, name) in options.files.iter().zip(&submission.files) {
+            let target = shipped_file(staging, name);
+            self.dfs
+                .copy_from_local(path, &target, false, None)
+                .await
+                .map_err(dfs_err(format!("uploading {} to {target}", path.display())))?;
+        }
+        if let Some(plugin) = options.plugin.as_deref() {
             let target = staging_file(staging, PLUGIN_FILE);
             self.dfs
                 .copy_from_local(plugin, &target, false, None)
@@ -644,7 +797,9 @@ impl JobClient {
 
     /// Kills the job: asks its JobTracker (which cleans up and records the history), and when
     /// that is impossible or does not end the job within a grace period, the ResourceManager.
-    /// Returns the state the job ended in.
+    /// Returns the state the job ended in. A JobTracker that refuses because the job is
+    /// committing is never overruled: `kill` waits a while for the job to end and returns
+    /// [`JobClientError::KillRefused`].
     pub async fn kill(&self, job_id: &str, reason: &str) -> JobClientResult<JobRunState> {
         let report = self.status(job_id).await?;
         if report.state.is_over() {
@@ -654,7 +809,7 @@ impl JobClient {
             });
         }
         let app_id = parse_job_id(job_id)?;
-        let asked_jobtracker = match &report.tracking_address {
+        let answer = match &report.tracking_address {
             Some(addr) => self
                 .jobtracker_call(
                     addr,
@@ -663,24 +818,42 @@ impl JobClient {
                     },
                 )
                 .await
-                .is_ok(),
-            None => false,
+                .ok()
+                .and_then(|r| KillAnswer::of(&r)),
+            None => None,
         };
-        if asked_jobtracker {
-            let deadline = Instant::now() + KILL_GRACE;
-            while Instant::now() < deadline {
-                let app = self.rm.application(app_id).await?;
-                if app.state.is_final() {
-                    return Ok(self.status(job_id).await?.state);
-                }
-                tokio::time::sleep(KILL_POLL).await;
-            }
+        if let Some(KillAnswer::Refused(why)) = &answer {
+            tracing::info!(job = job_id, %why, "the jobtracker refused the kill");
+            let ended = if self.wait_until_over(app_id, COMMIT_WAIT).await? {
+                Some(self.status(job_id).await?.state)
+            } else {
+                None
+            };
+            return Err(JobClientError::KillRefused {
+                job: job_id.to_string(),
+                ended,
+            });
+        }
+        if answer.is_some() && self.wait_until_over(app_id, KILL_GRACE).await? {
+            return Ok(self.status(job_id).await?.state);
         }
         match self.rm.kill(app_id).await {
             Ok(()) | Err(YarnError::AlreadyFinal { .. }) => {}
             Err(e) => return Err(e.into()),
         }
         Ok(self.status(job_id).await?.state)
+    }
+
+    /// Polls the ResourceManager until the application is over (true) or `limit` passed.
+    async fn wait_until_over(&self, app_id: AppId, limit: Duration) -> JobClientResult<bool> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if self.rm.application(app_id).await?.state.is_final() {
+                return Ok(true);
+            }
+            tokio::time::sleep(KILL_POLL).await;
+        }
+        Ok(false)
     }
 
     /// MapReduce jobs: those the ResourceManager knows (only unfinished ones unless `all`) and,
@@ -736,7 +909,7 @@ impl JobClient {
     async fn history_job_ids(&self) -> JobClientResult<Vec<String>> {
         let entries = match self.dfs.list(HISTORY_DIR).await {
             Ok(e) => e,
-            Err(e) if is_not_found(&e) => return Ok(Vec::new()),
+            Err(e) if e.is_not_found() => return Ok(Vec::new()),
             Err(e) => return Err(dfs_err(format!("listing {HISTORY_DIR}"))(e)),
         };
         Ok(entries
@@ -795,7 +968,7 @@ impl JobClient {
         let bytes = match self.dfs.read_file(&path).await {
             Ok(b) => b,
             // Removed between the two calls.
-            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) if e.is_not_found() => return Ok(None),
             Err(e) => return Err(dfs_err(format!("reading {path}"))(e)),
         };
         serde_json::from_slice(&bytes)
@@ -805,10 +978,6 @@ impl JobClient {
                 reason: e.to_string(),
             })
     }
-}
-
-fn is_not_found(e: &DfsError) -> bool {
-    matches!(e.namenode_error(), Some(NamenodeError::NotFound(_)))
 }
 
 fn unexpected_answer(addr: &str, resp: &JtResponse) -> JobClientError {
@@ -1162,6 +1331,96 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_kill_is_told_apart_from_an_accepted_one() {
+        assert_eq!(
+            KillAnswer::of(&JtResponse::Ack { proceed: true }),
+            Some(KillAnswer::Accepted)
+        );
+        // A JobTracker already winding down answers stop: the job ends anyway.
+        assert_eq!(
+            KillAnswer::of(&JtResponse::Ack { proceed: false }),
+            Some(KillAnswer::Accepted)
+        );
+        let refused = JtResponse::to_kill(JobState::Committing);
+        assert!(
+            matches!(KillAnswer::of(&refused), Some(KillAnswer::Refused(r)) if r.contains("committing"))
+        );
+        let not_an_answer = JtResponse::MapEvents {
+            events: Vec::new(),
+            next: 0,
+            proceed: true,
+        };
+        assert_eq!(KillAnswer::of(&not_an_answer), None);
+        let e = JobClientError::KillRefused {
+            job: "job_1_0002".into(),
+            ended: Some(JobRunState::Succeeded),
+        };
+        assert!(
+            e.to_string().contains("committing") && e.to_string().ends_with("it ended SUCCEEDED"),
+            "{e}"
+        );
+        let e = JobClientError::KillRefused {
+            job: "job_1_0002".into(),
+            ended: None,
+        };
+        assert!(e.to_string().contains("it will finish"), "{e}");
+    }
+
+    #[test]
+    fn relative_streaming_commands_must_be_shipped() {
+        let streaming = |mapper: &str, combiner: Option<&str>| JobProgram::Streaming {
+            mapper: mapper.into(),
+            combiner: combiner.map(str::to_string),
+            reducer: "wc -l".into(),
+        };
+        let shipped = vec!["map.py".to_string()];
+        for ok in [
+            "cat",
+            "python3 map.py",
+            "/usr/bin/tr a-z A-Z",
+            "./map.py --x",
+        ] {
+            check_streaming_commands(&streaming(ok, None), &shipped).expect(ok);
+        }
+        let e = check_streaming_commands(&streaming("./map.py", None), &[]).expect_err("unshipped");
+        assert!(
+            e.to_string().contains("--file") && e.to_string().contains("mapper"),
+            "{e}"
+        );
+        for bad in ["bin/map", "./other.py", "../map.py"] {
+            let e = check_streaming_commands(&streaming(bad, None), &shipped).expect_err(bad);
+            assert!(matches!(e, JobClientError::UnshippedCommand { .. }), "{e}");
+        }
+        let e = check_streaming_commands(&streaming("cat", Some("./comb.sh")), &shipped)
+            .expect_err("combiner");
+        assert!(e.to_string().contains("combiner"), "{e}");
+        check_streaming_commands(&JobProgram::Plugin, &[]).expect("plugins run no commands");
+    }
+
+    #[test]
+    fn shipped_files_are_named_after_existing_files_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let map = dir.path().join("map.py");
+        std::fs::write(&map, "#!/bin/sh\ncat\n").expect("write");
+        let sub = dir.path().join("sub");
+        std::fs::create_dir(&sub).expect("mkdir");
+        std::fs::write(sub.join("map.py"), "x").expect("write");
+        assert_eq!(
+            shipped_names(std::slice::from_ref(&map)).expect("ok"),
+            vec!["map.py"]
+        );
+        for bad in [
+            vec![map.clone(), sub.join("map.py")],
+            vec![dir.path().join("missing.py")],
+            vec![sub.clone()],
+        ] {
+            let e = shipped_names(&bad).expect_err("refused");
+            assert!(matches!(e, JobClientError::BadShippedFile { .. }), "{e}");
+        }
+        assert_eq!(shipped_file("/s/u/1-x/", "map.py"), "/s/u/1-x/files/map.py");
+    }
+
+    #[test]
     fn application_states_map_to_job_states() {
         use JobRunState as J;
         assert_eq!(
@@ -1204,6 +1463,7 @@ mod tests {
             conf: BTreeMap::new(),
             program: super::super::submission::JobProgram::Plugin,
             submit_ms: 1,
+            files: vec!["map.py".into()],
         };
         let bytes = rmp_serde::to_vec_named(&sub).expect("encode");
         // Named fields: the field names are in the bytes, so readers tolerate reordering.

@@ -13,13 +13,14 @@ use crate::counters::Counters;
 use crate::jobtracker::JobHistory;
 use serde::{Deserialize, Serialize};
 use sheaf_dfs::client::{DfsClient, DfsError};
-use sheaf_dfs::protocol::NamenodeError;
 use std::collections::BTreeMap;
 
 /// Prefix of recovery snapshot file names (`history-00000012.json`).
 const SNAPSHOT_PREFIX: &str = "history-";
 /// Suffix of history files.
 const JSON_SUFFIX: &str = ".json";
+/// Marker in the recovery directory: the job's first setup took over the output directory.
+const OUTPUT_CLAIMED_FILE: &str = "output.claimed";
 
 /// A job's history as kept in the DFS.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -115,10 +116,6 @@ pub fn recovery_dir(staging: &str) -> String {
     staging_file(staging, RECOVERY_DIR)
 }
 
-fn is_not_found(e: &DfsError) -> bool {
-    matches!(e.namenode_error(), Some(NamenodeError::NotFound(_)))
-}
-
 /// Writes the finished job's history to `HISTORY_DIR/<job>.json` (creating the directory),
 /// replacing an earlier one of the same job (a repeated final step of a recovered JobTracker).
 pub async fn write_history(dfs: &DfsClient, record: &JobRecord) -> Result<String, HistoryError> {
@@ -141,7 +138,7 @@ pub async fn read_history(
     let path = super::submission::history_file(job_id);
     match dfs.read_file(&path).await {
         Ok(bytes) => decode(&path, &bytes).map(Some),
-        Err(e) if is_not_found(&e) => Ok(None),
+        Err(e) if e.is_not_found() => Ok(None),
         Err(e) => Err(dfs_failed(&path)(e)),
     }
 }
@@ -167,7 +164,7 @@ pub async fn write_snapshot(
         if snapshot_seq(name).is_some_and(|s| s < seq) {
             match dfs.delete(&e.path, false).await {
                 Ok(_) => {}
-                Err(err) if is_not_found(&err) => {}
+                Err(err) if err.is_not_found() => {}
                 Err(err) => return Err(dfs_failed(&e.path)(err)),
             }
         }
@@ -175,17 +172,16 @@ pub async fn write_snapshot(
     Ok(())
 }
 
-/// The newest readable recovery snapshot of the job staged in `staging` and its sequence number;
-/// `None` if there is none. A snapshot that cannot be read or parsed (its writer died mid-write)
-/// is skipped for the one before it.
-pub async fn latest_snapshot(
+/// The recovery snapshots of the job staged in `staging` (sequence number and path), oldest
+/// first; none when the recovery directory does not exist.
+async fn snapshot_files(
     dfs: &DfsClient,
     staging: &str,
-) -> Result<Option<(u64, JobRecord)>, HistoryError> {
+) -> Result<Vec<(u64, String)>, HistoryError> {
     let dir = recovery_dir(staging);
     let entries = match dfs.list(&dir).await {
         Ok(e) => e,
-        Err(e) if is_not_found(&e) => return Ok(None),
+        Err(e) if e.is_not_found() => return Ok(Vec::new()),
         Err(e) => return Err(dfs_failed(&dir)(e)),
     };
     let mut snapshots: Vec<(u64, String)> = entries
@@ -196,18 +192,75 @@ pub async fn latest_snapshot(
         })
         .collect();
     snapshots.sort();
+    Ok(snapshots)
+}
+
+/// The newest readable recovery snapshot of the job staged in `staging` and its sequence number;
+/// `None` if there is none. A snapshot that does not parse (its writer died mid-write) or is
+/// gone by the time it is read is skipped for the one before it. A DFS failure with no older
+/// snapshot to fall back on is an error: the caller must not take it for "no snapshot" and
+/// start the job over, dropping committed work.
+pub async fn latest_snapshot(
+    dfs: &DfsClient,
+    staging: &str,
+) -> Result<Option<(u64, JobRecord)>, HistoryError> {
+    let mut snapshots = snapshot_files(dfs, staging).await?;
+    let mut failure = None;
     while let Some((seq, path)) = snapshots.pop() {
         match dfs.read_file(&path).await {
             Ok(bytes) => match decode(&path, &bytes) {
                 Ok(record) => return Ok(Some((seq, record))),
                 Err(e) => tracing::warn!(error = %e, "skipping unreadable recovery snapshot"),
             },
+            Err(e) if e.is_not_found() => {}
             Err(e) => {
-                tracing::warn!(path = %path, error = %e, "skipping unreadable recovery snapshot")
+                tracing::warn!(path = %path, error = %e, "cannot read a recovery snapshot");
+                failure.get_or_insert(dfs_failed(&path)(e));
             }
         }
     }
-    Ok(None)
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(None),
+    }
+}
+
+/// Deletes every recovery snapshot of the job staged in `staging` (a JobTracker attempt
+/// starting the job over: a snapshot of the abandoned run must never be recovered from) and
+/// returns the highest sequence number there was (0 if none), so new snapshots number past it.
+pub async fn clear_snapshots(dfs: &DfsClient, staging: &str) -> Result<u64, HistoryError> {
+    let snapshots = snapshot_files(dfs, staging).await?;
+    let highest = snapshots.last().map(|(seq, _)| *seq).unwrap_or(0);
+    for (_, path) in snapshots {
+        match dfs.delete(&path, false).await {
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(dfs_failed(&path)(e)),
+        }
+    }
+    Ok(highest)
+}
+
+/// Records in the recovery directory that the job's first setup took over its output
+/// directory: only then may a later JobTracker attempt resume or restart over an existing one.
+pub async fn mark_output_claimed(dfs: &DfsClient, staging: &str) -> Result<(), HistoryError> {
+    let dir = recovery_dir(staging);
+    dfs.mkdirs(&dir, true).await.map_err(dfs_failed(&dir))?;
+    let path = staging_file(&dir, OUTPUT_CLAIMED_FILE);
+    dfs.write_file(&path, b"", true)
+        .await
+        .map_err(dfs_failed(&path))?;
+    Ok(())
+}
+
+/// Whether an earlier JobTracker attempt recorded that it took over the output directory.
+pub async fn output_claimed(dfs: &DfsClient, staging: &str) -> Result<bool, HistoryError> {
+    let path = staging_file(&recovery_dir(staging), OUTPUT_CLAIMED_FILE);
+    match dfs.status(&path).await {
+        Ok(status) => Ok(status.is_some()),
+        Err(e) if e.is_not_found() => Ok(false),
+        Err(e) => Err(dfs_failed(&path)(e)),
+    }
 }
 
 #[cfg(test)]
@@ -288,5 +341,143 @@ mod tests {
         assert_eq!(snapshot_seq("job.msgpack"), None);
         assert!(snapshot_name(9) < snapshot_name(10));
         assert_eq!(recovery_dir("/s/u/1/"), "/s/u/1/recovery");
+    }
+}
+
+/// Snapshot handling against a real (in-process, loopback) NameNode and DataNode.
+#[cfg(test)]
+mod dfs_tests {
+    use super::*;
+    use crate::jobtracker::{JobConfig, JobState};
+    use sheaf_dfs::config::DfsConfig;
+    use sheaf_dfs::datanode::{Datanode, RunningDatanode};
+    use sheaf_dfs::namenode::{self, Namenode, RunningNamenode};
+    use sheaf_rpc::{ClusterCa, TlsIdentity};
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+    use std::time::{Duration, Instant};
+
+    const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    const STAGING: &str = "/staging/alice/1";
+
+    struct MiniDfs {
+        _root: tempfile::TempDir,
+        namenode: RunningNamenode,
+        datanode: RunningDatanode,
+        client: DfsClient,
+    }
+
+    async fn mini_dfs() -> MiniDfs {
+        let root = tempfile::tempdir().expect("tempdir");
+        let tls = root.path().join("tls");
+        ClusterCa::create_dir("t", &tls).expect("cluster ca");
+        let identity = TlsIdentity::load(&tls, "daemon").expect("identity");
+        let mut config = DfsConfig::default();
+        config.cluster.tls_dir = tls;
+        config.namenode.data_dir = root.path().join("namenode");
+        config.namenode.address = SocketAddr::new(LOCAL, 0);
+        config.namenode.safemode_extension_ms = 0;
+        config.dfs.replication = 1;
+        let c = config.clone();
+        tokio::task::spawn_blocking(move || namenode::format(&c, false))
+            .await
+            .expect("format thread")
+            .expect("format");
+        let namenode = Namenode::start(&config, identity.clone())
+            .await
+            .expect("namenode");
+        config.namenode.address = namenode.local_addr();
+        config.datanode.host = LOCAL;
+        config.datanode.data_dir = root.path().join("datanode");
+        config.datanode.heartbeat_interval_ms = 100;
+        let datanode = Datanode::start(&config, identity.clone())
+            .await
+            .expect("datanode");
+        let client = DfsClient::connect(&config, identity).await.expect("client");
+        // Writable once the DataNode registered and safe mode is over.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while let Err(e) = client.write_file("/ready", b"x", true).await {
+            assert!(
+                Instant::now() < deadline,
+                "the mini DFS never took a write: {e}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        MiniDfs {
+            _root: root,
+            namenode,
+            datanode,
+            client,
+        }
+    }
+
+    fn record(state: JobState) -> JobRecord {
+        JobRecord {
+            history: JobHistory {
+                job_id: "job_1_0001".into(),
+                conf: BTreeMap::new(),
+                settings: JobConfig::default(),
+                start_ms: 5,
+                finish_ms: None,
+                state,
+                diagnostics: None,
+                maps_total: 2,
+                reduces_total: 1,
+                counters: Counters::new(),
+                attempts: Vec::new(),
+            },
+            name: "wordcount".into(),
+            user: "alice".into(),
+            inputs: vec!["/in".into()],
+            output: "/out".into(),
+            submit_ms: 4,
+            task_counters: BTreeMap::new(),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn snapshots_of_a_restarted_run_are_cleared_and_a_dfs_error_is_not_taken_for_none() {
+        let dfs = mini_dfs().await;
+        let c = &dfs.client;
+        assert!(latest_snapshot(c, STAGING).await.expect("none").is_none());
+        assert_eq!(clear_snapshots(c, STAGING).await.expect("clear nothing"), 0);
+
+        // Snapshot 3 replaces 1 and 2; a leftover of an older run (seq 2) sits beside it.
+        for seq in 1..=3 {
+            write_snapshot(c, STAGING, seq, &record(JobState::Running))
+                .await
+                .expect("snapshot");
+        }
+        let stale = staging_file(&recovery_dir(STAGING), &snapshot_name(2));
+        c.write_file(&stale, b"{}", true).await.expect("stale");
+        let (seq, _) = latest_snapshot(c, STAGING)
+            .await
+            .expect("read")
+            .expect("some");
+        assert_eq!(seq, 3);
+
+        // A snapshot that cannot be read for a DFS reason (here: a directory) falls back to an
+        // older one; with none left it is an error, never "no snapshot".
+        let broken = staging_file(&recovery_dir(STAGING), &snapshot_name(4));
+        c.mkdirs(&broken, true).await.expect("mkdir");
+        let (seq, _) = latest_snapshot(c, STAGING)
+            .await
+            .expect("falls back")
+            .expect("some");
+        assert_eq!(seq, 3);
+
+        // A restart clears them all (the broken one too) and numbers past the highest.
+        assert_eq!(clear_snapshots(c, STAGING).await.expect("clear"), 4);
+        assert!(latest_snapshot(c, STAGING).await.expect("none").is_none());
+        c.mkdirs(&broken, true).await.expect("mkdir");
+        let err = latest_snapshot(c, STAGING).await.expect_err("dfs error");
+        assert!(err.to_string().contains(&broken), "{err}");
+
+        // The output claim marker.
+        assert!(!output_claimed(c, STAGING).await.expect("claimed?"));
+        mark_output_claimed(c, STAGING).await.expect("claim");
+        assert!(output_claimed(c, STAGING).await.expect("claimed?"));
+
+        dfs.datanode.shutdown().await;
+        let _ = dfs.namenode.shutdown().await;
     }
 }

@@ -28,28 +28,29 @@ use crate::jobtracker::{
     Action, AttemptId, ContainerId as JtContainerId, Event, JobConfig, JobSpec, JobState,
     JobStatus, JobTracker, MapOutputLocation, SplitLocation, TaskId, TaskKind,
 };
-use crate::local::{complete_job_conf, OutputCommitter, SUCCESS_MARKER, TEMPORARY_DIR};
+use crate::local::{
+    complete_job_conf, OutputCommitter, COMMITTED_DIR, SUCCESS_MARKER, TEMPORARY_DIR,
+};
 use crate::shuffle::{JobSecret, ShuffleServiceClient};
-use crate::streaming::StreamingJob;
 use crate::task::settings::TaskSettings;
 use sheaf_dfs::client::{DfsClient, DfsError};
 use sheaf_dfs::config::DfsConfig;
-use sheaf_dfs::protocol::NamenodeError;
 use sheaf_rpc::service::{PeerInfo, RpcServer, Service, Shutdown};
 use sheaf_rpc::{quic, RpcError, TlsIdentity};
+use sheaf_yarn::client::RmClient;
 use sheaf_yarn::master::MasterClient;
 use sheaf_yarn::protocol::{
-    exit_status, Allocation, ContainerAsk, ContainerId, FinalStatus, LaunchSpec, NodeReport,
-    Resource, YarnError,
+    exit_status, Allocation, AppState, ApplicationReport, AttemptId as YarnAttemptId, ContainerAsk,
+    ContainerId, FinalStatus, LaunchSpec, NodeReport, Resource, YarnError,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// How long one allocate call may wait for news: short, so new asks and releases reach the RM
 /// promptly (asks queue while a call is in flight).
@@ -72,6 +73,11 @@ const REMOVE_JOB_DEADLINE: Duration = Duration::from_secs(20);
 /// Why the job ends when the RM stops taking this attempt's calls.
 const ENDED_BY_RM: &str =
     "the application was killed through the resourcemanager (or its attempt ended there)";
+/// How long a status call waits, once the job ended, for the final status (published after the
+/// history is written, which takes moments).
+const FINAL_STATUS_WAIT: Duration = Duration::from_secs(15);
+/// The answer to a status call when the JobTracker stops without a final status.
+const STOPPING: &str = "the jobtracker is stopping";
 /// NodeManager state of a live node in the RM's node list.
 const NODE_RUNNING: &str = "RUNNING";
 
@@ -125,6 +131,9 @@ pub enum JobTrackerError {
     /// The JobTracker could not go on (a helper thread died, the RM stayed unreachable …).
     #[error("{0}")]
     Internal(String),
+    /// Another JobTracker attempt runs the job: this one stopped without touching it.
+    #[error("{0}")]
+    Superseded(String),
 }
 
 fn dfs_failed(context: impl Into<String>) -> impl FnOnce(DfsError) -> JobTrackerError {
@@ -168,9 +177,66 @@ pub fn output_file_name(task: TaskId) -> String {
     format!("part-{}-{:05}", task.kind.tag(), task.index)
 }
 
-/// The directory name of an attempt under `_temporary` (`attempt_m_000003_0`).
+/// The name of an attempt as tasks are told it (`attempt_m_000003_0`), also its directory's
+/// name under `_temporary/<JobTracker attempt>/`.
 pub fn attempt_dir_name(attempt: AttemptId) -> String {
     format!("attempt_{attempt}")
+}
+
+/// The output directory of a task attempt: `OUT/_temporary/<app attempt>/attempt_…` (Hadoop's
+/// layout). Attempt numbers the last snapshot did not record are used again by the next
+/// JobTracker attempt, whose directories must not be those an orphan of the previous one may
+/// still write into.
+pub fn attempt_output_dir(out: &JobPath, app_attempt: u32, attempt: AttemptId) -> JobPath {
+    out.join(TEMPORARY_DIR)
+        .join(&app_attempt.to_string())
+        .join(&attempt_dir_name(attempt))
+}
+
+/// The output files a job commits: one per reduce, or one per map of a map-only job.
+fn expected_outputs(maps: u32, reduces: u32) -> BTreeSet<String> {
+    if reduces == 0 {
+        (0..maps)
+            .map(|i| output_file_name(TaskId::map(i)))
+            .collect()
+    } else {
+        (0..reduces)
+            .map(|i| output_file_name(TaskId::reduce(i)))
+            .collect()
+    }
+}
+
+/// `<memory:1024, vCores:1>`, as Hadoop prints container sizes.
+fn capability(memory_mb: u64, vcores: u32) -> String {
+    format!("<memory:{memory_mb}, vCores:{vcores}>")
+}
+
+/// Refuses task containers larger than the largest the cluster can hold (`max`, from the RM's
+/// registration answer): asks for them would never be satisfied (Hadoop's check and message).
+fn check_container_sizes(config: &JobConfig, reduces: u32, max: &Resource) -> Result<(), String> {
+    let kinds = [
+        ("MAP", "mapResourceRequest", &config.map_resource, true),
+        (
+            "REDUCE",
+            "reduceResourceRequest",
+            &config.reduce_resource,
+            reduces > 0,
+        ),
+    ];
+    for (kind, label, r, used) in kinds {
+        if used && (r.memory_mb > max.memory_mb || r.vcores > max.vcores) {
+            return Err(format!(
+                "{kind} capability required is more than the supported max container capability \
+                 in the cluster. Killing the Job. {label}: {} maxContainerCapability:{} (lower \
+                 mapreduce.{}.memory.mb / mapreduce.{}.cpu.vcores)",
+                capability(r.memory_mb, r.vcores),
+                capability(max.memory_mb, max.vcores),
+                kind.to_lowercase(),
+                kind.to_lowercase(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The task key of the per-task counters map (`m_000003`).
@@ -197,7 +263,7 @@ async fn job_definition(
     submission: &JobSubmission,
 ) -> Result<Arc<dyn JobDefinition>, String> {
     match &submission.program {
-        JobProgram::Streaming { .. } => match job_as_streaming(&submission.program) {
+        JobProgram::Streaming { .. } => match submission.program.streaming_job() {
             Some(job) => Ok(Arc::new(job)),
             None => Err("not a streaming job".into()),
         },
@@ -277,7 +343,7 @@ async fn prepare_job(
     let mut conf = JobConf {
         entries: submission.conf.clone(),
     };
-    if let Some(streaming) = job_as_streaming(&submission.program) {
+    if let Some(streaming) = submission.program.streaming_job() {
         // Recorded like the local runner does, for the history.
         streaming.store_in_conf(&mut conf);
     }
@@ -319,21 +385,6 @@ async fn prepare_job(
     })
 }
 
-fn job_as_streaming(program: &JobProgram) -> Option<StreamingJob> {
-    match program {
-        JobProgram::Streaming {
-            mapper,
-            combiner,
-            reducer,
-        } => Some(StreamingJob {
-            mapper: mapper.clone(),
-            combiner: combiner.clone(),
-            reducer: Some(reducer.clone()),
-        }),
-        JobProgram::Plugin => None,
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Output commit on a thread of its own.
 // ---------------------------------------------------------------------------------------------
@@ -352,8 +403,14 @@ enum CommitterStart {
 
 enum CommitOp {
     Start(CommitterStart),
-    Task { attempt_dir: JobPath, file: String },
-    Job,
+    Task {
+        attempt_dir: JobPath,
+        file: String,
+    },
+    /// The job commit; `expected` are the output files every task together must have committed.
+    Job {
+        expected: BTreeSet<String>,
+    },
     Abort,
 }
 
@@ -432,13 +489,14 @@ fn run_commit_op(
             .ok_or("output committer not started")?
             .commit_task(&attempt_dir, &file)
             .map_err(err),
-        CommitOp::Job => {
+        CommitOp::Job { expected } => {
             let c = committer.as_ref().ok_or("output committer not started")?;
             // A previous JobTracker attempt may have finished the commit before it died.
             let marker = out.join(SUCCESS_MARKER);
             if fs.exists(&marker).map_err(|e| e.to_string())? {
                 return Ok(());
             }
+            c.check_complete(&expected).map_err(err)?;
             c.commit_job().map_err(err)
         }
         CommitOp::Abort => {
@@ -475,29 +533,49 @@ enum Command {
     LaunchFailed(Vec<String>, String),
     TaskCommit(AttemptId, Result<(), String>),
     JobCommit(Result<(), String>),
+    /// The RM's report of this application, asked when the RM stopped taking this attempt's
+    /// calls.
+    Application(Result<ApplicationReport, YarnError>),
+}
+
+/// What a request is answered with once the owning task is gone.
+enum AfterEnd {
+    Status,
+    MapEvents { from: u32 },
+    Other,
 }
 
 struct JtService {
     commands: mpsc::Sender<Command>,
     dfs: DfsClient,
-    /// The job's last status, for clients asking after the tracker stopped.
-    final_status: Arc<OnceLock<JobStatus>>,
+    /// The job's last status, for clients asking after the tracker stopped; set once the
+    /// history is written (a client that sees the job ended can read it).
+    final_status: watch::Receiver<Option<JobStatus>>,
 }
 
 impl JtService {
-    /// The answer when the owning task is gone (the job is over).
-    fn after_end(&self, req: &JtRequest) -> JtResponse {
+    /// The answer when the owning task is gone (the job is over). A status waits (briefly) for
+    /// the final one, published once the history is written.
+    async fn after_end(&self, req: AfterEnd) -> JtResponse {
         match req {
-            JtRequest::Status => match self.final_status.get() {
-                Some(s) => JtResponse::Status(Box::new(s.clone())),
-                None => JtResponse::Error(JtError::Internal("the jobtracker is stopping".into())),
-            },
-            JtRequest::MapEvents { from, .. } => JtResponse::MapEvents {
+            AfterEnd::Status => {
+                let mut status = self.final_status.clone();
+                let published =
+                    tokio::time::timeout(FINAL_STATUS_WAIT, status.wait_for(|s| s.is_some())).await;
+                match published {
+                    Ok(Ok(s)) => match s.as_ref() {
+                        Some(s) => JtResponse::Status(Box::new(s.clone())),
+                        None => JtResponse::Error(JtError::Internal(STOPPING.into())),
+                    },
+                    _ => JtResponse::Error(JtError::Internal(STOPPING.into())),
+                }
+            }
+            AfterEnd::MapEvents { from } => JtResponse::MapEvents {
                 events: Vec::new(),
-                next: *from,
+                next: from,
                 proceed: false,
             },
-            _ => JtResponse::Ack { proceed: false },
+            AfterEnd::Other => JtResponse::Ack { proceed: false },
         }
     }
 
@@ -505,7 +583,7 @@ impl JtService {
         // A JobTracker attempt that died may have started this attempt number already.
         match self.dfs.delete(dir, true).await {
             Ok(_) => {}
-            Err(e) if matches!(e.namenode_error(), Some(NamenodeError::NotFound(_))) => {}
+            Err(e) if e.is_not_found() => {}
             Err(e) => return Err(e),
         }
         self.dfs.mkdirs(dir, true).await
@@ -518,9 +596,13 @@ impl Service for JtService {
 
     async fn handle(self: Arc<Self>, req: JtRequest, _peer: PeerInfo) -> JtResponse {
         let (tx, rx) = oneshot::channel();
-        let fallback = self.after_end(&req);
+        let fallback = match &req {
+            JtRequest::Status => AfterEnd::Status,
+            JtRequest::MapEvents { from, .. } => AfterEnd::MapEvents { from: *from },
+            _ => AfterEnd::Other,
+        };
         if self.commands.send(Command::Rpc(req, tx)).await.is_err() {
-            return fallback;
+            return self.after_end(fallback).await;
         }
         match rx.await {
             Ok(RpcAnswer::Reply(r)) => r,
@@ -534,7 +616,7 @@ impl Service for JtService {
                 }
                 JtResponse::Task(assignment)
             }
-            Err(_) => fallback,
+            Err(_) => self.after_end(fallback).await,
         }
     }
 }
@@ -656,9 +738,20 @@ struct Driver {
     live: HashSet<AttemptId>,
     live_dirty: bool,
     outcome: Option<(JobState, Option<String>)>,
-    /// The RM no longer takes this attempt's calls (application killed, attempt superseded).
+    /// The RM no longer takes this attempt's calls and the application is over (killed).
     not_current: bool,
     fatal: Option<String>,
+    /// This JobTracker attempt, and the RM client that asks about its application.
+    app_attempt: YarnAttemptId,
+    rm: Arc<RmClient>,
+    /// An application report is being asked for (the RM stopped taking this attempt's calls).
+    report_pending: bool,
+    /// Why this attempt stopped without touching the job: another attempt runs (or ran) it.
+    superseded: Option<String>,
+    /// Why the job fails although the tracker ended it as killed (the RM refused its asks).
+    failed: Option<String>,
+    /// Attempts whose task commit is in flight: their `pending_counters` wait for the result.
+    committing: HashSet<AttemptId>,
 }
 
 impl Driver {
@@ -702,8 +795,10 @@ impl Driver {
                 Action::CommitJob => {
                     let committer = self.committer.clone();
                     let commands = self.commands.clone();
+                    let expected =
+                        expected_outputs(self.splits.len() as u32, self.submission.reducers);
                     tokio::spawn(async move {
-                        let r = committer.call(CommitOp::Job).await;
+                        let r = committer.call(CommitOp::Job { expected }).await;
                         let _ = commands.send(Command::JobCommit(r)).await;
                     });
                 }
@@ -758,13 +853,18 @@ impl Driver {
         if let Some(shuffle) = &c.shuffle_address {
             env.insert(task_env::SHUFFLE_ADDRESS.to_string(), shuffle.clone());
         }
-        let files = match self.submission.program {
+        let mut files = match self.submission.program {
             JobProgram::Plugin => BTreeMap::from([(
                 PLUGIN_LINK_NAME.to_string(),
                 staging_file(&self.staging, PLUGIN_FILE),
             )]),
             JobProgram::Streaming { .. } => BTreeMap::new(),
         };
+        // Files shipped with `--file` (K2): localized under their own names.
+        for name in &self.submission.files {
+            let staged = super::submission::shipped_file(&self.staging, name);
+            files.insert(name.clone(), staged);
+        }
         self.launches.push((
             c.id,
             LaunchSpec {
@@ -777,12 +877,11 @@ impl Driver {
     }
 
     fn attempt_dir(&self, attempt: AttemptId) -> JobPath {
-        self.out
-            .join(TEMPORARY_DIR)
-            .join(&attempt_dir_name(attempt))
+        attempt_output_dir(&self.out, self.app_attempt.attempt, attempt)
     }
 
     fn commit_task(&mut self, attempt: AttemptId) {
+        self.committing.insert(attempt);
         let op = CommitOp::Task {
             attempt_dir: self.attempt_dir(attempt),
             file: output_file_name(attempt.task),
@@ -847,10 +946,13 @@ impl Driver {
             Command::Allocation(a) => self.on_allocation(a),
             Command::AllocateFailed(e, failures) => {
                 if matches!(e, YarnError::NotCurrentMaster(_)) {
-                    self.not_current = true;
-                    self.feed(Event::Kill {
-                        reason: ENDED_BY_RM.into(),
-                    });
+                    self.ask_for_application();
+                } else if matches!(
+                    e,
+                    YarnError::ResourceTooLarge { .. } | YarnError::BadRequest(_)
+                ) {
+                    // Asking again cannot help: the job cannot get its containers.
+                    self.fail_job(format!("the resourcemanager refused the job's asks: {e}"));
                 } else if failures >= MAX_ALLOCATE_FAILURES {
                     self.fatal = Some(format!(
                         "the resourcemanager failed {failures} allocate calls in a row: {e}"
@@ -875,6 +977,7 @@ impl Driver {
                 self.flush();
             }
             Command::TaskCommit(attempt, Ok(())) => {
+                self.committing.remove(&attempt);
                 if let Some(counters) = self.pending_counters.remove(&attempt) {
                     self.task_counters.insert(task_key(attempt.task), counters);
                 }
@@ -882,20 +985,65 @@ impl Driver {
                 self.snapshot();
             }
             Command::TaskCommit(attempt, Err(reason)) => {
+                self.committing.remove(&attempt);
                 self.pending_counters.remove(&attempt);
                 self.feed(Event::TaskCommitFailed { attempt, reason });
             }
             Command::JobCommit(Ok(())) => self.feed(Event::JobCommitted),
             Command::JobCommit(Err(reason)) => self.feed(Event::JobCommitFailed { reason }),
+            Command::Application(report) => {
+                self.report_pending = false;
+                match report {
+                    Ok(report) => self.on_application(report),
+                    // Asked again with the next answer that says this attempt is over.
+                    Err(e) => tracing::warn!(error = %e, "cannot read the application's report"),
+                }
+            }
+        }
+    }
+
+    /// The RM stopped taking this attempt's calls: either the application was killed (or failed)
+    /// or this attempt was replaced (e.g. its node was declared lost while this process lived
+    /// on). Which, only the application's report tells.
+    fn ask_for_application(&mut self) {
+        if self.report_pending || self.not_current || self.superseded.is_some() {
+            return;
+        }
+        self.report_pending = true;
+        let rm = self.rm.clone();
+        let app = self.app_attempt.app;
+        let commands = self.commands.clone();
+        tokio::spawn(async move {
+            let report = rm.application(app).await;
+            let _ = commands.send(Command::Application(report)).await;
+        });
+    }
+
+    fn on_application(&mut self, report: ApplicationReport) {
+        let this = self.app_attempt.attempt;
+        match end_of_attempt(this, &report) {
+            AttemptEnd::Killed => {
+                self.not_current = true;
+                self.feed(Event::Kill {
+                    reason: ENDED_BY_RM.into(),
+                });
+            }
+            AttemptEnd::Superseded(why) => self.superseded = Some(why),
+        }
+    }
+
+    /// Ends the job as FAILED with `reason` (the tracker has no failing event: it is killed, and
+    /// the end reports it failed).
+    fn fail_job(&mut self, reason: String) {
+        if self.failed.is_none() {
+            self.failed = Some(reason.clone());
+            self.feed(Event::Kill { reason });
         }
     }
 
     fn on_allocation(&mut self, a: Allocation) {
         if a.shutdown {
-            self.not_current = true;
-            self.feed(Event::Kill {
-                reason: ENDED_BY_RM.into(),
-            });
+            self.ask_for_application();
             return;
         }
         for c in a.allocated {
@@ -991,6 +1139,7 @@ impl Driver {
                 let writes_output =
                     attempt.task.kind == TaskKind::Reduce || self.submission.reducers == 0;
                 let attempt_dir = dfs_path_of(&self.attempt_dir(attempt));
+                let app_attempt = self.app_attempt.attempt;
                 let split = match attempt.task.kind {
                     TaskKind::Map => self.splits.get(attempt.task.index as usize).cloned(),
                     TaskKind::Reduce => None,
@@ -1006,11 +1155,20 @@ impl Driver {
                     attempt_dir: attempt_dir.clone(),
                     output_file: output_file_name(attempt.task),
                     shuffle_secret: self.secret.as_bytes().to_vec(),
+                    app_attempt,
                 };
                 RpcAnswer::Assign(Box::new(assignment), writes_output.then_some(attempt_dir))
             }
-            JtRequest::Progress { attempt, progress } => {
-                self.feed(Event::AttemptProgress { attempt, progress });
+            JtRequest::Progress {
+                attempt,
+                progress,
+                alive,
+            } => {
+                self.feed(Event::AttemptProgress {
+                    attempt,
+                    progress,
+                    alive,
+                });
                 let proceed = self.is_live(attempt);
                 reply(JtResponse::Ack { proceed })
             }
@@ -1054,6 +1212,10 @@ impl Driver {
                     attempt,
                     output: None,
                 });
+                if !self.committing.contains(&attempt) {
+                    // Lost to another attempt (or not live any more): never committed.
+                    self.pending_counters.remove(&attempt);
+                }
                 reply(JtResponse::Ack { proceed: true })
             }
             JtRequest::Failed { attempt, reason } => {
@@ -1093,9 +1255,41 @@ impl Driver {
             JtRequest::Status => reply(JtResponse::Status(Box::new(self.status()))),
             JtRequest::Kill { reason } => {
                 self.feed(Event::Kill { reason });
-                reply(JtResponse::Ack { proceed: true })
+                reply(JtResponse::to_kill(self.jt.state()))
             }
         }
+    }
+}
+
+/// What the RM's refusal of this attempt's calls means.
+#[derive(Debug, Clone, PartialEq)]
+enum AttemptEnd {
+    /// The application was killed (or failed) while this attempt was its newest: end the job
+    /// (kill it, clean up, history).
+    Killed,
+    /// Another attempt runs the job (or will, or finished it): stop at once, touching nothing.
+    Superseded(String),
+}
+
+/// Decides [`AttemptEnd`] for attempt `this` from its application's report.
+fn end_of_attempt(this: u32, report: &ApplicationReport) -> AttemptEnd {
+    if report.attempt > this {
+        return AttemptEnd::Superseded(format!(
+            "this jobtracker (attempt {this}) was replaced by attempt {} of {}",
+            report.attempt, report.id
+        ));
+    }
+    match report.state {
+        AppState::Killed | AppState::Failed => AttemptEnd::Killed,
+        AppState::Finished => AttemptEnd::Superseded(format!(
+            "application {} already finished ({})",
+            report.id, report.final_status
+        )),
+        state => AttemptEnd::Superseded(format!(
+            "the resourcemanager ended this jobtracker (attempt {this}) while application {} \
+             is {state}: its next attempt runs the job",
+            report.id
+        )),
     }
 }
 
@@ -1113,12 +1307,12 @@ async fn shuffle_secret(dfs: &DfsClient, staging: &str) -> Result<JobSecret, Job
     let path = staging_file(&dir, SECRET_FILE);
     match dfs.read_file(&path).await {
         Ok(bytes) => {
-            if let Ok(b) = <[u8; crate::shuffle::protocol::JOB_SECRET_LEN]>::try_from(&bytes[..]) {
-                return Ok(JobSecret::from_bytes(b));
+            if let Some(secret) = JobSecret::from_slice(&bytes) {
+                return Ok(secret);
             }
             tracing::warn!(path = %path, "ignoring a malformed shuffle secret");
         }
-        Err(e) if matches!(e.namenode_error(), Some(NamenodeError::NotFound(_))) => {}
+        Err(e) if e.is_not_found() => {}
         Err(e) => return Err(dfs_failed(format!("reading {path}"))(e)),
     }
     let secret = JobSecret::generate();
@@ -1134,6 +1328,7 @@ async fn shuffle_secret(dfs: &DfsClient, staging: &str) -> Result<JobSecret, Job
 /// Runs the job of `setup.staging` as this container's application master until it ends.
 pub async fn run(setup: JobTrackerSetup) -> Result<JobOutcome, JobTrackerError> {
     let am = Arc::new(MasterClient::from_env(&setup.identity, setup.host)?);
+    let rm = Arc::new(rm_client(&setup)?);
     let app_attempt = am.attempt();
     let job_id = job_id_of_application(&app_attempt.app.to_string());
     let dfs = DfsClient::connect_from(&setup.dfs, setup.identity.clone(), Some(setup.host))
@@ -1148,22 +1343,22 @@ pub async fn run(setup: JobTrackerSetup) -> Result<JobOutcome, JobTrackerError> 
         .map_err(|e| JobTrackerError::Internal(format!("jobtracker endpoint: {e}")))?
         .to_string();
     let (commands_tx, mut commands) = mpsc::channel(COMMAND_QUEUE);
-    let final_status = Arc::new(OnceLock::new());
+    let (final_status, final_status_rx) = watch::channel(None);
     let service = Arc::new(JtService {
         commands: commands_tx.clone(),
         dfs: dfs.clone(),
-        final_status: final_status.clone(),
+        final_status: final_status_rx,
     });
     let (stop_server, server_shutdown) = Shutdown::new();
     let server = tokio::spawn(RpcServer::serve(endpoint, service, server_shutdown));
-    am.register(Some(tracking_address.clone())).await?;
+    let max_container = am.register(Some(tracking_address.clone())).await?;
     tracing::info!(job = %job_id, attempt = %app_attempt, address = %tracking_address, "jobtracker registered");
 
     let submission_path = staging_file(&staging, SUBMISSION_FILE);
     let submission: JobSubmission = {
         let bytes = match dfs.read_file(&submission_path).await {
             Ok(b) => b,
-            Err(e) if matches!(e.namenode_error(), Some(NamenodeError::NotFound(_))) => {
+            Err(e) if e.is_not_found() => {
                 // The previous attempt ended the job and removed its staging directory, then
                 // died before telling the RM: repeat only that.
                 let outcome = finish_ended_job(&dfs, &am, &job_id).await;
@@ -1189,8 +1384,35 @@ pub async fn run(setup: JobTrackerSetup) -> Result<JobOutcome, JobTrackerError> 
         }
     };
 
+    // What an earlier attempt left: whether it took over the output, and its newest snapshot.
+    // A DFS failure reading them ends this attempt (the next one tries again): taking it for
+    // "nothing there" would start the job over and drop committed work.
+    let later_attempt = app_attempt.attempt > 1;
+    let claimed = later_attempt && history::output_claimed(&dfs, &staging).await?;
+    let snapshot = if claimed {
+        history::latest_snapshot(&dfs, &staging).await?
+    } else {
+        None
+    };
+    if let Some((_, record)) = snapshot
+        .as_ref()
+        .filter(|(_, r)| r.history.state.is_terminal())
+    {
+        // The job ended under an earlier attempt, which died before the last steps: repeat
+        // only those (no preparation, no tasks).
+        let outcome = repeat_ending(&dfs, &am, &staging, record.clone()).await;
+        stop_server.trigger();
+        let _ = server.await;
+        return outcome;
+    }
+
     let nodes = am.nodes().await?;
-    let prepared = match prepare_job(&dfs, &staging, &submission).await {
+    let prepared = match prepare_job(&dfs, &staging, &submission)
+        .await
+        .and_then(|p| {
+            check_container_sizes(&p.config, submission.reducers, &max_container)?;
+            Ok(p)
+        }) {
         Ok(p) => p,
         Err(reason) => {
             let outcome = fail_before_start(&dfs, &am, &job_id, &submission, reason).await?;
@@ -1211,25 +1433,24 @@ pub async fn run(setup: JobTrackerSetup) -> Result<JobOutcome, JobTrackerError> 
         conf: prepared.conf.entries.clone(),
     };
 
-    // A later attempt continues from the newest snapshot, or starts over.
+    // A later attempt continues from the newest snapshot, or starts over (over an output the
+    // first attempt claimed; one that never claimed it sets it up like a first attempt).
     let now = now_ms();
     let mut recovered = None;
-    if app_attempt.attempt > 1 {
-        match history::latest_snapshot(&dfs, &staging).await {
-            Ok(Some((seq, record))) => {
-                match JobTracker::recover(
-                    spec.clone(),
-                    prepared.config.clone(),
-                    &record.history,
-                    now,
-                ) {
-                    Ok(jt) => recovered = Some((seq, jt, record)),
-                    Err(e) => tracing::warn!(error = %e, "cannot recover; starting the job over"),
-                }
-            }
-            Ok(None) => tracing::info!("no recovery snapshot; starting the job over"),
-            Err(e) => tracing::warn!(error = %e, "cannot read recovery snapshots; starting over"),
+    if let Some((seq, mut record)) = snapshot {
+        // A task counts as committed only if its file really is: in the committed area, or
+        // already promoted into the output by an interrupted job commit.
+        let present = committed_outputs(&dfs, &submission.output).await?;
+        let lost = forget_missing_commits(&mut record, &present);
+        if !lost.is_empty() {
+            tracing::warn!(tasks = ?lost, "committed outputs missing: running those tasks again");
         }
+        match JobTracker::recover(spec.clone(), prepared.config.clone(), &record.history, now) {
+            Ok(jt) => recovered = Some((seq, jt, record)),
+            Err(e) => tracing::warn!(error = %e, "cannot recover; starting the job over"),
+        }
+    } else if claimed {
+        tracing::info!("no recovery snapshot; starting the job over");
     }
     let out = dfs_job_path(&submission.output);
     let fs: Arc<dyn JobFileSystem> =
@@ -1253,19 +1474,31 @@ pub async fn run(setup: JobTrackerSetup) -> Result<JobOutcome, JobTrackerError> 
         }
         None => {
             let jt = JobTracker::new(spec, prepared.config.clone(), now);
-            let start = if app_attempt.attempt > 1 {
+            // Snapshots of an abandoned run must never be recovered from later: gone, and new
+            // ones are numbered past them.
+            let seq = if later_attempt {
+                history::clear_snapshots(&dfs, &staging).await?
+            } else {
+                0
+            };
+            let start = if claimed {
                 CommitterStart::Restart
             } else {
                 CommitterStart::Fresh
             };
-            (jt, 0, BTreeMap::new(), start)
+            (jt, seq, BTreeMap::new(), start)
         }
     };
+    let fresh = matches!(start, CommitterStart::Fresh);
     if let Err(reason) = committer.call(CommitOp::Start(start)).await {
         let outcome = fail_before_start(&dfs, &am, &job_id, &submission, reason).await?;
         stop_server.trigger();
         let _ = server.await;
         return Ok(outcome);
+    }
+    if fresh {
+        // From now on a later attempt may take over the existing output directory.
+        history::mark_output_claimed(&dfs, &staging).await?;
     }
     let secret = shuffle_secret(&dfs, &staging).await?;
 
@@ -1302,6 +1535,12 @@ pub async fn run(setup: JobTrackerSetup) -> Result<JobOutcome, JobTrackerError> 
         outcome: None,
         not_current: false,
         fatal: None,
+        app_attempt,
+        rm,
+        report_pending: false,
+        superseded: None,
+        failed: None,
+        committing: HashSet::new(),
     };
     drop(commands_tx);
 
@@ -1320,8 +1559,10 @@ pub async fn run(setup: JobTrackerSetup) -> Result<JobOutcome, JobTrackerError> 
     // The snapshot write in flight: one at a time, in order (DFS writes are not `Send`, so it
     // runs in this task rather than spawned).
     let mut snapshot_write: Option<Pin<Box<dyn Future<Output = ()>>>> = None;
-    while driver.outcome.is_none() && driver.fatal.is_none() {
-        if snapshot_write.is_none() {
+    while driver.outcome.is_none() && driver.fatal.is_none() && driver.superseded.is_none() {
+        // No snapshot while the RM's refusal is being looked into: if another attempt owns
+        // the job now, its recovery directory is not this one's to write.
+        if snapshot_write.is_none() && !driver.report_pending {
             if let Some(record) = driver.pending_snapshot.take() {
                 snapshot_seq += 1;
                 snapshot_write = Some(Box::pin(write_snapshot(
@@ -1362,15 +1603,36 @@ pub async fn run(setup: JobTrackerSetup) -> Result<JobOutcome, JobTrackerError> 
         }
     }
     allocator_task.abort();
+    // Nobody answers commands any more: requests queued or arriving now get the service's
+    // answer for a finished job at once instead of waiting for the ending below.
+    // A job killed because the RM refused its asks failed (the tracker has no failing event).
+    let failed = driver
+        .failed
+        .clone()
+        .filter(|_| matches!(driver.outcome, Some((JobState::Killed, _))));
+    let mut status = driver.status();
+    if let Some(reason) = &failed {
+        status.state = JobState::Failed;
+        status.diagnostics = Some(reason.clone());
+    }
+    drop(commands);
+    if let Some(why) = driver.superseded.take() {
+        // Another attempt owns the job now: its output, snapshots and staging are not ours.
+        stop_server.trigger();
+        return Err(JobTrackerError::Superseded(why));
+    }
     if let Some(reason) = driver.fatal.take() {
         stop_server.trigger();
         return Err(JobTrackerError::Internal(reason));
     }
-    let (state, diagnostics) = driver.outcome.clone().unwrap_or((
+    let (mut state, mut diagnostics) = driver.outcome.clone().unwrap_or((
         JobState::Failed,
         Some("the jobtracker stopped unexpectedly".into()),
     ));
-    let _ = final_status.set(driver.status());
+    if let Some(reason) = failed.clone() {
+        state = JobState::Failed;
+        diagnostics = Some(reason);
+    }
 
     // The end: no _temporary left by a failed or killed job, history, shuffle cleanup, RM.
     if state != JobState::Succeeded {
@@ -1381,7 +1643,11 @@ pub async fn run(setup: JobTrackerSetup) -> Result<JobOutcome, JobTrackerError> 
     if let Some(w) = snapshot_write.take() {
         w.await;
     }
-    let final_record = driver.record();
+    let mut final_record = driver.record();
+    if let Some(reason) = failed {
+        final_record.history.state = JobState::Failed;
+        final_record.history.diagnostics = Some(reason);
+    }
     // A terminal snapshot: an attempt started after this one died repeats only the ending.
     write_snapshot(
         dfs.clone(),
@@ -1396,6 +1662,7 @@ pub async fn run(setup: JobTrackerSetup) -> Result<JobOutcome, JobTrackerError> 
         Ok(path) => tracing::info!(path = %path, "job history written"),
         Err(e) => tracing::warn!(error = %e, "cannot write the job history"),
     }
+    final_status.send_replace(Some(status));
     remove_from_shuffle_services(&setup.identity, setup.host, &driver).await;
     // The job is over and its history written: the staging directory (plugin, submission,
     // snapshots) is not needed any more, as in Hadoop. Removed before telling the RM, which
@@ -1414,6 +1681,88 @@ pub async fn run(setup: JobTrackerSetup) -> Result<JobOutcome, JobTrackerError> 
     let _ = server.await;
     Ok(JobOutcome {
         job_id,
+        state,
+        diagnostics,
+    })
+}
+
+/// A client of the RM (the address the RM gives master containers), for application reports.
+fn rm_client(setup: &JobTrackerSetup) -> Result<RmClient, JobTrackerError> {
+    let var = sheaf_yarn::resourcemanager::state::env::RM_ADDRESS;
+    let addr: SocketAddr = std::env::var(var)
+        .ok()
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| JobTrackerError::Internal(format!("${var} is not an address")))?;
+    Ok(RmClient::new(addr, &setup.identity, setup.host)?)
+}
+
+/// The output files of a job's output directory `out` that tasks committed: those in the
+/// committed area and those an interrupted job commit already moved into `out`.
+async fn committed_outputs(
+    dfs: &DfsClient,
+    out: &str,
+) -> Result<BTreeSet<String>, JobTrackerError> {
+    let committed = staging_file(&staging_file(out, TEMPORARY_DIR), COMMITTED_DIR);
+    let mut names = BTreeSet::new();
+    for dir in [committed.as_str(), out] {
+        match dfs.list(dir).await {
+            Ok(entries) => names.extend(
+                entries
+                    .into_iter()
+                    .filter_map(|e| e.path.rsplit('/').next().map(str::to_string)),
+            ),
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(dfs_failed(format!("listing {dir}"))(e)),
+        }
+    }
+    Ok(names)
+}
+
+/// Clears the committed flag of every attempt of `record` whose output file is not in
+/// `present` (so recovery runs the task again); returns those tasks.
+fn forget_missing_commits(record: &mut JobRecord, present: &BTreeSet<String>) -> Vec<TaskId> {
+    let mut lost = Vec::new();
+    for a in record.history.attempts.iter_mut().filter(|a| a.committed) {
+        if !present.contains(&output_file_name(a.attempt.task)) {
+            a.committed = false;
+            lost.push(a.attempt.task);
+        }
+    }
+    lost
+}
+
+/// Repeats the last steps of a job an earlier attempt ended (its terminal snapshot): no
+/// `_temporary` left by a failed or killed job, the history, the staging directory, the RM.
+async fn repeat_ending(
+    dfs: &DfsClient,
+    am: &MasterClient,
+    staging: &str,
+    mut record: JobRecord,
+) -> Result<JobOutcome, JobTrackerError> {
+    let state = record.history.state;
+    let diagnostics = record.history.diagnostics.clone();
+    tracing::info!(%state, "the job ended under an earlier attempt: repeating its ending");
+    if state != JobState::Succeeded {
+        let temporary = staging_file(&record.output, TEMPORARY_DIR);
+        match dfs.delete(&temporary, true).await {
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => tracing::warn!(error = %e, "cannot remove the output's _temporary"),
+        }
+    }
+    record.history.counters =
+        JobRecord::total_counters(&record.history.counters, &record.task_counters);
+    match history::write_history(dfs, &record).await {
+        Ok(path) => tracing::info!(path = %path, "job history written"),
+        Err(e) => tracing::warn!(error = %e, "cannot write the job history"),
+    }
+    if let Err(e) = dfs.delete(staging, true).await {
+        tracing::warn!(error = %e, "cannot remove the staging directory");
+    }
+    am.finish(final_status(state), diagnostics.clone().unwrap_or_default())
+        .await?;
+    Ok(JobOutcome {
+        job_id: record.history.job_id,
         state,
         diagnostics,
     })
@@ -1538,6 +1887,18 @@ mod tests {
         assert_eq!(output_file_name(a.task), "part-m-00003");
         assert_eq!(output_file_name(TaskId::reduce(12)), "part-r-00012");
         assert_eq!(attempt_dir_name(a), "attempt_m_000003_1");
+        assert_eq!(
+            dfs_path_of(&attempt_output_dir(&dfs_job_path("/out"), 2, a)),
+            "/out/_temporary/2/attempt_m_000003_1"
+        );
+        assert_eq!(
+            expected_outputs(3, 0),
+            BTreeSet::from(["part-m-00000", "part-m-00001", "part-m-00002"].map(String::from))
+        );
+        assert_eq!(
+            expected_outputs(3, 2),
+            BTreeSet::from(["part-r-00000", "part-r-00001"].map(String::from))
+        );
         assert_eq!(dfs_job_path("/out").to_string(), "sheaf:///out");
         assert_eq!(
             dfs_path_of(&dfs_job_path("/out").join(TEMPORARY_DIR).join("x")),
@@ -1572,7 +1933,7 @@ mod tests {
         run(&mut c, CommitOp::Start(CommitterStart::Fresh)).expect("fresh");
         for (task, text) in [(TaskId::reduce(0), "a"), (TaskId::reduce(1), "b")] {
             let attempt = AttemptId { task, number: 0 };
-            let adir = out.join(TEMPORARY_DIR).join(&attempt_dir_name(attempt));
+            let adir = attempt_output_dir(&out, 1, attempt);
             fs.mkdirs(&adir).expect("mkdirs");
             write(&fs, &adir.join(&output_file_name(task)), text);
             run(
@@ -1599,7 +1960,13 @@ mod tests {
         let committed = out.join(TEMPORARY_DIR).join("committed");
         assert_eq!(names(&fs, &committed), vec!["part-r-00000"]);
 
-        run(&mut recovered, CommitOp::Job).expect("commit job");
+        // The snapshot's commit of part-r-00001 was not kept: a job commit expecting it fails.
+        let both = expected_outputs(1, 2);
+        let err = run(&mut recovered, CommitOp::Job { expected: both }).expect_err("incomplete");
+        assert!(err.contains("missing part-r-00001"), "{err}");
+        assert!(!fs.exists(&out.join(SUCCESS_MARKER)).expect("exists"));
+        let only = BTreeSet::from([output_file_name(TaskId::reduce(0))]);
+        run(&mut recovered, CommitOp::Job { expected: only }).expect("commit job");
         assert_eq!(names(&fs, &out), vec!["_SUCCESS", "part-r-00000"]);
         // A repeated job commit (an attempt that died after committing) succeeds again.
         let mut again = None;
@@ -1610,7 +1977,13 @@ mod tests {
             }),
         )
         .expect("resume");
-        run(&mut again, CommitOp::Job).expect("idempotent commit");
+        run(
+            &mut again,
+            CommitOp::Job {
+                expected: expected_outputs(1, 2),
+            },
+        )
+        .expect("idempotent commit");
         run(&mut again, CommitOp::Abort).expect("abort");
         assert_eq!(names(&fs, &out), vec!["_SUCCESS", "part-r-00000"]);
 
@@ -1628,6 +2001,142 @@ mod tests {
         )
         .expect("restart");
         assert_eq!(names(&fs, &other.join(TEMPORARY_DIR)), vec!["committed"]);
+    }
+
+    fn report(attempt: u32, state: AppState) -> ApplicationReport {
+        ApplicationReport {
+            id: sheaf_yarn::protocol::AppId {
+                cluster_ts: 17,
+                seq: 2,
+            },
+            name: "MAPREDUCE wc".into(),
+            user: "alice".into(),
+            queue: "default".into(),
+            state,
+            final_status: FinalStatus::Undefined,
+            attempt,
+            max_attempts: 2,
+            diagnostics: String::new(),
+            submit_ms: 1,
+            finish_ms: 0,
+            master_host: None,
+            tracking_address: None,
+            containers: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn an_rm_refusal_ends_the_job_only_when_the_application_itself_was_killed() {
+        // Killed (or failed) while this attempt was the newest: the kill cleanup is ours.
+        assert_eq!(
+            end_of_attempt(1, &report(1, AppState::Killed)),
+            AttemptEnd::Killed
+        );
+        assert_eq!(
+            end_of_attempt(2, &report(2, AppState::Failed)),
+            AttemptEnd::Killed
+        );
+        // A newer attempt exists (this one's node was declared lost while it lived on): touch
+        // nothing, whatever the application's state.
+        for state in [AppState::Running, AppState::Killed, AppState::Finished] {
+            let end = end_of_attempt(1, &report(2, state));
+            assert!(
+                matches!(&end, AttemptEnd::Superseded(why) if why.contains("replaced by attempt 2")),
+                "{state}: {end:?}"
+            );
+        }
+        // Still running with this attempt number (its successor not created yet), or finished
+        // by someone else: not ours to end either.
+        for state in [AppState::Running, AppState::Accepted, AppState::Finished] {
+            let end = end_of_attempt(1, &report(1, state));
+            assert!(matches!(end, AttemptEnd::Superseded(_)), "{state}: {end:?}");
+        }
+    }
+
+    #[test]
+    fn containers_larger_than_the_cluster_allows_fail_the_job_with_hadoops_message() {
+        let mut config = JobConfig::default();
+        let max = Resource::new(2048, 4);
+        check_container_sizes(&config, 1, &max).expect("defaults fit");
+        config.map_resource.memory_mb = 4096;
+        let err = check_container_sizes(&config, 1, &max).expect_err("map too large");
+        assert!(
+            err.starts_with(
+                "MAP capability required is more than the supported max container capability \
+                 in the cluster"
+            ),
+            "{err}"
+        );
+        assert!(
+            err.contains("mapResourceRequest: <memory:4096, vCores:1>"),
+            "{err}"
+        );
+        assert!(
+            err.contains("maxContainerCapability:<memory:2048, vCores:4>"),
+            "{err}"
+        );
+        config.map_resource.memory_mb = 1024;
+        config.reduce_resource.vcores = 8;
+        let err = check_container_sizes(&config, 1, &max).expect_err("reduce too large");
+        assert!(err.starts_with("REDUCE capability required"), "{err}");
+        // A map-only job asks for no reduce containers.
+        check_container_sizes(&config, 0, &max).expect("no reduces");
+    }
+
+    #[test]
+    fn recovery_keeps_only_commits_whose_files_are_there() {
+        use crate::jobtracker::{AttemptRecord, AttemptState, JobHistory};
+        let attempt = |task: TaskId, committed: bool| AttemptRecord {
+            attempt: AttemptId { task, number: 0 },
+            state: AttemptState::Succeeded,
+            speculative: false,
+            host: None,
+            rack: None,
+            locality: None,
+            start_ms: Some(1),
+            end_ms: Some(2),
+            progress: 1.0,
+            error: None,
+            committed,
+        };
+        let mut record = JobRecord {
+            history: JobHistory {
+                job_id: "job_17_0002".into(),
+                conf: BTreeMap::new(),
+                settings: JobConfig::default(),
+                start_ms: 1,
+                finish_ms: None,
+                state: JobState::Running,
+                diagnostics: None,
+                maps_total: 3,
+                reduces_total: 0,
+                counters: Counters::new(),
+                attempts: vec![
+                    attempt(TaskId::map(0), true),
+                    attempt(TaskId::map(1), true),
+                    attempt(TaskId::map(2), false),
+                ],
+            },
+            name: "wc".into(),
+            user: "alice".into(),
+            inputs: vec!["/in".into()],
+            output: "/out".into(),
+            submit_ms: 1,
+            task_counters: BTreeMap::new(),
+        };
+        // part-m-00000 is committed (or promoted); part-m-00001's file is gone.
+        let present = BTreeSet::from(["part-m-00000".to_string(), "_SUCCESS".to_string()]);
+        assert_eq!(
+            forget_missing_commits(&mut record, &present),
+            vec![TaskId::map(1)]
+        );
+        let committed: Vec<bool> = record
+            .history
+            .attempts
+            .iter()
+            .map(|a| a.committed)
+            .collect();
+        assert_eq!(committed, vec![true, false, false]);
     }
 
     #[test]

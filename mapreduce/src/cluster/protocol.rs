@@ -5,7 +5,7 @@
 
 use crate::counters::Counters;
 use crate::formats::InputSplit;
-use crate::jobtracker::{AttemptId, JobStatus, MapCompletionEvent};
+use crate::jobtracker::{AttemptId, JobState, JobStatus, MapCompletionEvent};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -25,6 +25,10 @@ pub enum JtRequest {
         attempt: AttemptId,
         /// Fraction done, 0.0 ..= 1.0.
         progress: f64,
+        /// The task's work moved since its previous heartbeat (records read, merge steps,
+        /// fetches, polls for map events): the attempt is working even when `progress` stands
+        /// still, so its task timeout restarts (Hadoop's `reporter.progress()`).
+        alive: bool,
     },
     /// Map task of a job with reducers: its output is registered with the shuffle service of
     /// its node, reducers may fetch it.
@@ -99,8 +103,29 @@ pub enum JtResponse {
     },
     /// Answer to `Status`.
     Status(Box<JobStatus>),
+    /// Answer to `Kill` when the kill is not honoured: the job is committing its output,
+    /// which a kill must not interrupt; it will end on its own (most likely SUCCEEDED).
+    KillRefused {
+        /// Why, as the user should read it.
+        reason: String,
+    },
     /// The request could not be served.
     Error(JtError),
+}
+
+impl JtResponse {
+    /// The answer to `Kill` once the kill was fed to the JobTracker and the job is in `state`:
+    /// an acknowledgement, or [`JtResponse::KillRefused`] when the job is committing.
+    pub fn to_kill(state: JobState) -> JtResponse {
+        match state {
+            JobState::Committing => JtResponse::KillRefused {
+                reason: "the job is committing its output, which a kill does not interrupt; \
+                         it will finish"
+                    .into(),
+            },
+            _ => JtResponse::Ack { proceed: true },
+        }
+    }
 }
 
 /// Why the JobTracker refused a request.
@@ -144,4 +169,29 @@ pub struct TaskAssignment {
     /// The job's shuffle secret (`shuffle::JobSecret` bytes): maps register their output with it,
     /// reducers sign their fetches with it.
     pub shuffle_secret: Vec<u8>,
+    /// The JobTracker (application master) attempt that launched this task attempt (1-based; 0
+    /// from a JobTracker that did not say). Attempt numbers restart with each JobTracker attempt
+    /// for tasks its snapshot did not know, so everything an attempt writes outside its
+    /// container (`attempt_dir`, the map output under the shuffle dir) is kept under it.
+    #[serde(default)]
+    pub app_attempt: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kill_during_the_commit_is_answered_as_refused() {
+        assert!(matches!(
+            JtResponse::to_kill(JobState::Committing),
+            JtResponse::KillRefused { reason } if reason.contains("committing")
+        ));
+        for state in [JobState::Killed, JobState::Running, JobState::Succeeded] {
+            assert!(matches!(
+                JtResponse::to_kill(state),
+                JtResponse::Ack { proceed: true }
+            ));
+        }
+    }
 }

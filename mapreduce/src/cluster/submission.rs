@@ -5,7 +5,9 @@
 //! Staging layout (`STAGING_ROOT/<user>/<unique>/`):
 //! - [`SUBMISSION_FILE`]: the [`JobSubmission`], msgpack (rmp-serde, named fields);
 //! - [`PLUGIN_FILE`]: the plugin library, for plugin jobs;
-//! - [`RECOVERY_DIR`]: the JobTracker's history snapshots, for a restarted JobTracker attempt.
+//! - [`RECOVERY_DIR`]: the JobTracker's history snapshots, for a restarted JobTracker attempt;
+//! - [`FILES_DIR`]: the files shipped with `--file` (Hadoop's `-file`), localized into every
+//!   task container's working dir under their own names.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -20,6 +22,11 @@ pub const SUBMISSION_FILE: &str = "job.msgpack";
 pub const PLUGIN_FILE: &str = "job.so";
 /// Name the NodeManager localizes the plugin under, in every container's working dir.
 pub const PLUGIN_LINK_NAME: &str = "job.so";
+/// Directory of a staging dir holding the files shipped with the job (`--file`).
+pub const FILES_DIR: &str = "files";
+/// Job configuration key listing the shipped files' names (comma-separated), so a task can
+/// make them executable (the localizer copies bytes, not modes).
+pub const SHIPPED_FILES_KEY: &str = "sheaf.job.shipped.files";
 /// Directory of a staging dir holding the JobTracker's recovery snapshots.
 pub const RECOVERY_DIR: &str = "recovery";
 /// Name of the yarnlike auxiliary service that serves map outputs.
@@ -69,6 +76,24 @@ pub enum JobProgram {
     },
 }
 
+impl JobProgram {
+    /// The streaming job this program runs; `None` for a plugin.
+    pub fn streaming_job(&self) -> Option<crate::streaming::StreamingJob> {
+        match self {
+            JobProgram::Streaming {
+                mapper,
+                combiner,
+                reducer,
+            } => Some(crate::streaming::StreamingJob {
+                mapper: mapper.clone(),
+                combiner: combiner.clone(),
+                reducer: Some(reducer.clone()),
+            }),
+            JobProgram::Plugin => None,
+        }
+    }
+}
+
 /// A submitted job, as staged in the DFS.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobSubmission {
@@ -90,6 +115,15 @@ pub struct JobSubmission {
     pub program: JobProgram,
     /// When it was submitted, ms since the epoch.
     pub submit_ms: u64,
+    /// Names of the files shipped with the job (`--file`), staged as
+    /// [`shipped_file`]`(staging, name)` and localized into every task container as `name`.
+    #[serde(default)]
+    pub files: Vec<String>,
+}
+
+/// The staged copy of shipped file `name` in staging directory `dir`.
+pub fn shipped_file(dir: &str, name: &str) -> String {
+    format!("{}/{FILES_DIR}/{name}", dir.trim_end_matches('/'))
 }
 
 /// The staging directory's file `name` (`dir` is an absolute DFS path).

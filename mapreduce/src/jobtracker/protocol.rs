@@ -72,12 +72,17 @@ pub enum Event {
         /// Which attempt.
         attempt: AttemptId,
     },
-    /// An attempt's progress (0.0 ..= 1.0).
+    /// An attempt's progress heartbeat (0.0 ..= 1.0). The task timeout restarts when the
+    /// fraction grows or when `alive` says the task's work moved since its last heartbeat
+    /// (Hadoop's `reporter.progress()`: a reducer waiting for maps or a long merge makes no
+    /// measurable progress yet is not stuck).
     AttemptProgress {
         /// Which attempt.
         attempt: AttemptId,
         /// Fraction done.
         progress: f64,
+        /// The work thread did something since the previous heartbeat.
+        alive: bool,
     },
     /// An attempt finished its work (its output is under `_temporary`, or for a map with
     /// reducers, on its host's shuffle service).
@@ -149,7 +154,9 @@ pub enum Event {
     },
     /// Time passed: check timeouts and stragglers.
     Tick,
-    /// A user killed the job.
+    /// A user killed the job. Not honoured while the job commits
+    /// ([`super::JobTracker::is_committing`]): no [`Action::JobKilled`] follows, the commit
+    /// goes on.
     Kill {
         /// Who and why, for the diagnostics.
         reason: String,

@@ -43,6 +43,9 @@ struct Seen {
     committed: BTreeSet<TaskId>,
     containers_launched: BTreeSet<ContainerId>,
     all_asks: BTreeSet<u64>,
+    /// When each attempt last sent a heartbeat saying its work moved: no timeout may fire
+    /// within the task timeout of that.
+    vouched: BTreeMap<AttemptId, u64>,
 }
 
 struct Run {
@@ -108,6 +111,14 @@ impl Run {
             Event::TaskCommitFailed { attempt, .. } => Some((*attempt, false)),
             _ => None,
         };
+        if let Event::AttemptProgress {
+            attempt,
+            alive: true,
+            ..
+        } = &event
+        {
+            self.seen.vouched.insert(*attempt, self.h.now);
+        }
         let actions = self.h.feed(event.clone());
         if let Some((attempt, ok)) = commit_answer {
             if self.seen.pending_commits.remove(&attempt) && ok {
@@ -161,6 +172,7 @@ impl Run {
                     );
                     self.seen.pending_commits.insert(*attempt);
                 }
+                Action::KillAttempt { attempt, .. } => self.check_timeout_kill(*attempt),
                 Action::CommitJob => self.seen.commit_job += 1,
                 Action::JobSucceeded | Action::JobFailed { .. } | Action::JobKilled { .. } => {
                     self.seen.terminal.push(a.clone())
@@ -169,6 +181,22 @@ impl Run {
             }
         }
         self.check();
+    }
+
+    /// A kill for a timeout must come a full task timeout after the attempt's last sign of work.
+    fn check_timeout_kill(&self, attempt: AttemptId) {
+        let status = self.h.jt.status();
+        let timed_out = status.attempts.iter().any(|r| {
+            r.attempt == attempt && r.error.as_deref().is_some_and(|e| e.contains("timed out"))
+        });
+        if let (true, Some(&at)) = (timed_out, self.seen.vouched.get(&attempt)) {
+            assert!(
+                self.h.now.saturating_sub(at) >= self.config.task_timeout_ms,
+                "seed {}: {attempt} timed out at {} though it vouched for its work at {at}",
+                self.seed,
+                self.h.now
+            );
+        }
     }
 
     fn max_attempts(&self, kind: TaskKind) -> u32 {
@@ -322,7 +350,12 @@ impl Run {
             5 | 6 => {
                 if let Some(attempt) = target {
                     let progress = (self.rng.below(101) as f64) / 100.0;
-                    self.feed(Event::AttemptProgress { attempt, progress });
+                    let alive = self.rng.chance(50);
+                    self.feed(Event::AttemptProgress {
+                        attempt,
+                        progress,
+                        alive,
+                    });
                 }
             }
             7..=9 => {

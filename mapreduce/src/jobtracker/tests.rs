@@ -431,6 +431,29 @@ fn a_lost_node_reruns_its_completed_maps_while_reducers_need_them() {
 }
 
 #[test]
+fn a_kill_during_the_commit_is_not_honoured_and_says_so() {
+    let mut h = Harness::new(spec(&[&["h1"]], 0), JobConfig::default());
+    h.grant_all("h1");
+    assert!(!h.jt.is_committing());
+    h.feed(Event::AttemptSucceeded {
+        attempt: attempt(TaskId::map(0), 0),
+        output: None,
+    });
+    h.feed(Event::TaskCommitted {
+        attempt: attempt(TaskId::map(0), 0),
+    });
+    assert!(h.jt.is_committing());
+    let actions = h.feed(Event::Kill {
+        reason: "by u".to_string(),
+    });
+    assert!(actions.is_empty(), "{actions:?}");
+    assert!(h.jt.is_committing(), "the commit goes on");
+    h.feed(Event::JobCommitted);
+    assert!(!h.jt.is_committing());
+    assert_eq!(h.terminal, vec![Action::JobSucceeded]);
+}
+
+#[test]
 fn a_lost_node_after_all_reduces_finished_reruns_nothing() {
     let mut h = Harness::new(spec(&[&["h1"], &["h2"]], 1), JobConfig::default());
     h.grant_all("h1");
@@ -525,12 +548,14 @@ fn an_attempt_without_progress_times_out_counts_as_failed_and_is_retried() {
     h.feed(Event::AttemptProgress {
         attempt: a0,
         progress: 0.1,
+        alive: false,
     });
     h.now = 9_000;
     // Same progress again: not forward motion, no reset.
     h.feed(Event::AttemptProgress {
         attempt: a0,
         progress: 0.1,
+        alive: false,
     });
     assert_eq!(h.jt.next_timeout(), Some(15_000));
     h.now = 14_999;
@@ -551,6 +576,78 @@ fn an_attempt_without_progress_times_out_counts_as_failed_and_is_retried() {
         .contains("timed out after 10000 ms"));
     // A late success of the killed attempt is ignored.
     assert!(h.succeed(a0).is_empty());
+}
+
+#[test]
+fn an_attempt_vouching_for_its_work_is_not_timed_out_though_its_fraction_stands_still() {
+    // Two maps: one reducer waits for the slow one at a fixed fraction, like Hadoop's reducers
+    // calling `reporter.progress()` while the shuffle waits for map events.
+    let config = JobConfig {
+        task_timeout_ms: 10_000,
+        reduce_slowstart: 0.0,
+        ..JobConfig::default()
+    };
+    let mut h = Harness::new(spec(&[&["h1"], &["h2"]], 2), config);
+    h.grant_all("h1");
+    let m1 = attempt(TaskId::map(1), 0);
+    h.succeed(attempt(TaskId::map(0), 0));
+    h.grant_all("h3");
+    let r0 = attempt(TaskId::reduce(0), 0);
+    let r1 = attempt(TaskId::reduce(1), 0);
+    assert!(h.running.contains_key(&r0) && h.running.contains_key(&r1));
+    for t in (1..=30).map(|s| s * 1_000) {
+        h.now = t;
+        // The slow map is in its final merge: no new bytes read, but working.
+        h.feed(Event::AttemptProgress {
+            attempt: m1,
+            progress: 1.0,
+            alive: true,
+        });
+        // Both send the same fraction every second; only r0's work thread moved.
+        h.feed(Event::AttemptProgress {
+            attempt: r0,
+            progress: 0.2,
+            alive: true,
+        });
+        h.feed(Event::AttemptProgress {
+            attempt: r1,
+            progress: 0.2,
+            alive: false,
+        });
+        let actions = h.feed(Event::Tick);
+        for a in &actions {
+            if let Action::KillAttempt { attempt, .. } = a {
+                assert_eq!(*attempt, r1, "at {t}: {actions:?}");
+                assert!(t >= 11_000, "r1 killed at {t}, before its timeout");
+            }
+        }
+    }
+    let status = h.jt.status();
+    let record = |id| {
+        status
+            .attempts
+            .iter()
+            .find(|a| a.attempt == id)
+            .expect("attempt")
+            .clone()
+    };
+    assert_eq!(
+        record(r0).state,
+        AttemptState::Running,
+        "alive: never timed out"
+    );
+    let r1_record = record(r1);
+    assert_eq!(r1_record.state, AttemptState::Failed);
+    assert!(
+        r1_record
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("timed out after 10000 ms"),
+        "{r1_record:?}"
+    );
+    // The live attempts' deadline follows their last sign of work.
+    assert_eq!(h.jt.next_timeout(), Some(30_000 + 10_000));
 }
 
 #[test]
@@ -576,6 +673,7 @@ fn a_straggler_gets_one_twin_on_another_node_and_the_first_success_wins() {
     h.feed(Event::AttemptProgress {
         attempt: slow,
         progress: 0.1,
+        alive: false,
     });
     h.now = 12_000;
     let actions = h.feed(Event::Tick);
@@ -656,6 +754,7 @@ fn attempts_at_the_median_rate_get_no_twin_and_speculation_can_be_switched_off()
         h.feed(Event::AttemptProgress {
             attempt: attempt(TaskId::map(3), 0),
             progress: if speculative { 0.9 } else { 0.01 },
+            alive: false,
         });
         h.now = 11_000;
         assert!(h.feed(Event::Tick).is_empty(), "speculative={speculative}");

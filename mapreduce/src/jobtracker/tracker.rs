@@ -400,17 +400,23 @@ impl JobTracker {
                     }
                 }
             }
-            Event::AttemptProgress { attempt, progress } => {
+            Event::AttemptProgress {
+                attempt,
+                progress,
+                alive,
+            } => {
                 if let Some(a) = self.attempts.get_mut(&attempt) {
                     if matches!(a.state, AttemptState::Assigned | AttemptState::Running)
                         && progress.is_finite()
                     {
                         a.state = AttemptState::Running;
                         let progress = progress.clamp(0.0, 1.0);
-                        // Only forward motion resets the timeout: a stuck task that keeps
-                        // pinging the same number is still stuck.
+                        // Forward motion or work the task vouches for resets the timeout; a
+                        // heartbeat alone does not: a stuck task's ping thread still pings.
                         if progress > a.progress {
                             a.progress = progress;
+                            a.last_progress_ms = now_ms;
+                        } else if alive {
                             a.last_progress_ms = now_ms;
                         }
                     }
@@ -528,6 +534,12 @@ impl JobTracker {
     /// The job's state.
     pub fn state(&self) -> JobState {
         self.state
+    }
+
+    /// Whether the job is committing its output: a kill is not honoured then (see
+    /// [`Event::Kill`]), and whoever asked for it must be told so.
+    pub fn is_committing(&self) -> bool {
+        self.state == JobState::Committing
     }
 
     /// Job counters so far.

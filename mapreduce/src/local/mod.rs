@@ -26,7 +26,7 @@ use crate::task::reduce_task::{run_reduce_task, ReduceTaskSpec};
 use crate::task::settings::TaskSettings;
 
 use commit::fs_failed;
-pub use commit::{OutputCommitter, SUCCESS_MARKER, TEMPORARY_DIR};
+pub use commit::{OutputCommitter, COMMITTED_DIR, SUCCESS_MARKER, TEMPORARY_DIR};
 
 /// Default split size: Hadoop's default block size.
 pub const DEFAULT_SPLIT_SIZE: u64 = 128 << 20;

@@ -24,6 +24,12 @@ pub fn shuffle_root(local_dir: &Path) -> PathBuf {
     local_dir.join(SHUFFLE_ROOT_NAME)
 }
 
+/// The directory of one job's map outputs in a shuffle root: maps write there, the service
+/// serves only files under it and deletes it when the job is removed.
+pub fn shuffle_job_dir(root: &Path, job_id: &str) -> PathBuf {
+    root.join(job_id)
+}
+
 /// Lock file in the shuffle root, held for the service's lifetime so two NodeManagers never
 /// share (and clean) one root. Job ids cannot start with a dot, so it never names a job dir.
 const LOCK_FILE: &str = ".lock";
@@ -159,7 +165,7 @@ impl AuxService for ShuffleAuxService {
             return;
         }
         let outputs = self.registry.finish_job(&job_id);
-        let job_dir = self.root.join(&job_id);
+        let job_dir = shuffle_job_dir(&self.root, &job_id);
         let delete = move || match std::fs::remove_dir_all(&job_dir) {
             Ok(()) => tracing::info!(
                 job = %job_id,

@@ -24,7 +24,7 @@ pub mod settings;
 #[cfg(test)]
 mod tests;
 
-pub use aux_service::{shuffle_root, ShuffleAuxService};
+pub use aux_service::{shuffle_job_dir, shuffle_root, ShuffleAuxService};
 pub use error::ShuffleError;
 pub use fetcher::{
     FetchFailure, FetchStats, FetchedSegment, MapOutputLocation, ShuffleFetcher, ShuffleJob,

@@ -17,6 +17,7 @@ use sheaf_rpc::{frame, packet, quic, RpcError, TlsIdentity};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::aux_service::shuffle_job_dir;
 use super::error::ShuffleError;
 use super::protocol::{
     FetchReply, FetchRequest, JobSecret, MapAttemptId, SegmentHeader, ServiceReply, ShuffleRequest,
@@ -395,7 +396,7 @@ fn checked_output_path(
     if index.is_empty() {
         return Err("the partition index is empty".into());
     }
-    let job_dir = root.join(job_id);
+    let job_dir = shuffle_job_dir(root, job_id);
     let canonical = std::fs::canonicalize(path)
         .map_err(|e| format!("cannot resolve {}: {e}", path.display()))?;
     if !canonical.starts_with(&job_dir) || canonical == job_dir {
@@ -443,7 +444,7 @@ async fn remove(ctx: &ServerContext, job_id: String, mac: &[u8]) -> ServiceReply
         }
     };
     ctx.stats.removed_jobs.fetch_add(1, Ordering::Relaxed);
-    let job_dir = ctx.root.as_ref().map(|r| r.join(&job_id));
+    let job_dir = ctx.root.as_ref().map(|r| shuffle_job_dir(r, &job_id));
     let deleted =
         tokio::task::spawn_blocking(move || delete_job_files(job_dir.as_deref(), &outputs)).await;
     match deleted {

@@ -4,9 +4,10 @@
 
 use std::path::PathBuf;
 
+use crate::cluster::protocol::TaskAssignment;
 use crate::formats::{InputFormat, OutputFormat};
 use crate::local::{open_split, write_output_file};
-use crate::shuffle::{JobSecret, MapAttemptId, ShuffleServiceClient};
+use crate::shuffle::{shuffle_job_dir, JobSecret, MapAttemptId, ShuffleServiceClient};
 use crate::task::{run_map_only_task, run_map_task, EngineError, MapTaskSpec, TaskSettings};
 
 use super::{fresh_dir, AttemptContext, Finished, TaskRunnerError};
@@ -20,14 +21,23 @@ fn config_error(e: impl std::fmt::Display) -> EngineError {
 
 /// The job's shuffle secret from the assignment's bytes.
 pub fn job_secret(bytes: &[u8]) -> Result<JobSecret, TaskRunnerError> {
-    let array: [u8; crate::shuffle::protocol::JOB_SECRET_LEN] = bytes.try_into().map_err(|_| {
+    JobSecret::from_slice(bytes).ok_or_else(|| {
         TaskRunnerError::BadAssignment(format!(
             "the shuffle secret has {} bytes, not {}",
             bytes.len(),
             crate::shuffle::protocol::JOB_SECRET_LEN
         ))
-    })?;
-    Ok(JobSecret::from_bytes(array))
+    })
+}
+
+/// The directory of a map attempt's output under the shuffle dir:
+/// `<shuffle dir>/<job>/<JobTracker attempt>/<attempt>`. The JobTracker attempt keeps an orphan
+/// of an earlier JobTracker attempt from writing where a same-numbered attempt of the current
+/// one does.
+pub fn map_output_dir(shuffle_dir: &std::path::Path, a: &TaskAssignment) -> PathBuf {
+    shuffle_job_dir(shuffle_dir, &a.job_id)
+        .join(a.app_attempt.to_string())
+        .join(a.attempt.to_string())
 }
 
 /// Opens the assignment's split with the job's input format, tracking progress.
@@ -63,7 +73,7 @@ pub fn run_map_with_reducers(ctx: &AttemptContext) -> Result<Finished, TaskRunne
         ))
     })?;
     let secret = job_secret(&a.shuffle_secret)?;
-    let attempt_dir: PathBuf = shuffle_dir.join(&a.job_id).join(a.attempt.to_string());
+    let attempt_dir: PathBuf = map_output_dir(shuffle_dir, a);
     let result = write_and_register(ctx, &attempt_dir, shuffle_address, &secret);
     if result.is_err() {
         // A failed attempt's partial output would stay until the job is removed from this

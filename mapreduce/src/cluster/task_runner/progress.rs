@@ -4,6 +4,12 @@
 //! Maps report bytes of the split consumed over the split's length. Reduces split their life in
 //! three equal phases like Hadoop: shuffle (maps fetched over maps in the job), merge (until the
 //! reducer reads its first merged record) and reduce (merged records read over records shuffled).
+//!
+//! Besides the fraction, the work code marks *activity* (a record read, a map output fetched or
+//! merged, a poll for map events): the heartbeat tells the JobTracker whether the work moved
+//! since the previous beat, which keeps an attempt that is busy but not measurably advancing (a
+//! reducer waiting for slow maps) from timing out, while a hung work thread still does — the
+//! heartbeat alone never counts as activity (Hadoop's `reporter.progress()`).
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -48,6 +54,10 @@ pub fn reduce_fraction(fetched: u32, num_maps: u32, reducing: bool, read: u64, t
 pub struct TaskProgress {
     kind: Kind,
     done: AtomicBool,
+    /// Bumped by the work code whenever it does something.
+    activity: Arc<AtomicU64>,
+    /// The value of `activity` the last heartbeat saw.
+    reported_activity: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -73,6 +83,8 @@ impl TaskProgress {
                 consumed: Arc::new(AtomicU64::new(0)),
             },
             done: AtomicBool::new(false),
+            activity: Arc::new(AtomicU64::new(0)),
+            reported_activity: AtomicU64::new(0),
         }
     }
 
@@ -87,6 +99,8 @@ impl TaskProgress {
                 records_read: Arc::new(AtomicU64::new(0)),
             },
             done: AtomicBool::new(false),
+            activity: Arc::new(AtomicU64::new(0)),
+            reported_activity: AtomicU64::new(0),
         }
     }
 
@@ -117,6 +131,17 @@ impl TaskProgress {
                 )
             }
         }
+    }
+
+    /// The work code did something (read, fetched, merged, polled): the attempt is alive.
+    pub fn mark_active(&self) {
+        self.activity.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// For the heartbeat: whether the work was marked active since the previous call.
+    pub fn take_activity(&self) -> bool {
+        let now = self.activity.load(Ordering::Relaxed);
+        self.reported_activity.swap(now, Ordering::Relaxed) != now
     }
 
     /// The work is complete (the output is written), whatever the counters said.
@@ -161,7 +186,11 @@ impl TaskProgress {
             // A reduce has no split; the counter is simply not read.
             Kind::Reduce { .. } => Arc::new(AtomicU64::new(0)),
         };
-        ProgressReader { inner, consumed }
+        ProgressReader {
+            inner,
+            consumed,
+            activity: self.activity.clone(),
+        }
     }
 }
 
@@ -169,6 +198,7 @@ impl TaskProgress {
 pub struct ProgressReader<'a> {
     inner: Box<dyn RecordReader + Send + 'a>,
     consumed: Arc<AtomicU64>,
+    activity: Arc<AtomicU64>,
 }
 
 impl RecordReader for ProgressReader<'_> {
@@ -177,6 +207,7 @@ impl RecordReader for ProgressReader<'_> {
         // lags one record behind, which a once-a-second report cannot tell apart.
         self.consumed
             .store(self.inner.bytes_consumed(), Ordering::Relaxed);
+        self.activity.fetch_add(1, Ordering::Relaxed);
         self.inner.next_record()
     }
 
@@ -242,6 +273,30 @@ mod tests {
         fn bytes_consumed(&self) -> u64 {
             self.consumed
         }
+    }
+
+    #[test]
+    fn activity_is_reported_once_per_stretch_of_work() {
+        let p = TaskProgress::reduce(3);
+        assert!(!p.take_activity(), "nothing done yet");
+        p.mark_active();
+        p.mark_active();
+        assert!(p.take_activity());
+        assert!(
+            !p.take_activity(),
+            "already reported; the heartbeat alone is no work"
+        );
+        p.mark_active();
+        assert!(p.take_activity());
+        // Reading records is work too.
+        let m = TaskProgress::map(20);
+        let mut reader = m.track_reader(Box::new(Lines {
+            left: 1,
+            consumed: 0,
+        }));
+        assert!(!m.take_activity());
+        reader.next_record().expect("record");
+        assert!(m.take_activity());
     }
 
     #[test]

@@ -230,6 +230,9 @@ impl Shuffle<'_> {
             if self.ctx.cancel.load(std::sync::atomic::Ordering::Relaxed) {
                 return Err(TaskRunnerError::Stopped);
             }
+            // Waiting for maps and fetching are the reducer's work: this loop turns at least
+            // once per event poll, so an attempt stuck elsewhere stops marking.
+            self.ctx.progress.mark_active();
             if Instant::now() >= self.next_poll {
                 self.poll_events()?;
             }
@@ -341,6 +344,8 @@ impl Shuffle<'_> {
             answered.insert(attempt);
             if self.book.fetched(attempt) {
                 segment.add_to(buffer)?;
+                // Adding may have merged segments to disk for a while.
+                self.ctx.progress.mark_active();
             } else if let FetchedSegment::Disk { path, .. } = segment {
                 let _ = std::fs::remove_file(path);
             }

@@ -68,23 +68,28 @@ impl Umbilical {
         self.attempt
     }
 
-    /// One request, retried until it is answered or the JobTracker has been unreachable for
-    /// the patience limit ([`TaskRunnerError::JobTrackerLost`]). A JobTracker that answers
-    /// `Internal` is treated like an unreachable one: it may recover.
+    /// One request, retried until it is answered or the patience limit has passed. A
+    /// JobTracker that answers `Internal` is retried too (it may recover, e.g. a DFS hiccup);
+    /// when its error outlasts the patience the attempt ends with that error
+    /// ([`TaskRunnerError::JobTracker`]), while one that stays silent is
+    /// [`TaskRunnerError::JobTrackerLost`].
     async fn call(&self, request: &JtRequest) -> Result<JtResponse, TaskRunnerError> {
         let started = Instant::now();
         let mut backoff = INITIAL_BACKOFF;
         loop {
-            let failure = match self
+            let (failure, answered) = match self
                 .rpc
                 .call::<_, JtResponse>(self.jobtracker, request)
                 .await
             {
-                Ok(JtResponse::Error(JtError::Internal(reason))) => reason,
+                Ok(JtResponse::Error(JtError::Internal(reason))) => (reason, true),
                 Ok(response) => return Ok(response),
-                Err(e) => e.to_string(),
+                Err(e) => (e.to_string(), false),
             };
             if started.elapsed() >= self.patience {
+                if answered {
+                    return Err(TaskRunnerError::JobTracker(failure));
+                }
                 return Err(TaskRunnerError::JobTrackerLost {
                     address: self.jobtracker,
                     secs: started.elapsed().as_secs(),
@@ -133,12 +138,14 @@ impl Umbilical {
         }
     }
 
-    /// Progress heartbeat; false when the attempt is no longer wanted.
-    pub async fn progress(&self, progress: f64) -> Result<bool, TaskRunnerError> {
+    /// Progress heartbeat (`alive`: the work moved since the last one); false when the
+    /// attempt is no longer wanted.
+    pub async fn progress(&self, progress: f64, alive: bool) -> Result<bool, TaskRunnerError> {
         let response = self
             .call(&JtRequest::Progress {
                 attempt: self.attempt,
                 progress,
+                alive,
             })
             .await?;
         self.proceed(response)
@@ -247,7 +254,10 @@ pub fn spawn_heartbeat(
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            match umbilical.progress(progress.fraction()).await {
+            match umbilical
+                .progress(progress.fraction(), progress.take_activity())
+                .await
+            {
                 Ok(true) => {}
                 Ok(false) => return on_stop(HeartbeatStop::NotWanted),
                 Err(e) => return on_stop(HeartbeatStop::Lost(e)),
@@ -318,7 +328,7 @@ mod tests {
             attempt(),
         );
         assert!(
-            !umbilical.progress(0.5).await.expect("answered"),
+            !umbilical.progress(0.5, true).await.expect("answered"),
             "proceed: false"
         );
         assert_eq!(flaky.calls.load(Ordering::Relaxed), 3, "two retries");
@@ -330,6 +340,46 @@ mod tests {
             umbilical.get_task().await,
             Err(TaskRunnerError::JobTracker(_))
         ));
+    }
+
+    /// Always fails internally, like a JobTracker whose DFS is down.
+    struct Broken;
+
+    impl Service for Broken {
+        type Request = JtRequest;
+        type Response = JtResponse;
+        async fn handle(self: Arc<Self>, _req: JtRequest, _peer: PeerInfo) -> JtResponse {
+            JtResponse::Error(JtError::Internal(
+                "cannot create the attempt directory".into(),
+            ))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_persistent_jobtracker_error_is_reported_as_such_not_as_unreachable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let id = identity(dir.path());
+        let server = quic::server_endpoint(SocketAddr::new(LOCAL, 0), &id).expect("server");
+        let addr = server.local_addr().expect("addr");
+        let (_trigger, shutdown) = Shutdown::new();
+        tokio::spawn(RpcServer::serve(server, Arc::new(Broken), shutdown));
+        let umbilical = Umbilical::new(
+            quic::client_endpoint(LOCAL, &id).expect("client"),
+            addr,
+            attempt(),
+        )
+        .with_patience(Duration::from_millis(600));
+        let err = umbilical.get_task().await.expect_err("never served");
+        assert!(
+            matches!(&err, TaskRunnerError::JobTracker(m) if m.contains("cannot create the attempt directory")),
+            "{err:?}"
+        );
+        assert!(!err.to_string().contains("unreachable"), "{err}");
+        let err = umbilical
+            .progress(0.3, true)
+            .await
+            .expect_err("never served");
+        assert!(matches!(err, TaskRunnerError::JobTracker(_)), "{err:?}");
     }
 
     #[tokio::test]
@@ -347,7 +397,7 @@ mod tests {
         .with_patience(Duration::from_millis(500));
         umbilical.rpc.connect_timeout = Duration::from_millis(300);
         let started = Instant::now();
-        let lost = umbilical.progress(0.1).await;
+        let lost = umbilical.progress(0.1, false).await;
         assert!(
             matches!(lost, Err(TaskRunnerError::JobTrackerLost { .. })),
             "{lost:?}"

@@ -70,6 +70,18 @@ pub struct JobConfig {
     pub map_resource: Resource,
     /// Container size for reduces (`mapreduce.reduce.memory.mb`, `mapreduce.reduce.cpu.vcores`).
     pub reduce_resource: Resource,
+    /// How long a map may wait for a container while reducers hold theirs before the newest
+    /// reducer is killed to make room, and the least time between two such kills
+    /// (`mapreduce.job.reducer.preempt.delay.sec`, set in seconds; 10 s). Hadoop's default is 0
+    /// (preempt at once); Sheaf knows nothing of cluster headroom, so it waits a little for a
+    /// container to come free on its own before throwing reduce work away. 0 preempts at once.
+    #[serde(default = "default_reducer_preempt_delay_ms")]
+    pub reducer_preempt_delay_ms: u64,
+}
+
+/// Default of [`JobConfig::reducer_preempt_delay_ms`] (also for histories written before it).
+fn default_reducer_preempt_delay_ms() -> u64 {
+    10_000
 }
 
 impl Default for JobConfig {
@@ -96,6 +108,7 @@ impl Default for JobConfig {
                 memory_mb: 1024,
                 vcores: 1,
             },
+            reducer_preempt_delay_ms: default_reducer_preempt_delay_ms(),
         }
     }
 }
@@ -238,6 +251,14 @@ impl JobConfig {
             COUNT,
             &mut c.reduce_resource.vcores,
         )?;
+        let mut preempt_delay_sec = c.reducer_preempt_delay_ms / 1000;
+        parse(
+            conf,
+            "mapreduce.job.reducer.preempt.delay.sec",
+            COUNT,
+            &mut preempt_delay_sec,
+        )?;
+        c.reducer_preempt_delay_ms = preempt_delay_sec.saturating_mul(1000);
         // At least one attempt, or no task could ever run.
         c.max_map_attempts = c.max_map_attempts.max(1);
         c.max_reduce_attempts = c.max_reduce_attempts.max(1);
@@ -261,6 +282,17 @@ mod tests {
         assert!(c.reduce_speculative);
         assert_eq!(c.task_timeout_ms, 5000);
         assert_eq!(c.node_failure_limit, 3);
+        assert_eq!(c.reducer_preempt_delay_ms, 10_000);
+        conf.insert(
+            "mapreduce.job.reducer.preempt.delay.sec".to_string(),
+            "0".to_string(),
+        );
+        assert_eq!(
+            JobConfig::from_conf(&conf)
+                .expect("valid")
+                .reducer_preempt_delay_ms,
+            0
+        );
 
         conf.insert(
             "mapreduce.job.reduce.slowstart.completedmaps".to_string(),

@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::plugin;
+
 use common::mini_cluster::{MiniCluster, MiniClusterOptions};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -14,23 +16,6 @@ use std::time::{Duration, Instant};
 const OCTET: u8 = 61;
 /// Longest a whole job may take here before the test fails (the machine is small and shared).
 const JOB_DEADLINE: Duration = Duration::from_secs(180);
-
-/// A plugin library built with the workspace: next to the binary or in its `deps/` directory.
-fn plugin(name: &str) -> PathBuf {
-    let exe = PathBuf::from(env!("CARGO_BIN_EXE_sheaf"));
-    let dir = exe.parent().expect("binary directory");
-    let file = format!(
-        "{}{name}{}",
-        std::env::consts::DLL_PREFIX,
-        std::env::consts::DLL_SUFFIX
-    );
-    for candidate in [dir.join(&file), dir.join("deps").join(&file)] {
-        if candidate.exists() {
-            return candidate;
-        }
-    }
-    panic!("{file} not found in {}", dir.display());
-}
 
 /// Zipf-like text with CRLF, tabs, form feeds and non-UTF-8 bytes, `seed` making files differ.
 fn corpus(bytes: usize, seed: u64) -> Vec<u8> {

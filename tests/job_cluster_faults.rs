@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::plugin;
+
 use common::mini_cluster::{ContainerProcess, MiniCluster, MiniClusterOptions};
 use sheaf_mapreduce::cluster::history;
 use sheaf_mapreduce::cluster::submission::STAGING_ROOT;
@@ -22,23 +24,6 @@ const JOB_DEADLINE: Duration = Duration::from_secs(100);
 const SLOW_MARKER: &str = "SHEAF_SLOW_SPLIT";
 /// The message every panic of the `panicky` plugin starts with (`PANIC_MESSAGE` there).
 const PANIC_MESSAGE: &str = "panicky test plugin: deliberate panic in";
-
-/// A plugin library built with the workspace: next to the binary or in its `deps/` directory.
-fn plugin(name: &str) -> PathBuf {
-    let exe = PathBuf::from(env!("CARGO_BIN_EXE_sheaf"));
-    let dir = exe.parent().expect("binary directory");
-    let file = format!(
-        "{}{name}{}",
-        std::env::consts::DLL_PREFIX,
-        std::env::consts::DLL_SUFFIX
-    );
-    for candidate in [dir.join(&file), dir.join("deps").join(&file)] {
-        if candidate.exists() {
-            return candidate;
-        }
-    }
-    panic!("{file} not found in {}", dir.display());
-}
 
 /// `lines` lines of Zipf-like words (`seed` makes files differ), some separated by tabs.
 fn corpus(lines: usize, seed: u64) -> String {

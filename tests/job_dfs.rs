@@ -4,27 +4,12 @@
 
 mod common;
 
+use common::plugin;
+
 use common::mini_dfs::{one_line_error, MiniDfs, MiniDfsOptions};
 use std::path::{Path, PathBuf};
 
 const OCTET: u8 = 47;
-
-/// A plugin library built with the workspace: next to the binary or in its `deps/` directory.
-fn plugin(name: &str) -> PathBuf {
-    let exe = PathBuf::from(env!("CARGO_BIN_EXE_sheaf"));
-    let dir = exe.parent().expect("binary directory");
-    let file = format!(
-        "{}{name}{}",
-        std::env::consts::DLL_PREFIX,
-        std::env::consts::DLL_SUFFIX
-    );
-    for candidate in [dir.join(&file), dir.join("deps").join(&file)] {
-        if candidate.exists() {
-            return candidate;
-        }
-    }
-    panic!("{file} not found in {}", dir.display());
-}
 
 /// Text spanning several 1 MiB DFS blocks, with CRLF, tabs and non-UTF-8 bytes.
 fn corpus(bytes: usize) -> Vec<u8> {

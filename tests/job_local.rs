@@ -1,32 +1,16 @@
 //! `sheaf job run --local` and `sheaf job streaming --local` end to end: the real binary, the
 //! real plugin libraries, outputs checked against references computed here.
 
+mod common;
+
+use common::plugin;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn sheaf() -> Command {
     Command::new(env!("CARGO_BIN_EXE_sheaf"))
-}
-
-/// A plugin library built with the workspace: next to the binary or in its `deps/` directory.
-fn plugin(name: &str) -> PathBuf {
-    let exe = PathBuf::from(env!("CARGO_BIN_EXE_sheaf"));
-    let dir = exe.parent().expect("binary directory");
-    let file = format!(
-        "{}{name}{}",
-        std::env::consts::DLL_PREFIX,
-        std::env::consts::DLL_SUFFIX
-    );
-    for candidate in [dir.join(&file), dir.join("deps").join(&file)] {
-        if candidate.exists() {
-            return candidate;
-        }
-    }
-    panic!(
-        "{file} not found in {}: run `cargo build -p {name}` first",
-        dir.display()
-    );
 }
 
 fn run(cmd: &mut Command) -> Output {

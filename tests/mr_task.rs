@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::plugin;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -24,23 +26,6 @@ use sheaf_rpc::{quic, TlsIdentity};
 
 const OCTET: u8 = 53;
 const JOB: &str = "job_1700000000000_0001";
-
-/// A plugin library built with the workspace: next to the binary or in its `deps/` directory.
-fn plugin(name: &str) -> PathBuf {
-    let exe = PathBuf::from(env!("CARGO_BIN_EXE_sheaf"));
-    let dir = exe.parent().expect("binary directory");
-    let file = format!(
-        "{}{name}{}",
-        std::env::consts::DLL_PREFIX,
-        std::env::consts::DLL_SUFFIX
-    );
-    for candidate in [dir.join(&file), dir.join("deps").join(&file)] {
-        if candidate.exists() {
-            return candidate;
-        }
-    }
-    panic!("{file} not found in {}", dir.display());
-}
 
 /// What the scripted JobTracker heard.
 #[derive(Default)]

@@ -41,16 +41,7 @@ impl OutputCommitter {
                 "Output directory {out} already exists (remove it or choose another output directory)"
             )));
         }
-        let temporary = out.join(TEMPORARY_DIR);
-        let committed = temporary.join(COMMITTED_DIR);
-        fs.mkdirs(&committed)
-            .map_err(|e| fs_failed(format!("creating output directory {out}"), e))?;
-        Ok(OutputCommitter {
-            fs,
-            out: out.clone(),
-            temporary,
-            committed,
-        })
+        Self::resume(fs, out)
     }
 
     /// Takes over the output of a job whose previous driver died (a JobTracker's next attempt):

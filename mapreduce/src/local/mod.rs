@@ -145,7 +145,7 @@ fn job_path(path: &Path) -> EngineResult<JobPath> {
 }
 
 /// Turns a panic payload into its message.
-fn panic_message(payload: Box<dyn Any + Send>) -> String {
+pub(crate) fn panic_message(payload: Box<dyn Any + Send>) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_string()
     } else if let Some(s) = payload.downcast_ref::<String>() {

@@ -375,16 +375,6 @@ pub fn one_line(e: &dyn std::fmt::Display) -> String {
         .join(" | ")
 }
 
-fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "panic with a non-string payload".into()
-    }
-}
-
 /// Runs the attempt described by `setup` to its end. Never panics; the caller exits with
 /// [`TaskExit::exit_code`]. When it returns [`TaskExit::Stopped`] the work thread may still
 /// be running: the caller must end the process promptly.
@@ -455,7 +445,7 @@ fn drive(runtime: &tokio::runtime::Runtime, setup: TaskSetup) -> TaskExit {
             let result = catch_unwind(AssertUnwindSafe(|| run_attempt(work))).unwrap_or_else(|p| {
                 Err(TaskRunnerError::Panic(format!(
                     "task panicked: {}",
-                    panic_message(p)
+                    crate::local::panic_message(p)
                 )))
             });
             let _ = tx.send(Signal::Finished(result));

@@ -7,7 +7,9 @@
 # Waits until every NodeManager is registered. Afterwards `sheaf yarn …` needs no flags.
 #   SHEAF_NODEMANAGERS   NodeManagers to start (default: one per DataNode pid file, else 3)
 #   SHEAF_NM_MEMORY_MB   memory each NodeManager offers (default 4096)
-#   SHEAF_NM_VCORES      vcores each NodeManager offers (default 4)
+#   SHEAF_NM_VCORES      vcores each NodeManager offers (default: this machine's cores shared out
+#                        among the NodeManagers, at least 1: the simulated hosts share one CPU, and
+#                        more containers than cores only makes every task slower)
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -15,7 +17,6 @@ RUN_DIR="${SHEAF_RUN_DIR:-/tmp/sheaf}"
 START_TIMEOUT="${SHEAF_START_TIMEOUT:-60}"
 PREFIX="${SHEAF_HOST_PREFIX:-127.0.0}"
 NM_MEMORY="${SHEAF_NM_MEMORY_MB:-4096}"
-NM_VCORES="${SHEAF_NM_VCORES:-4}"
 
 # shellcheck source=scripts/daemon-control.sh
 source "$REPO/scripts/daemon-control.sh"
@@ -40,6 +41,12 @@ if [[ "$NODEMANAGERS" == 0 ]]; then
 fi
 if ! [[ "$NODEMANAGERS" =~ ^[0-9]+$ ]] || (( NODEMANAGERS < 1 || NODEMANAGERS > 200 )); then
     echo "start-yarn.sh: SHEAF_NODEMANAGERS must be a number from 1 to 200 (got '$NODEMANAGERS')" >&2
+    exit 1
+fi
+CORES="$(nproc 2>/dev/null || echo 2)"
+NM_VCORES="${SHEAF_NM_VCORES:-$(( (CORES + NODEMANAGERS - 1) / NODEMANAGERS ))}"
+if ! [[ "$NM_VCORES" =~ ^[0-9]+$ ]] || (( NM_VCORES < 1 )); then
+    echo "start-yarn.sh: SHEAF_NM_VCORES must be a whole number of at least 1 (got '$NM_VCORES')" >&2
     exit 1
 fi
 

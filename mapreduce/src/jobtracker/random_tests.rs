@@ -46,6 +46,8 @@ struct Seen {
     /// When each attempt last sent a heartbeat saying its work moved: no timeout may fire
     /// within the task timeout of that.
     vouched: BTreeMap<AttemptId, u64>,
+    /// When reducers were killed to make room for a waiting map.
+    preemptions: Vec<u64>,
 }
 
 struct Run {
@@ -82,6 +84,7 @@ impl Run {
             speculation_min_runtime_ms: 500,
             task_timeout_ms: [0, 5_000, 20_000][rng.below(3)],
             fetch_failures_before_rerun: 1 + rng.below(3) as u32,
+            reducer_preempt_delay_ms: [0, 3_000, 10_000][rng.below(3)],
             ..JobConfig::default()
         };
         let h = Harness::new(spec(&split_refs, reduces), config.clone());
@@ -172,7 +175,10 @@ impl Run {
                     );
                     self.seen.pending_commits.insert(*attempt);
                 }
-                Action::KillAttempt { attempt, .. } => self.check_timeout_kill(*attempt),
+                Action::KillAttempt { attempt, .. } => {
+                    self.check_timeout_kill(*attempt);
+                    self.check_preemption(*attempt);
+                }
                 Action::CommitJob => self.seen.commit_job += 1,
                 Action::JobSucceeded | Action::JobFailed { .. } | Action::JobKilled { .. } => {
                     self.seen.terminal.push(a.clone())
@@ -197,6 +203,41 @@ impl Run {
                 self.h.now
             );
         }
+    }
+
+    /// A reducer is preempted only for a map that waited the delay, and once per delay.
+    fn check_preemption(&mut self, attempt: AttemptId) {
+        let status = self.h.jt.status();
+        let preempted = status.attempts.iter().any(|r| {
+            r.attempt == attempt
+                && r.error
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with("preempted:"))
+        });
+        if !preempted {
+            return;
+        }
+        let delay = self.config.reducer_preempt_delay_ms;
+        let now = self.h.now;
+        assert_eq!(attempt.task.kind, TaskKind::Reduce, "seed {}", self.seed);
+        if let Some(last) = self.seen.preemptions.last() {
+            assert!(
+                now.saturating_sub(*last) >= delay,
+                "seed {}: preempted at {now} and {last}",
+                self.seed
+            );
+        }
+        assert!(
+            status
+                .attempts
+                .iter()
+                .any(|r| r.attempt.task.kind == TaskKind::Map
+                    && r.state == AttemptState::Unassigned
+                    && !r.speculative),
+            "seed {}: a reducer preempted though no map waits",
+            self.seed
+        );
+        self.seen.preemptions.push(now);
     }
 
     fn max_attempts(&self, kind: TaskKind) -> u32 {
@@ -240,17 +281,36 @@ impl Run {
                 "seed {seed}: {task} failed {n} times"
             );
         }
-        // Every waiting attempt has exactly one outstanding ask, and nothing else has one.
+        // Every waiting attempt has exactly one outstanding ask, and nothing else has one, except
+        // that reduces ask for nothing while a map task waits for a container (ramp-up).
+        let waiting = |kind: TaskKind| {
+            status
+                .attempts
+                .iter()
+                .filter(move |a| a.state == AttemptState::Unassigned && a.attempt.task.kind == kind)
+        };
         let unassigned = status
             .attempts
             .iter()
             .filter(|a| a.state == AttemptState::Unassigned)
             .count();
+        let maps_waiting = waiting(TaskKind::Map).any(|a| !a.speculative);
+        let held_back = if maps_waiting {
+            waiting(TaskKind::Reduce).count()
+        } else {
+            0
+        };
         assert_eq!(
-            unassigned,
+            unassigned - held_back,
             self.h.asks.len(),
             "seed {seed}: asks out of step"
         );
+        if maps_waiting {
+            assert!(
+                self.h.asks.values().all(|r| r.kind == TaskKind::Map),
+                "seed {seed}: a reduce ask is outstanding while a map waits"
+            );
+        }
         // The shell's view of running processes matches the tracker's.
         let launched: BTreeSet<AttemptId> = status
             .attempts
@@ -541,6 +601,7 @@ impl Run {
 fn random_event_sequences_keep_the_invariants_and_always_terminate() {
     let mut outcomes = BTreeMap::new();
     let mut totals = BTreeMap::new();
+    let mut preemptions = 0;
     for seed in 0..3000u64 {
         let mut run = Run::new(seed);
         let steps = 20 + run.rng.below(250);
@@ -548,6 +609,7 @@ fn random_event_sequences_keep_the_invariants_and_always_terminate() {
             run.random_step();
         }
         run.drive_to_end();
+        preemptions += run.seen.preemptions.len();
         let end = match &run.seen.terminal[0] {
             Action::JobSucceeded => "succeeded",
             Action::JobFailed { .. } => "failed",
@@ -567,6 +629,10 @@ fn random_event_sequences_keep_the_invariants_and_always_terminate() {
         }
     }
 
+    assert!(
+        preemptions > 10,
+        "reducer preemption exercised: {preemptions}"
+    );
     // The generator must actually reach every ending, or the test checks less than it claims.
     for end in ["succeeded", "failed", "killed"] {
         assert!(outcomes.get(end).copied().unwrap_or(0) > 50, "{outcomes:?}");

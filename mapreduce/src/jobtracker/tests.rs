@@ -1008,3 +1008,189 @@ fn recovery_refuses_a_history_that_does_not_fit_the_job() {
         Err(RecoveryError::UnknownAttempt { .. })
     ));
 }
+
+/// Whether any outstanding ask is for a map.
+fn map_ask_outstanding(h: &Harness) -> bool {
+    !h.asks_of(TaskKind::Map).is_empty()
+}
+
+#[test]
+fn reduces_ask_only_once_every_map_has_a_container() {
+    // One container at a time: the RM grants the oldest map ask only.
+    let mut h = Harness::new(
+        spec(&[&["h1"], &["h2"], &["h3"], &["h4"]], 2),
+        JobConfig::default(),
+    );
+    for i in 0..4 {
+        let ask = h.asks_of(TaskKind::Map)[0].ask_id;
+        h.grant(ask, "h1");
+        let running = attempt(TaskId::map(i), 0);
+        assert!(
+            h.running.contains_key(&running),
+            "{running} got the container"
+        );
+        if i < 3 {
+            assert!(map_ask_outstanding(&h));
+            assert!(
+                h.asks_of(TaskKind::Reduce).is_empty(),
+                "no reduce ask while maps wait (after m{i})"
+            );
+        }
+        h.now += 1000;
+        h.succeed(running);
+        if i < 3 {
+            assert!(
+                h.asks_of(TaskKind::Reduce).is_empty(),
+                "slow start is met but maps still wait (after m{i} succeeded)"
+            );
+        }
+    }
+    assert!(!map_ask_outstanding(&h));
+    let reduces = h.asks_of(TaskKind::Reduce);
+    assert_eq!(reduces.len(), 2, "every map placed: the reduces ask");
+    for r in reduces {
+        h.grant(r.ask_id, "h1");
+    }
+    h.now += 1000;
+    h.succeed(attempt(TaskId::reduce(0), 0));
+    h.succeed(attempt(TaskId::reduce(1), 0));
+    h.commit_everything();
+    assert_eq!(h.terminal, vec![Action::JobSucceeded]);
+    assert_eq!(h.job_counter(NUM_KILLED_REDUCES), 0);
+}
+
+#[test]
+fn a_map_rerun_starved_by_reducers_withdraws_reduce_asks_then_preempts_one_reducer() {
+    let config = JobConfig::default();
+    let delay = config.reducer_preempt_delay_ms;
+    assert_eq!(delay, 10_000);
+    let mut h = Harness::new(spec(&[&["h1"], &["h2"]], 2), config);
+    h.grant_all("h1");
+    h.now = 1000;
+    h.succeed(attempt(TaskId::map(0), 0));
+    h.succeed(attempt(TaskId::map(1), 0));
+    let reduces = h.asks_of(TaskKind::Reduce);
+    assert_eq!(reduces.len(), 2);
+    // r0 gets a container; r1 still asks when m0's output is lost with h1.
+    h.now = 2000;
+    h.grant(reduces[0].ask_id, "h3");
+    let r0 = attempt(TaskId::reduce(0), 0);
+    h.feed(Event::AttemptStarted { attempt: r0 });
+    h.now = 3000;
+    let actions = h.feed(Event::NodeLost {
+        host: "h1".to_string(),
+    });
+    let map_asks = h.asks_of(TaskKind::Map);
+    assert_eq!(map_asks.len(), 1, "m0 is re-run");
+    assert!(
+        actions.contains(&Action::CancelRequest {
+            ask_id: reduces[1].ask_id
+        }),
+        "r1's ask is withdrawn while the map waits: {actions:?}"
+    );
+    assert!(h.asks_of(TaskKind::Reduce).is_empty());
+
+    // The reducer holds the only container; the map waits. Not yet long enough...
+    h.now = 3000 + delay - 1;
+    h.feed(Event::Tick);
+    assert!(h.killed.is_empty());
+    assert!(h.jt.next_timeout().is_some_and(|t| t <= 3000 + delay));
+    // ...now it has: the newest reducer is killed, not failed.
+    h.now = 3000 + delay;
+    h.feed(Event::Tick);
+    assert_eq!(h.killed, vec![r0]);
+    let record =
+        h.jt.status()
+            .attempts
+            .into_iter()
+            .find(|a| a.attempt == r0)
+            .expect("r0 record");
+    assert_eq!(record.state, AttemptState::Killed);
+    assert!(record
+        .error
+        .as_deref()
+        .is_some_and(|e| e.contains("preempted")));
+    assert_eq!(h.job_counter(NUM_KILLED_REDUCES), 1);
+    assert_eq!(h.job_counter(NUM_FAILED_REDUCES), 0);
+    assert!(
+        h.asks_of(TaskKind::Reduce).is_empty(),
+        "the killed reduce asks again only once the map is placed"
+    );
+    // At most one preemption per delay, however long the map keeps waiting.
+    h.now = 3000 + delay + delay / 2;
+    h.feed(Event::Tick);
+    assert_eq!(h.killed.len(), 1);
+
+    // The freed container goes to the map; then both reduces ask again.
+    h.grant(map_asks[0].ask_id, "h3");
+    let m0 = attempt(TaskId::map(0), 1);
+    assert!(h.running.contains_key(&m0));
+    let reduces = h.asks_of(TaskKind::Reduce);
+    assert_eq!(reduces.len(), 2, "r0 re-run and r1 ask: {reduces:?}");
+    h.now += 1000;
+    h.succeed(m0);
+    for r in reduces {
+        h.grant(r.ask_id, "h2");
+    }
+    let r0_again = attempt(TaskId::reduce(0), 1);
+    assert!(
+        h.running.contains_key(&r0_again),
+        "killed reduce re-run as a new attempt"
+    );
+    h.now += 1000;
+    h.succeed(r0_again);
+    h.succeed(attempt(TaskId::reduce(1), 0));
+    h.commit_everything();
+    assert_eq!(h.terminal, vec![Action::JobSucceeded]);
+    assert_eq!(h.job_counter(NUM_KILLED_REDUCES), 1);
+    assert_eq!(h.job_counter(NUM_FAILED_REDUCES), 0);
+}
+
+#[test]
+fn the_newest_of_several_reducers_is_preempted_and_the_delay_key_is_read() {
+    let conf = BTreeMap::from([(
+        "mapreduce.job.reducer.preempt.delay.sec".to_string(),
+        "2".to_string(),
+    )]);
+    let config = JobConfig::from_conf(&conf).expect("valid");
+    assert_eq!(config.reducer_preempt_delay_ms, 2000);
+    let mut h = Harness::new(spec(&[&["h1"], &["h2"]], 2), config);
+    h.grant_all("h1");
+    h.succeed(attempt(TaskId::map(0), 0));
+    h.succeed(attempt(TaskId::map(1), 0));
+    let reduces = h.asks_of(TaskKind::Reduce);
+    h.now = 100;
+    h.grant(reduces[0].ask_id, "h3");
+    h.now = 200;
+    h.grant(reduces[1].ask_id, "h4");
+    // r0 fails and is re-run last: the newest reducer is r0's second attempt, not r1.
+    h.now = 250;
+    h.fail(attempt(TaskId::reduce(0), 0), "random");
+    let retry = h.asks_of(TaskKind::Reduce);
+    assert_eq!(retry.len(), 1);
+    h.now = 300;
+    h.grant(retry[0].ask_id, "h2");
+    let r0_again = attempt(TaskId::reduce(0), 1);
+    assert!(h.running.contains_key(&r0_again));
+    // Too many fetch failures re-run m1; both reducers hold their containers.
+    let m1 = attempt(TaskId::map(1), 0);
+    for _ in 0..3 {
+        h.feed(Event::FetchFailure {
+            reducer: attempt(TaskId::reduce(1), 0),
+            map: m1,
+        });
+    }
+    assert_eq!(h.asks_of(TaskKind::Map).len(), 1);
+    h.now = 1300;
+    h.feed(Event::Tick);
+    assert!(h.killed.is_empty());
+    h.now = 2300;
+    h.feed(Event::Tick);
+    assert_eq!(h.killed, vec![r0_again]);
+    assert_eq!(h.job_counter(NUM_KILLED_REDUCES), 1);
+    assert_eq!(
+        h.job_counter(NUM_FAILED_REDUCES),
+        1,
+        "only r0's own failure"
+    );
+}

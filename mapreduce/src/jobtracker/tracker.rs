@@ -56,6 +56,8 @@ struct Attempt {
     rack: Option<String>,
     locality: Option<Locality>,
     launched_ms: Option<u64>,
+    /// When the attempt was made: how long it has waited for a container while unassigned.
+    created_ms: u64,
     end_ms: Option<u64>,
     progress: f64,
     last_progress_ms: u64,
@@ -159,6 +161,8 @@ pub struct JobTracker {
     /// came from, minus lost ones.
     live_hosts: BTreeSet<String>,
     reduces_released: bool,
+    /// When a reducer was last killed to make room for a waiting map.
+    last_preemption_ms: Option<u64>,
     counters: Counters,
     completion_events: Vec<MapCompletionEvent>,
     start_ms: u64,
@@ -231,6 +235,7 @@ impl JobTracker {
             host_failures: BTreeMap::new(),
             live_hosts,
             reduces_released: false,
+            last_preemption_ms: None,
             counters: Counters::new(),
             completion_events: Vec::new(),
             start_ms: now_ms,
@@ -312,6 +317,7 @@ impl JobTracker {
                     rack: r.rack.clone(),
                     locality: r.locality,
                     launched_ms: r.start_ms,
+                    created_ms: r.start_ms.unwrap_or(now_ms),
                     end_ms: if lost { Some(now_ms) } else { r.end_ms },
                     progress: r.progress,
                     last_progress_ms: now_ms,
@@ -375,6 +381,7 @@ impl JobTracker {
             self.reconcile(self.maps[i].id, now_ms, &mut out);
         }
         self.check_progress(now_ms, &mut out);
+        self.balance_reduces(now_ms, &mut out);
         out
     }
 
@@ -528,6 +535,7 @@ impl JobTracker {
                 }
             }
         }
+        self.balance_reduces(now_ms, &mut out);
         out
     }
 
@@ -553,20 +561,24 @@ impl JobTracker {
         self.completion_events.get(from..).unwrap_or_default()
     }
 
-    /// When the next task timeout can fire: the shell should tick no later than this (and about
-    /// once a second anyway, for speculation).
+    /// When the next task timeout or reducer preemption can fire: the shell should tick no
+    /// later than this (and about once a second anyway, for speculation).
     pub fn next_timeout(&self) -> Option<u64> {
-        if self.config.task_timeout_ms == 0 || self.state != JobState::Running {
+        if self.state != JobState::Running {
             return None;
         }
-        self.attempts
+        if self.config.task_timeout_ms == 0 {
+            return self.next_preemption();
+        }
+        let timeouts = self
+            .attempts
             .values()
             .filter(|a| matches!(a.state, AttemptState::Assigned | AttemptState::Running))
             .map(|a| {
                 a.last_progress_ms
                     .saturating_add(self.config.task_timeout_ms)
-            })
-            .min()
+            });
+        timeouts.chain(self.next_preemption()).min()
     }
 
     /// A snapshot for `sheaf job status`.
@@ -757,6 +769,7 @@ impl JobTracker {
                 rack: None,
                 locality: None,
                 launched_ms: None,
+                created_ms: now,
                 end_ms: None,
                 progress: 0.0,
                 last_progress_ms: now,
@@ -771,8 +784,12 @@ impl JobTracker {
         self.ask_for(id, out);
     }
 
-    /// Issues a fresh one-container ask for an unassigned attempt.
+    /// Issues a fresh one-container ask for an unassigned attempt; a reduce's ask is held back
+    /// while a map waits for a container ([`JobTracker::balance_reduces`] makes it later).
     fn ask_for(&mut self, id: AttemptId, out: &mut Vec<Action>) {
+        if id.task.kind == TaskKind::Reduce && self.maps_waiting() {
+            return;
+        }
         let ask_id = self.next_ask;
         self.next_ask += 1;
         let a = &self.attempts[&id];
@@ -877,6 +894,9 @@ impl JobTracker {
         }
         let kind = self.ask_kinds.get(&ask_id).copied();
         let pick = match kind {
+            // A reduce container granted before its ask was withdrawn for waiting maps: taking
+            // it would hold back the maps the withdrawal was for.
+            Some(TaskKind::Reduce) if self.maps_waiting() => None,
             Some(kind) if self.state == JobState::Running => {
                 self.live_hosts.insert(host.clone());
                 self.best_unassigned(kind, &host, &rack)
@@ -895,8 +915,10 @@ impl JobTracker {
             }
             None => {
                 out.push(Action::ReleaseContainer { container });
-                if let Some(a) = consumed_for.and_then(|id| self.attempts.get_mut(&id)) {
-                    a.declined += 1;
+                if kind != Some(TaskKind::Reduce) || !self.maps_waiting() {
+                    if let Some(a) = consumed_for.and_then(|id| self.attempts.get_mut(&id)) {
+                        a.declined += 1;
+                    }
                 }
             }
         }
@@ -955,6 +977,97 @@ impl JobTracker {
             container,
             host,
         });
+    }
+
+    // ---- reduce ramp-up and preemption ----
+
+    /// Whether some map task waits for a container (twins excluded: their task has one).
+    fn maps_waiting(&self) -> bool {
+        self.waiting_maps().next().is_some()
+    }
+
+    /// When each map task that waits for a container started waiting.
+    fn waiting_maps(&self) -> impl Iterator<Item = u64> + '_ {
+        self.attempts
+            .values()
+            .filter(|a| {
+                a.id.task.kind == TaskKind::Map
+                    && a.state == AttemptState::Unassigned
+                    && !a.speculative
+            })
+            .map(|a| a.created_ms)
+    }
+
+    /// The reduce attempts holding a container, newest launch last.
+    fn launched_reduces(&self) -> Vec<AttemptId> {
+        let mut live: Vec<(u64, AttemptId)> = self
+            .attempts
+            .values()
+            .filter(|a| {
+                a.id.task.kind == TaskKind::Reduce
+                    && matches!(a.state, AttemptState::Assigned | AttemptState::Running)
+            })
+            .map(|a| (a.launched_ms.unwrap_or(0), a.id))
+            .collect();
+        live.sort();
+        live.into_iter().map(|(_, id)| id).collect()
+    }
+
+    /// When a reducer will be preempted if nothing changes (None when none would be).
+    fn next_preemption(&self) -> Option<u64> {
+        if self.state != JobState::Running || self.launched_reduces().is_empty() {
+            return None;
+        }
+        let delay = self.config.reducer_preempt_delay_ms;
+        let waited_enough = self.waiting_maps().min()?.saturating_add(delay);
+        let spaced = self
+            .last_preemption_ms
+            .map_or(0, |t| t.saturating_add(delay));
+        Some(waited_enough.max(spaced))
+    }
+
+    /// Hadoop's reduce ramp-up and preemption (RMContainerAllocator), without knowing the
+    /// cluster's capacity: a reducer holds its container until every map is done, so reducers
+    /// placed ahead of maps can take every container and deadlock the job. While a map waits
+    /// for a container no reduce ask stays outstanding; once every map has one, the held-back
+    /// reduces ask. A map waiting longer than the preemption delay while reducers run gets the
+    /// newest reducer's container (KILLED, so not counted against the task), at most one per
+    /// delay.
+    fn balance_reduces(&mut self, now: u64, out: &mut Vec<Action>) {
+        if self.state != JobState::Running || self.reduces.is_empty() {
+            return;
+        }
+        if self.next_preemption().is_some_and(|at| at <= now) {
+            if let Some(victim) = self.launched_reduces().pop() {
+                self.last_preemption_ms = Some(now);
+                self.end_attempt(
+                    victim,
+                    AttemptState::Killed,
+                    "preempted: its container is needed by a map waiting for one".to_string(),
+                    Ending::Decided,
+                    now,
+                    out,
+                );
+                self.reconcile(victim.task, now, out);
+            }
+        }
+        let unasked: Vec<AttemptId> = self
+            .attempts
+            .values()
+            .filter(|a| a.id.task.kind == TaskKind::Reduce && a.state == AttemptState::Unassigned)
+            .filter(|a| a.ask.is_some() == self.maps_waiting())
+            .map(|a| a.id)
+            .collect();
+        for id in unasked {
+            if self.maps_waiting() {
+                if let Some(ask_id) = self.attempts.get_mut(&id).and_then(|a| a.ask.take()) {
+                    self.asks.remove(&ask_id);
+                    out.push(Action::CancelRequest { ask_id });
+                }
+            } else {
+                self.ask_for(id, out);
+            }
+        }
     }
 
     /// Moves an attempt to FAILED or KILLED (from a live state, or from SUCCEEDED when a map's

@@ -138,7 +138,7 @@ records, secs, shuffle, ms, reduces = int(sys.argv[1]), float(sys.argv[2]), int(
 print(f"   terasort: {secs:.2f} s for {records * 100 / 1e6:.0f} MB ({records * 100 / 1e6 / secs:.1f} MB/s), submit to _SUCCESS")
 if ms > 0:
     print(f"   shuffle: {shuffle / 1e6:.0f} MB fetched by {reduces} reducers in {ms / 1000:.2f} reducer-seconds:"
-          f" {shuffle / 1e3 / ms:.1f} MB/s per reducer, {shuffle / 1e3 / ms * reduces:.1f} MB/s together")
+          f" {shuffle / 1e3 / ms:.1f} MB/s while a reducer was fetching")
 EOF
     echo "   the same bytes through the QUIC shuffle vs a plain TCP copy (sheaf bench shuffle):"
     "$SHEAF" bench shuffle --bytes "$SHUFFLE_BYTES" 2>&1 | sed 's/^/   /'

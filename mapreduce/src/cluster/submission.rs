@@ -24,8 +24,8 @@ pub const PLUGIN_FILE: &str = "job.so";
 pub const PLUGIN_LINK_NAME: &str = "job.so";
 /// Directory of a staging dir holding the files shipped with the job (`--file`).
 pub const FILES_DIR: &str = "files";
-/// Job configuration key listing the shipped files' names (comma-separated), so a task can
-/// make them executable (the localizer copies bytes, not modes).
+/// Job configuration key listing the shipped files' names (comma-separated), for the history
+/// (the NodeManager's localizer makes localized files executable, like Hadoop's).
 pub const SHIPPED_FILES_KEY: &str = "sheaf.job.shipped.files";
 /// Directory of a staging dir holding the JobTracker's recovery snapshots.
 pub const RECOVERY_DIR: &str = "recovery";

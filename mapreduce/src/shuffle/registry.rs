@@ -58,6 +58,19 @@ pub enum Removal {
     Unknown,
 }
 
+impl JobOutputs {
+    /// Registers (or replaces) the output of `map_attempt`.
+    fn insert(&mut self, map_attempt: MapAttemptId, path: PathBuf, index: Vec<SegmentIndexEntry>) {
+        self.outputs.insert(
+            map_attempt,
+            RegisteredOutput {
+                path,
+                index: Arc::new(index),
+            },
+        );
+    }
+}
+
 /// Jobs and their map outputs known to one shuffle server. Shared between the server and the
 /// NodeManager that registers outputs as map tasks on its node finish.
 #[derive(Default)]
@@ -142,13 +155,7 @@ impl ShuffleRegistry {
         let job = jobs
             .get_mut(job_id)
             .ok_or_else(|| ShuffleError::UnknownJob(job_id.to_string()))?;
-        job.outputs.insert(
-            map_attempt,
-            RegisteredOutput {
-                path,
-                index: Arc::new(index),
-            },
-        );
+        job.insert(map_attempt, path, index);
         Ok(())
     }
 
@@ -180,13 +187,7 @@ impl ShuffleRegistry {
         if job.secret != *secret {
             return Err(ShuffleError::SecretMismatch(job_id.to_string()));
         }
-        job.outputs.insert(
-            map_attempt,
-            RegisteredOutput {
-                path,
-                index: Arc::new(index),
-            },
-        );
+        job.insert(map_attempt, path, index);
         Ok(())
     }
 

@@ -148,5 +148,11 @@ async fn download(
             status.len
         ));
     }
+    // The DFS keeps no execute bit; like Hadoop's localizer, localized files are readable and
+    // executable (shipped scripts run as `./NAME`) but not writable: the cache is shared by the
+    // application's containers on this node.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o555))
+        .map_err(|e| format!("{}: {e}", target.display()))?;
     Ok(target)
 }

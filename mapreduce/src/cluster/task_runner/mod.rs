@@ -36,7 +36,7 @@ use sheaf_rpc::{quic, RpcError, TlsIdentity};
 use crate::api::plugin::{PluginError, PluginLibrary};
 use crate::api::{JobConf, JobDefinition};
 use crate::cluster::protocol::TaskAssignment;
-use crate::cluster::submission::{env, PLUGIN_LINK_NAME, SHIPPED_FILES_KEY};
+use crate::cluster::submission::{env, PLUGIN_LINK_NAME};
 use crate::counters::Counters;
 use crate::fs::{DfsAccess, FsError, JobFileSystems, JobPath, DFS_SCHEME};
 use crate::jobtracker::{AttemptId, TaskKind};
@@ -338,33 +338,6 @@ fn load_job(
     })
 }
 
-/// Makes the files shipped with the job (`--file`, listed under [`SHIPPED_FILES_KEY`]) in the
-/// working dir executable: the NodeManager localizes bytes, not modes, and streaming commands
-/// run them as `./NAME` (Hadoop's localized files are executable too). The links point into
-/// the node's per-application file cache, so the mode changes there, once per node in effect.
-pub fn make_shipped_files_executable(
-    conf: &JobConf,
-    work_dir: &Path,
-) -> Result<(), TaskRunnerError> {
-    use std::os::unix::fs::PermissionsExt;
-    let names = conf.get(SHIPPED_FILES_KEY).unwrap_or_default();
-    for name in names.split(',').filter(|n| !n.is_empty()) {
-        let path = work_dir.join(name);
-        let io = |e| {
-            EngineError::io(
-                format!("making the shipped file {} executable", path.display()),
-                e,
-            )
-        };
-        let mode = std::fs::metadata(&path).map_err(io)?.permissions().mode();
-        if mode & 0o111 != 0o111 {
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode | 0o555))
-                .map_err(io)?;
-        }
-    }
-    Ok(())
-}
-
 /// A failure as the one line the JobTracker (and the user) reads.
 pub fn one_line(e: &dyn std::fmt::Display) -> String {
     e.to_string()
@@ -531,7 +504,6 @@ struct WorkInput {
 /// Runs the attempt on the work thread.
 fn run_attempt(input: WorkInput) -> Result<Finished, TaskRunnerError> {
     let mut conf = task_conf(&input.assignment);
-    make_shipped_files_executable(&conf, &input.work_dir)?;
     let job = load_job(&input.assignment, &input.work_dir, &mut conf)?;
     let access = DfsAccess {
         config: input.dfs,
@@ -612,29 +584,6 @@ mod tests {
         bad[1] = (env::TASK_ATTEMPT, "x_1");
         let err = TaskEnvironment::from_lookup(lookup(&bad)).expect_err("bad attempt");
         assert!(err.to_string().contains(env::TASK_ATTEMPT), "{err}");
-    }
-
-    #[test]
-    fn shipped_files_are_made_executable_and_missing_ones_named() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().expect("tempdir");
-        let cache = dir.path().join("cache-map.py");
-        std::fs::write(&cache, "#!/bin/sh\ncat\n").expect("write");
-        std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-        // Like the NodeManager: a link in the working dir to the cached copy.
-        std::os::unix::fs::symlink(&cache, dir.path().join("map.py")).expect("link");
-        let mut conf = JobConf::default();
-        make_shipped_files_executable(&conf, dir.path()).expect("nothing shipped");
-        conf.set(SHIPPED_FILES_KEY, "map.py");
-        make_shipped_files_executable(&conf, dir.path()).expect("chmod");
-        let mode = std::fs::metadata(&cache)
-            .expect("stat")
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o755, "{mode:o}");
-        conf.set(SHIPPED_FILES_KEY, "map.py,gone.sh");
-        let err = make_shipped_files_executable(&conf, dir.path()).expect_err("missing");
-        assert!(err.to_string().contains("gone.sh"), "{err}");
     }
 
     #[test]

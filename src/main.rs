@@ -22,6 +22,8 @@ enum Command {
     /// Run a MapReduce job (locally or on the cluster) and inspect jobs.
     #[command(subcommand)]
     Job(cli::job::JobCommand),
+    /// SQL over CSV, JSON and Parquet tables (`-e SQL`, `-f FILE`, or a prompt).
+    Sql(cli::sql::SqlArgs),
     /// Benchmarks that compare Sheaf with a baseline in the same run.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -71,6 +73,8 @@ enum BenchCommand {
     Transport(cli::transport_bench::TransportBenchArgs),
     /// DFS write and read throughput (like TestDFSIO) vs the raw disk.
     Dfsio(cli::dfs_bench::DfsioArgs),
+    /// TPC-H: the 22 queries by Sheaf SQL vs DataFusion alone on the same Parquet data.
+    Tpch(cli::sql_bench::TpchBenchArgs),
     /// QUIC shuffle of real map outputs vs a plain TCP copy of the same bytes.
     Shuffle(cli::shuffle_bench::ShuffleBenchArgs),
 }
@@ -90,9 +94,11 @@ fn main() -> ExitCode {
         }
         Command::Bench(BenchCommand::Transport(args)) => ("bench", cli::transport_bench::run(args)),
         Command::Bench(BenchCommand::Dfsio(args)) => ("bench dfsio", cli::dfs_bench::run(args)),
+        Command::Bench(BenchCommand::Tpch(args)) => ("bench tpch", cli::sql_bench::run(args)),
         Command::Bench(BenchCommand::Shuffle(args)) => {
             ("bench shuffle", cli::shuffle_bench::run(args))
         }
+        Command::Sql(args) => ("sql", cli::sql::run(args)),
         Command::Dfs(cmd) => (cli::dfs::verb(&cmd), cli::dfs::run(cmd)),
         Command::Fsck(args) => ("fsck", cli::dfs::fsck(args)),
         Command::Dfsadmin(cmd) => ("dfsadmin", cli::dfs::dfsadmin(cmd)),

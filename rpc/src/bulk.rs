@@ -43,9 +43,9 @@ impl std::str::FromStr for BulkTransport {
 }
 
 /// Read half of a bulk stream.
-pub type BulkReader = Pin<Box<dyn AsyncRead + Send>>;
+pub type BulkReader = Pin<Box<dyn AsyncRead + Send + Sync>>;
 /// Write half of a bulk stream; `shutdown()` ends the stream cleanly.
-pub type BulkWriter = Pin<Box<dyn AsyncWrite + Send>>;
+pub type BulkWriter = Pin<Box<dyn AsyncWrite + Send + Sync>>;
 
 /// One authenticated, bidirectional byte stream.
 pub struct BulkStream {

@@ -14,6 +14,8 @@ pub mod mr_jobtracker;
 pub mod mr_task;
 pub mod namenode;
 pub mod shuffle_bench;
+pub mod sql;
+pub mod sql_bench;
 pub mod transport_bench;
 pub mod yarn;
 pub mod yarn_daemons;

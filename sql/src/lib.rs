@@ -1,0 +1,21 @@
+//! Sheaf SQL: DataFusion plans and executes, Sheaf distributes (DESIGN §9).
+
+pub mod catalog;
+pub mod dataset;
+pub mod dfs_store;
+pub mod error;
+pub mod executor;
+pub mod hidden_files;
+pub mod output;
+pub mod script;
+pub mod session;
+pub mod stage_store;
+pub mod stages;
+pub mod tpch;
+
+pub use dataset::Dataset;
+pub use error::{SqlError, SqlResult};
+pub use session::{SqlSession, SqlSettings, StatementOutcome};
+
+/// The DataFusion this crate is built on (one pinned version for the whole workspace).
+pub use datafusion;

@@ -1,0 +1,725 @@
+//! A SQL session: DataFusion's `SessionContext` set up for Sheaf (the DFS registered as the
+//! `sheaf://` object store, the catalog replayed from the metastore, settings that keep plans
+//! cuttable), and the statements whose effect must outlive the session (`CREATE EXTERNAL TABLE`,
+//! `CREATE TABLE … AS SELECT`, `DROP TABLE`) or be committed atomically (`COPY … TO`).
+
+use crate::catalog::{Metastore, TableEntry, WAREHOUSE_DIR};
+use crate::dfs_store::DfsObjectStore;
+use crate::error::{SqlError, SqlResult};
+use crate::executor::{self, StageProgress, StageStats};
+use crate::hidden_files::HiddenFilesStore;
+use crate::stage_store::LocalStageDir;
+use crate::stages::{self, StagePlan};
+use datafusion::arrow::array::{RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::config::Dialect;
+use datafusion::execution::context::SessionState;
+use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::parser::{CopyToSource, CopyToStatement, Statement as DfStatement};
+use datafusion::sql::sqlparser::ast::{HiveIOFormat, ObjectType, Statement as SqlStatement};
+use futures::TryStreamExt;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt};
+use sheaf_dfs::client::DfsClient;
+use std::path::PathBuf;
+use std::sync::Arc;
+use url::Url;
+
+/// Settings of a session (`-D key=value`; `sheaf.sql.*` keys are Sheaf's, `datafusion.*` go to
+/// DataFusion unchanged).
+#[derive(Debug, Clone)]
+pub struct SqlSettings {
+    /// Partitions of a shuffle and the scan split target (`sheaf.sql.shuffle-partitions`).
+    pub partitions: usize,
+    /// A hash join whose build side is estimated below this many bytes is a broadcast join
+    /// (`sheaf.sql.broadcast-threshold`, default 10 MB like Spark's `autoBroadcastJoinThreshold`).
+    pub broadcast_threshold: u64,
+    /// Memory budget of one task's operators, bytes (`sheaf.sql.task-memory`); past it, sorts,
+    /// aggregates and joins spill.
+    pub task_memory: usize,
+    /// Where operators spill and local stage outputs go (`sheaf.sql.scratch-dir`).
+    pub scratch_dir: PathBuf,
+    /// Tasks run at once by the local executor (`sheaf.sql.local-parallelism`).
+    pub local_parallelism: usize,
+    /// `datafusion.*` settings passed through.
+    pub datafusion: Vec<(String, String)>,
+}
+
+impl Default for SqlSettings {
+    fn default() -> Self {
+        SqlSettings {
+            partitions: 4,
+            broadcast_threshold: 10 * 1024 * 1024,
+            task_memory: 512 * 1024 * 1024,
+            scratch_dir: std::env::temp_dir().join("sheaf-sql"),
+            local_parallelism: 2,
+            datafusion: Vec::new(),
+        }
+    }
+}
+
+impl SqlSettings {
+    /// Applies one `key=value` setting.
+    pub fn set(&mut self, key: &str, value: &str) -> SqlResult<()> {
+        let bad = |what: &str| SqlError::Config(format!("-D {key}={value}: {what}"));
+        match key {
+            "sheaf.sql.shuffle-partitions" => {
+                self.partitions = value.parse().ok().filter(|n| *n > 0).ok_or_else(|| bad("expected a positive number"))?
+            }
+            "sheaf.sql.broadcast-threshold" => {
+                self.broadcast_threshold = parse_bytes(value).ok_or_else(|| bad("expected a size such as 10m"))?
+            }
+            "sheaf.sql.task-memory" => {
+                self.task_memory = parse_bytes(value)
+                    .filter(|n| *n >= 1 << 20)
+                    .ok_or_else(|| bad("expected a size of at least 1m"))? as usize
+            }
+            "sheaf.sql.scratch-dir" => self.scratch_dir = PathBuf::from(value),
+            "sheaf.sql.local-parallelism" => {
+                self.local_parallelism = value.parse().ok().filter(|n| *n > 0).ok_or_else(|| bad("expected a positive number"))?
+            }
+            k if k.starts_with("datafusion.") => {
+                self.datafusion.push((k.to_string(), value.to_string()))
+            }
+            _ => {
+                return Err(bad(
+                    "unknown setting (sheaf.sql.shuffle-partitions, sheaf.sql.broadcast-threshold, sheaf.sql.task-memory, sheaf.sql.scratch-dir, sheaf.sql.local-parallelism, or any datafusion.* key)",
+                ))
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `10m`, `512k`, `1g`, or plain bytes.
+pub fn parse_bytes(s: &str) -> Option<u64> {
+    let s = s.trim().to_ascii_lowercase();
+    let s = s.strip_suffix('b').unwrap_or(&s);
+    let (digits, unit) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => s.split_at(i),
+        None => (s, ""),
+    };
+    let n: u64 = digits.parse().ok()?;
+    let mult = match unit {
+        "" => 1,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+/// What a statement produced.
+#[derive(Debug)]
+pub enum StatementOutcome {
+    /// Result rows (a query, SHOW, DESCRIBE, EXPLAIN).
+    Rows {
+        /// Their schema.
+        schema: SchemaRef,
+        /// The rows.
+        batches: Vec<RecordBatch>,
+        /// Per-stage figures (empty for statements that ran no stages).
+        stages: Vec<StageStats>,
+    },
+    /// A statement with an effect and no rows; the message says what it did.
+    Done(String),
+}
+
+/// One user's SQL session.
+pub struct SqlSession {
+    ctx: SessionContext,
+    metastore: Metastore,
+    dfs: Option<DfsClient>,
+    settings: SqlSettings,
+    user: String,
+    /// Tables of the metastore that could not be registered (shown once, not fatal).
+    warnings: Vec<String>,
+    queries: std::sync::atomic::AtomicU64,
+}
+
+impl SqlSession {
+    /// A session over `dfs` (if a cluster is configured) with its catalog in `metastore`.
+    pub async fn new(
+        dfs: Option<DfsClient>,
+        metastore: Metastore,
+        settings: SqlSettings,
+        user: String,
+    ) -> SqlResult<SqlSession> {
+        let mut config = SessionConfig::new()
+            .with_target_partitions(settings.partitions)
+            .with_information_schema(true)
+            // Scan parallelism comes from splitting files along blocks, never from a round-robin
+            // shuffle of everything read (stages would cut there).
+            .set_bool("datafusion.optimizer.enable_round_robin_repartition", false)
+            .set_u64(
+                "datafusion.optimizer.hash_join_single_partition_threshold",
+                settings.broadcast_threshold,
+            )
+            .set_u64(
+                "datafusion.optimizer.hash_join_single_partition_threshold_rows",
+                // Only used when a side's size in bytes is unknown: ~128 bytes per row.
+                settings.broadcast_threshold / 128,
+            )
+            // A dynamic filter crosses a stage boundary only inside one process: keep plans the
+            // same wherever their stages run.
+            .set_bool("datafusion.optimizer.enable_dynamic_filter_pushdown", false)
+            .set_bool("datafusion.execution.collect_statistics", true);
+        for (k, v) in &settings.datafusion {
+            config
+                .options_mut()
+                .set(k, v)
+                .map_err(|e| SqlError::Config(format!("-D {k}={v}: {e}")))?;
+        }
+        let spill = settings.scratch_dir.join("spill");
+        std::fs::create_dir_all(&spill)
+            .map_err(|e| SqlError::io(format!("creating {}", spill.display()), e))?;
+        // A fair pool: concurrent spilling operators each get their share instead of the first
+        // one taking everything and the next failing.
+        let pool = TrackConsumersPool::new(
+            FairSpillPool::new(settings.task_memory),
+            std::num::NonZeroUsize::MIN.saturating_add(4),
+        );
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(pool))
+            .with_temp_file_path(spill)
+            .build_arc()?;
+        // `SELECT * FROM 'sheaf:///data/x.csv'` reads a file without a CREATE TABLE, as in datafusion-cli.
+        let ctx = SessionContext::new_with_config_rt(config, runtime).enable_url_table();
+        // Readers never see `_*` and `.*` files (`_SUCCESS`, `_temporary/`), as Hadoop's
+        // FileInputFormat hides them.
+        let local = Arc::new(HiddenFilesStore::new(
+            object_store::local::LocalFileSystem::new(),
+        ));
+        if let Ok(url) = Url::parse("file://") {
+            ctx.register_object_store(&url, local);
+        }
+        if let Some(client) = &dfs {
+            let store = Arc::new(HiddenFilesStore::new(DfsObjectStore::new(client.clone())));
+            for url in [
+                "sheaf://".to_string(),
+                format!("sheaf://{}", client.namenode_addr()),
+            ] {
+                if let Ok(url) = Url::parse(&url) {
+                    ctx.register_object_store(&url, store.clone());
+                }
+            }
+        }
+        let mut session = SqlSession {
+            ctx,
+            metastore,
+            dfs,
+            settings,
+            user,
+            warnings: Vec::new(),
+            queries: std::sync::atomic::AtomicU64::new(0),
+        };
+        session.warnings = session.replay_catalog().await?;
+        Ok(session)
+    }
+
+    /// Warnings from setting the session up (tables that could not be registered).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// The DataFusion context (for the DataFrame front end).
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    fn next_query(&self) -> u64 {
+        self.queries
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1
+    }
+
+    /// Runs a DataFrame's plan through the stage executor and returns its rows.
+    pub async fn collect_dataframe(
+        &self,
+        df: datafusion::prelude::DataFrame,
+        progress: &(dyn Fn(StageProgress) + Send + Sync),
+    ) -> SqlResult<(Vec<RecordBatch>, Vec<StageStats>)> {
+        let state = self.ctx.state();
+        let physical = df.create_physical_plan().await?;
+        let plan = stages::cut(physical)?;
+        self.run_plan(&plan, &state, progress).await
+    }
+
+    async fn replay_catalog(&self) -> SqlResult<Vec<String>> {
+        let mut warnings = Vec::new();
+        for table in self.metastore.tables().await? {
+            if let Err(e) = self.ctx.sql(&table.ddl).await {
+                warnings.push(format!(
+                    "table '{}' ({}) is unavailable: {}",
+                    table.name,
+                    table.location,
+                    SqlError::from(e)
+                ));
+            }
+        }
+        Ok(warnings)
+    }
+
+    /// Runs one statement.
+    pub async fn execute(
+        &self,
+        sql: &str,
+        progress: &(dyn Fn(StageProgress) + Send + Sync),
+    ) -> SqlResult<StatementOutcome> {
+        let statement = self.ctx.state().sql_to_statement(sql, &Dialect::Generic)?;
+        match statement {
+            DfStatement::CreateExternalTable(create) => {
+                let name = create.name.to_string().to_lowercase();
+                let location = create.locations.first().cloned().unwrap_or_default();
+                if create.temporary {
+                    self.ctx.sql(sql).await?.collect().await?;
+                    return Ok(StatementOutcome::Done(format!(
+                        "temporary table '{name}' created"
+                    )));
+                }
+                if self.metastore.get(&name).await?.is_some() && !create.or_replace {
+                    if create.if_not_exists {
+                        return Ok(StatementOutcome::Done(format!("table '{name}' exists")));
+                    }
+                    return Err(SqlError::Catalog(format!(
+                        "table '{name}' already exists (DROP TABLE {name} first, or CREATE OR REPLACE EXTERNAL TABLE)"
+                    )));
+                }
+                self.ctx.sql(sql).await?.collect().await?;
+                let entry = TableEntry {
+                    name: name.clone(),
+                    ddl: sql.trim().trim_end_matches(';').to_string(),
+                    location,
+                    managed: false,
+                    owner: self.user.clone(),
+                    created_ms: now_ms(),
+                };
+                self.metastore.put(&entry, create.or_replace).await?;
+                Ok(StatementOutcome::Done(format!("table '{name}' created")))
+            }
+            DfStatement::Statement(inner) => match *inner {
+                SqlStatement::CreateTable(create) if create.query.is_some() => {
+                    let name = create.name.to_string().to_lowercase();
+                    let format = create
+                        .hive_formats
+                        .as_ref()
+                        .and_then(|h| h.storage.as_ref())
+                        .and_then(|s| match s {
+                            HiveIOFormat::FileFormat { format } => Some(format.to_string()),
+                            _ => None,
+                        })
+                        .unwrap_or_else(|| "PARQUET".to_string());
+                    let query = create
+                        .query
+                        .as_ref()
+                        .map(|q| q.to_string())
+                        .unwrap_or_default();
+                    self.create_table_as(
+                        &name,
+                        &format,
+                        &query,
+                        create.or_replace,
+                        create.if_not_exists,
+                        progress,
+                    )
+                    .await
+                }
+                SqlStatement::Drop {
+                    object_type: ObjectType::Table,
+                    if_exists,
+                    names,
+                    ..
+                } => {
+                    let mut dropped = Vec::new();
+                    for name in names {
+                        let name = name.to_string().to_lowercase();
+                        self.drop_table(&name, if_exists).await?;
+                        dropped.push(name);
+                    }
+                    Ok(StatementOutcome::Done(format!(
+                        "dropped {}",
+                        dropped.join(", ")
+                    )))
+                }
+                other => {
+                    self.run_statement(DfStatement::Statement(Box::new(other)), progress)
+                        .await
+                }
+            },
+            DfStatement::CopyTo(copy) => self.copy_to(copy, progress).await,
+            DfStatement::Explain(explain) if !explain.options.analyze => {
+                self.explain(*explain.statement).await
+            }
+            other => self.run_statement(other, progress).await,
+        }
+    }
+
+    /// Plans a statement and runs it through the stage executor.
+    async fn run_statement(
+        &self,
+        statement: DfStatement,
+        progress: &(dyn Fn(StageProgress) + Send + Sync),
+    ) -> SqlResult<StatementOutcome> {
+        let state = self.ctx.state();
+        let logical = state.statement_to_plan(statement).await?;
+        let is_query = !matches!(
+            logical,
+            LogicalPlan::Ddl(_) | LogicalPlan::Statement(_) | LogicalPlan::DescribeTable(_)
+        );
+        let df = self.ctx.execute_logical_plan(logical).await?;
+        if !is_query {
+            let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+            let batches = df.collect().await?;
+            if schema.fields().is_empty() {
+                return Ok(StatementOutcome::Done("ok".into()));
+            }
+            return Ok(StatementOutcome::Rows {
+                schema,
+                batches,
+                stages: Vec::new(),
+            });
+        }
+        let state = self.ctx.state();
+        let physical = df.create_physical_plan().await?;
+        let schema = physical.schema();
+        let plan = stages::cut(physical)?;
+        let (batches, stages) = self.run_plan(&plan, &state, progress).await?;
+        Ok(StatementOutcome::Rows {
+            schema,
+            batches,
+            stages,
+        })
+    }
+
+    async fn run_plan(
+        &self,
+        plan: &StagePlan,
+        state: &SessionState,
+        progress: &(dyn Fn(StageProgress) + Send + Sync),
+    ) -> SqlResult<(Vec<RecordBatch>, Vec<StageStats>)> {
+        let n = self.next_query();
+        let scratch = LocalStageDir::new(self.settings.scratch_dir.join(format!(
+            "query-{}-{}-{n}",
+            std::process::id(),
+            now_ms()
+        )));
+        executor::run_local(
+            plan,
+            state,
+            scratch,
+            self.settings.local_parallelism,
+            progress,
+        )
+        .await
+    }
+
+    /// The physical plan cut into stages, for a statement.
+    pub async fn stage_plan(&self, sql: &str) -> SqlResult<StagePlan> {
+        let state = self.ctx.state();
+        let statement = state.sql_to_statement(sql, &Dialect::Generic)?;
+        let logical = state.statement_to_plan(statement).await?;
+        let physical = state.create_physical_plan(&logical).await?;
+        Ok(stages::cut(physical)?)
+    }
+
+    async fn explain(&self, statement: DfStatement) -> SqlResult<StatementOutcome> {
+        let state = self.ctx.state();
+        let logical = state.statement_to_plan(statement).await?;
+        let physical: Arc<dyn ExecutionPlan> = state.create_physical_plan(&logical).await?;
+        let plan = stages::cut(physical)?;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("plan_type", DataType::Utf8, false),
+            Field::new("plan", DataType::Utf8, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(vec!["logical_plan", "distributed_plan"])),
+                Arc::new(StringArray::from(vec![
+                    logical.display_indent().to_string(),
+                    plan.display(),
+                ])),
+            ],
+        )
+        .map_err(datafusion::error::DataFusionError::from)?;
+        Ok(StatementOutcome::Rows {
+            schema,
+            batches: vec![batch],
+            stages: Vec::new(),
+        })
+    }
+
+    async fn create_table_as(
+        &self,
+        name: &str,
+        format: &str,
+        query: &str,
+        replace: bool,
+        if_not_exists: bool,
+        progress: &(dyn Fn(StageProgress) + Send + Sync),
+    ) -> SqlResult<StatementOutcome> {
+        if self.metastore.get(name).await?.is_some() {
+            if if_not_exists {
+                return Ok(StatementOutcome::Done(format!("table '{name}' exists")));
+            }
+            if !replace {
+                return Err(SqlError::Catalog(format!(
+                    "table '{name}' already exists (DROP TABLE {name} first)"
+                )));
+            }
+            self.drop_table(name, false).await?;
+        }
+        let location = match (&self.metastore, &self.dfs) {
+            (Metastore::Dfs(_), _) | (_, Some(_)) => format!("sheaf://{WAREHOUSE_DIR}/{name}/"),
+            // A local catalog keeps its managed tables beside it.
+            (Metastore::Local(dir), None) => format!(
+                "{}/",
+                dir.parent()
+                    .unwrap_or(dir.as_path())
+                    .join("warehouse")
+                    .join(name)
+                    .display()
+            ),
+        };
+        let copy = format!("COPY ({query}) TO '{location}' STORED AS {format}");
+        let statement = self
+            .ctx
+            .state()
+            .sql_to_statement(&copy, &Dialect::Generic)?;
+        let DfStatement::CopyTo(copy) = statement else {
+            return Err(SqlError::Unsupported(format!(
+                "CREATE TABLE {name} AS: could not plan the write of {format}"
+            )));
+        };
+        let written = match self.copy_to(copy, progress).await? {
+            StatementOutcome::Done(msg) => msg,
+            StatementOutcome::Rows { .. } => String::new(),
+        };
+        let ddl = format!("CREATE EXTERNAL TABLE {name} STORED AS {format} LOCATION '{location}'");
+        if let Err(e) = self.ctx.sql(&ddl).await {
+            return Err(SqlError::from(e));
+        }
+        let entry = TableEntry {
+            name: name.to_string(),
+            ddl,
+            location,
+            managed: true,
+            owner: self.user.clone(),
+            created_ms: now_ms(),
+        };
+        self.metastore.put(&entry, true).await?;
+        Ok(StatementOutcome::Done(format!(
+            "table '{name}' created ({written})"
+        )))
+    }
+
+    async fn drop_table(&self, name: &str, if_exists: bool) -> SqlResult<()> {
+        let entry = self.metastore.get(name).await?;
+        let registered = self.ctx.table_exist(name)?;
+        if entry.is_none() && !registered {
+            if if_exists {
+                return Ok(());
+            }
+            return Err(SqlError::Catalog(format!("table '{name}' not found")));
+        }
+        self.ctx.deregister_table(name)?;
+        if let Some(entry) = entry {
+            self.metastore.remove(name).await?;
+            // Managed (CTAS) tables own their files, as Hive's managed tables do.
+            if entry.managed {
+                self.remove_dir(&entry.location).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `COPY … TO` with MapReduce's commit protocol: the files are written under
+    /// `<target>/_temporary/<query>/`, moved into the target only once every file is written,
+    /// then `_SUCCESS` is written last; a failed write leaves no `_temporary` and no `_SUCCESS`.
+    async fn copy_to(
+        &self,
+        mut copy: CopyToStatement,
+        progress: &(dyn Fn(StageProgress) + Send + Sync),
+    ) -> SqlResult<StatementOutcome> {
+        let target = copy.target.clone();
+        let as_dir =
+            target.ends_with('/') || !copy.partitioned_by.is_empty() || !has_extension(&target);
+        let (store, base) = self.store_for(&target)?;
+        let dir_prefix = if as_dir {
+            base.clone()
+        } else {
+            parent_of(&base)
+        };
+        if as_dir && !self.is_empty_dir(&store, &base).await? {
+            return Err(SqlError::Catalog(format!(
+                "COPY: {target} already exists and is not empty (remove it first, e.g. sheaf dfs rm -r)"
+            )));
+        }
+        let attempt = format!("query-{}-{}", now_ms(), self.next_query());
+        let temporary = join_prefix(&dir_prefix, "_temporary");
+        let staging = join_prefix(&temporary, &attempt);
+        let staged_target = if as_dir {
+            format!("{}/", url_of(&target, &staging))
+        } else {
+            url_of(&target, &join_prefix(&staging, file_name(&base)))
+        };
+        copy.target = staged_target;
+        if let CopyToSource::Relation(_) = copy.source {
+            // Planned as a table scan by DataFusion; nothing to change.
+        }
+        let run = self
+            .run_statement(DfStatement::CopyTo(copy), progress)
+            .await;
+        let outcome = match run {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                self.remove_prefix(&store, &temporary, &target).await;
+                return Err(e);
+            }
+        };
+        let rows = match &outcome {
+            StatementOutcome::Rows { batches, .. } => batches
+                .first()
+                .and_then(|b| {
+                    b.column(0)
+                        .as_any()
+                        .downcast_ref::<datafusion::arrow::array::UInt64Array>()
+                })
+                .map(|a| a.value(0))
+                .unwrap_or(0),
+            StatementOutcome::Done(_) => 0,
+        };
+        // Promote: every staged file to its place under the target, then _SUCCESS.
+        let staged: Vec<object_store::ObjectMeta> = store
+            .list(Some(&staging))
+            .try_collect()
+            .await
+            .map_err(datafusion::error::DataFusionError::from)?;
+        for file in &staged {
+            let rel = file
+                .location
+                .as_ref()
+                .strip_prefix(staging.as_ref())
+                .unwrap_or(file.location.as_ref())
+                .trim_start_matches('/');
+            let dest = join_prefix(&dir_prefix, rel);
+            store
+                .rename(&file.location, &dest)
+                .await
+                .map_err(datafusion::error::DataFusionError::from)?;
+        }
+        self.remove_prefix(&store, &temporary, &target).await;
+        if as_dir {
+            store
+                .put(
+                    &join_prefix(&base, "_SUCCESS"),
+                    object_store::PutPayload::new(),
+                )
+                .await
+                .map_err(datafusion::error::DataFusionError::from)?;
+        }
+        Ok(StatementOutcome::Done(format!(
+            "{rows} row{} written to {target}",
+            if rows == 1 { "" } else { "s" }
+        )))
+    }
+
+    fn store_for(&self, target: &str) -> SqlResult<(Arc<dyn ObjectStore>, ObjectPath)> {
+        let url = datafusion::datasource::listing::ListingTableUrl::parse(target)?;
+        let store = self.ctx.runtime_env().object_store(url.object_store())?;
+        Ok((store, url.prefix().clone()))
+    }
+
+    async fn is_empty_dir(
+        &self,
+        store: &Arc<dyn ObjectStore>,
+        dir: &ObjectPath,
+    ) -> SqlResult<bool> {
+        let listed = store
+            .list_with_delimiter(Some(dir))
+            .await
+            .map_err(datafusion::error::DataFusionError::from)?;
+        Ok(listed.objects.is_empty() && listed.common_prefixes.is_empty())
+    }
+
+    /// Removes everything under `prefix` of `target`'s store, directories included.
+    async fn remove_prefix(&self, store: &Arc<dyn ObjectStore>, prefix: &ObjectPath, target: &str) {
+        if target.starts_with("sheaf://") {
+            if let Some(client) = &self.dfs {
+                let _ = client.delete(&format!("/{prefix}"), true).await;
+                return;
+            }
+        }
+        if !target.contains("://") || target.starts_with("file://") {
+            let _ = std::fs::remove_dir_all(format!("/{prefix}"));
+            return;
+        }
+        let files: Vec<_> = store
+            .list(Some(prefix))
+            .map_ok(|m| m.location)
+            .try_collect()
+            .await
+            .unwrap_or_default();
+        for f in files {
+            let _ = store.delete(&f).await;
+        }
+    }
+
+    async fn remove_dir(&self, location: &str) -> SqlResult<()> {
+        let (store, prefix) = self.store_for(location)?;
+        self.remove_prefix(&store, &prefix, location).await;
+        Ok(())
+    }
+}
+
+fn has_extension(target: &str) -> bool {
+    target
+        .rsplit('/')
+        .next()
+        .map(|name| name.contains('.'))
+        .unwrap_or(false)
+}
+
+fn parent_of(path: &ObjectPath) -> ObjectPath {
+    let s = path.as_ref();
+    match s.rsplit_once('/') {
+        Some((parent, _)) => ObjectPath::from(parent),
+        None => ObjectPath::from(""),
+    }
+}
+
+fn file_name(path: &ObjectPath) -> &str {
+    path.as_ref().rsplit('/').next().unwrap_or("")
+}
+
+fn join_prefix(base: &ObjectPath, rel: &str) -> ObjectPath {
+    if base.as_ref().is_empty() {
+        ObjectPath::from(rel)
+    } else {
+        ObjectPath::from(format!("{}/{rel}", base.as_ref()))
+    }
+}
+
+/// `path` as a URL of the same store as `target`.
+fn url_of(target: &str, path: &ObjectPath) -> String {
+    if let Some(rest) = target.strip_prefix("sheaf://") {
+        let authority = rest.split('/').next().unwrap_or("");
+        format!("sheaf://{authority}/{path}")
+    } else if target.starts_with("file://") {
+        format!("file:///{path}")
+    } else {
+        format!("/{path}")
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,246 @@
+//! `sheaf sql`: SQL over CSV, JSON and Parquet tables in the DFS (or local files), planned by
+//! DataFusion and cut into stages (`sheaf-sql`).
+
+use anyhow::{anyhow, bail, Context};
+use clap::Args;
+use sheaf_dfs::client::DfsClient;
+use sheaf_sql::catalog::Metastore;
+use sheaf_sql::executor::StageProgress;
+use sheaf_sql::output::{write_rows, OutputFormat};
+use sheaf_sql::script::{split_statements, ScriptStatement};
+use sheaf_sql::{SqlSession, SqlSettings, StatementOutcome};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+
+/// `sheaf sql` arguments.
+#[derive(Args, Debug)]
+pub struct SqlArgs {
+    /// Statements to run (`;`-separated).
+    #[arg(
+        short = 'e',
+        long = "execute",
+        value_name = "SQL",
+        conflicts_with = "file"
+    )]
+    execute: Option<String>,
+    /// A script of statements (`;`-separated, `--` and `/* */` comments).
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    file: Option<PathBuf>,
+    /// Output of result rows: table (default on a terminal), csv (default when piped), json.
+    #[arg(long, value_name = "FORMAT")]
+    format: Option<OutputFormat>,
+    /// Run every stage in this process (same planner and stages, no cluster containers).
+    #[arg(long)]
+    local: bool,
+    /// Session settings: sheaf.sql.shuffle-partitions, sheaf.sql.broadcast-threshold,
+    /// sheaf.sql.task-memory, sheaf.sql.scratch-dir, or any datafusion.* key.
+    #[arg(short = 'D', value_name = "KEY=VALUE")]
+    settings: Vec<String>,
+    /// Keep the catalog in this local directory instead of the DFS's /sheaf/metastore.
+    #[arg(long, value_name = "DIR")]
+    metastore: Option<PathBuf>,
+    /// No progress line, even on a terminal.
+    #[arg(long, short = 'q')]
+    quiet: bool,
+}
+
+/// Runs `sheaf sql`.
+pub fn run(args: SqlArgs) -> anyhow::Result<()> {
+    if !args.local {
+        bail!(
+            "running queries as cluster applications is not built yet; add --local (every stage runs in this process, reading and writing the DFS)"
+        );
+    }
+    let mut settings = SqlSettings::default();
+    for kv in &args.settings {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| anyhow!("-D {kv}: expected KEY=VALUE"))?;
+        settings.set(k.trim(), v.trim())?;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(run_async(args, settings))
+}
+
+async fn run_async(args: SqlArgs, settings: SqlSettings) -> anyhow::Result<()> {
+    let cluster_configured = super::config::config_path().is_some();
+    let dfs = if cluster_configured {
+        let (config, identity) = super::dfs::load_config(None)?;
+        Some(DfsClient::connect(&config, identity).await?)
+    } else {
+        None
+    };
+    let metastore = match (&args.metastore, &dfs) {
+        (Some(dir), _) => Metastore::Local(dir.clone()),
+        (None, Some(client)) => Metastore::Dfs(client.clone()),
+        (None, None) => Metastore::Local(default_local_metastore()),
+    };
+    let user = std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "root".into());
+    let mut session = SqlSession::new(dfs, metastore, settings, user).await?;
+    for w in session.warnings() {
+        eprintln!("sheaf sql: warning: {w}");
+    }
+    let stdout_tty = std::io::stdout().is_terminal();
+    let format = args.format.unwrap_or(if stdout_tty {
+        OutputFormat::Table
+    } else {
+        OutputFormat::Csv
+    });
+    let show_progress = !args.quiet && std::io::stderr().is_terminal();
+    let script = match (&args.execute, &args.file) {
+        (Some(sql), _) => sql.clone(),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?,
+        (None, None) if std::io::stdin().is_terminal() => {
+            return interactive(&mut session, format, show_progress).await
+        }
+        (None, None) => {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+                .context("cannot read statements from stdin")?;
+            s
+        }
+    };
+    let statements = split_statements(&script);
+    if statements.is_empty() {
+        bail!("no statement to run");
+    }
+    for statement in &statements {
+        run_one(
+            &mut session,
+            statement,
+            format,
+            show_progress,
+            statements.len() > 1,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+fn default_local_metastore() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
+        .join(".sheaf")
+        .join("metastore")
+}
+
+async fn run_one(
+    session: &mut SqlSession,
+    statement: &ScriptStatement,
+    format: OutputFormat,
+    show_progress: bool,
+    several: bool,
+) -> anyhow::Result<()> {
+    let progress = move |p: StageProgress| {
+        if show_progress {
+            eprint!(
+                "\r[Stage {}/{}: {}/{} tasks, {} rows, {}]\x1b[K",
+                p.stage + 1,
+                p.stages,
+                p.done,
+                p.total,
+                p.rows,
+                human_bytes(p.bytes)
+            );
+            let _ = std::io::stderr().flush();
+        }
+    };
+    let outcome = session.execute(&statement.text, &progress).await;
+    if show_progress {
+        eprint!("\r\x1b[K");
+    }
+    match outcome.map_err(|e| anyhow!("line {}: {e}", statement.line))? {
+        StatementOutcome::Rows {
+            schema, batches, ..
+        } => {
+            let mut out = std::io::stdout().lock();
+            match write_rows(&mut out, format, &schema, &batches) {
+                Ok(()) => {}
+                // `sheaf sql … | head`: the reader has gone; that is not an error.
+                Err(sheaf_sql::SqlError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::BrokenPipe => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        StatementOutcome::Done(message) => {
+            if several || std::io::stderr().is_terminal() {
+                eprintln!("{message}");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn interactive(
+    session: &mut SqlSession,
+    format: OutputFormat,
+    show_progress: bool,
+) -> anyhow::Result<()> {
+    let mut editor = rustyline::DefaultEditor::new().context("cannot start the line editor")?;
+    let history = default_local_metastore()
+        .parent()
+        .map(|p| p.join("sql_history"));
+    if let Some(h) = &history {
+        let _ = editor.load_history(h);
+    }
+    let mut buffer = String::new();
+    let mut line_no = 0usize;
+    loop {
+        let prompt = if buffer.is_empty() {
+            "sheaf> "
+        } else {
+            "    -> "
+        };
+        match editor.readline(prompt) {
+            Ok(line) => {
+                line_no += 1;
+                buffer.push_str(&line);
+                buffer.push('\n');
+                if !line.trim_end().ends_with(';') {
+                    continue;
+                }
+                let _ = editor.add_history_entry(buffer.trim());
+                for statement in split_statements(&buffer) {
+                    if let Err(e) = run_one(session, &statement, format, show_progress, true).await
+                    {
+                        eprintln!("sheaf sql: {e}");
+                    }
+                }
+                buffer.clear();
+            }
+            Err(rustyline::error::ReadlineError::Interrupted) => buffer.clear(),
+            Err(rustyline::error::ReadlineError::Eof) => break,
+            Err(e) => return Err(anyhow!("reading a statement (line {line_no}): {e}")),
+        }
+    }
+    if let Some(h) = &history {
+        if let Some(dir) = h.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let _ = editor.save_history(h);
+    }
+    Ok(())
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}

@@ -224,10 +224,30 @@ pub enum SafeModeAction {
     Leave,
 }
 
-/// A request to the NameNode, from a client or a DataNode.
+/// A request to the NameNode's one RPC service: either protocol it speaks.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum NamenodeRequest {
-    // ---- namespace (clients) ----
+    /// From a DFS client (Hadoop's ClientProtocol).
+    Client(ClientRequest),
+    /// From a DataNode (Hadoop's DatanodeProtocol).
+    Datanode(DatanodeProtocolRequest),
+}
+
+impl From<ClientRequest> for NamenodeRequest {
+    fn from(r: ClientRequest) -> NamenodeRequest {
+        NamenodeRequest::Client(r)
+    }
+}
+
+impl From<DatanodeProtocolRequest> for NamenodeRequest {
+    fn from(r: DatanodeProtocolRequest) -> NamenodeRequest {
+        NamenodeRequest::Datanode(r)
+    }
+}
+
+/// The client protocol: namespace operations, the write path, reads and administration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ClientRequest {
     /// Status of one path, `None` if absent.
     GetFileInfo { path: String },
     /// Entries of a directory (or the file itself).
@@ -317,8 +337,11 @@ pub enum NamenodeRequest {
         block: ExtendedBlock,
         datanode_uuid: String,
     },
+}
 
-    // ---- DataNode protocol ----
+/// The DataNode protocol: registration, heartbeats, block reports and lease-recovery commits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum DatanodeProtocolRequest {
     /// First contact (and again after the NameNode asked to re-register).
     RegisterDatanode {
         addr: DatanodeAddr,

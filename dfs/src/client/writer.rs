@@ -6,8 +6,8 @@
 
 use super::{ClientInner, DfsError};
 use crate::protocol::{
-    AckStatus, DataRequest, DataResponse, DatanodeAddr, ExtendedBlock, FileStatus, LocatedBlock,
-    NamenodeError, NamenodeReply, NamenodeRequest, PipelineAck, WriteStage,
+    AckStatus, ClientRequest, DataRequest, DataResponse, DatanodeAddr, ExtendedBlock, FileStatus,
+    LocatedBlock, NamenodeError, NamenodeReply, PipelineAck, WriteStage,
 };
 use bytes::Bytes;
 use sheaf_rpc::bulk::BulkWriter;
@@ -324,7 +324,7 @@ impl DfsWriter {
     async fn start_block(&mut self) -> Result<(), DfsError> {
         let mut last_reason = String::new();
         for _ in 0..ADD_BLOCK_ATTEMPTS {
-            let req = NamenodeRequest::AddBlock {
+            let req = ClientRequest::AddBlock {
                 path: self.path.clone(),
                 client: self.inner.name.clone(),
                 previous: self.previous,
@@ -365,7 +365,7 @@ impl DfsWriter {
                     last_reason = failure.reason.clone();
                     let bad = failure.bad.unwrap_or(0).min(located.locations.len() - 1);
                     self.excluded.push(located.locations[bad].uuid.clone());
-                    let abandon = NamenodeRequest::AbandonBlock {
+                    let abandon = ClientRequest::AbandonBlock {
                         path: self.path.clone(),
                         client: self.inner.name.clone(),
                         block: located.block,
@@ -550,7 +550,7 @@ impl DfsWriter {
                 });
             }
             let old = active.block;
-            let req = NamenodeRequest::UpdateBlockForPipeline {
+            let req = ClientRequest::UpdateBlockForPipeline {
                 path: self.path.clone(),
                 client: self.inner.name.clone(),
                 block: old,
@@ -606,7 +606,7 @@ impl DfsWriter {
                 failure = PipelineFailure { bad: None, reason };
                 continue;
             }
-            let req = NamenodeRequest::UpdatePipeline {
+            let req = ClientRequest::UpdatePipeline {
                 path: self.path.clone(),
                 client: self.inner.name.clone(),
                 old,
@@ -642,7 +642,7 @@ impl DfsWriter {
         let started = Instant::now();
         let mut backoff = Duration::from_millis(5);
         loop {
-            let req = NamenodeRequest::Complete {
+            let req = ClientRequest::Complete {
                 path: self.path.clone(),
                 client: self.inner.name.clone(),
                 last: self.previous,

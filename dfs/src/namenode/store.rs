@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// The log is checkpointed into sled once it holds this many bytes.
+/// The log is checkpointed into sled once it holds this many bytes (default of
+/// `[namenode] checkpoint-log-bytes`).
 pub const CHECKPOINT_LOG_BYTES: u64 = 64 << 20;
 
 const APPLIED_SEQ: &[u8] = b"m:applied-seq";
@@ -117,6 +118,8 @@ pub struct NamespaceStore {
     dir: PathBuf,
     last_seq: u64,
     log_bytes: u64,
+    checkpoint_log_bytes: u64,
+    size_checkpoints: u64,
 }
 
 /// True if `dir` holds a formatted namespace.
@@ -213,6 +216,8 @@ impl NamespaceStore {
             dir: dir.to_path_buf(),
             last_seq: applied,
             log_bytes: 0,
+            checkpoint_log_bytes: CHECKPOINT_LOG_BYTES,
+            size_checkpoints: 0,
         };
         store.checkpoint()?;
         Ok(store)
@@ -246,10 +251,21 @@ impl NamespaceStore {
         self.last_seq = seq;
         self.log_bytes += payload.len() as u64 + 8;
         apply(&self.db, seq, &rec.ops)?;
-        if self.log_bytes >= CHECKPOINT_LOG_BYTES {
+        if self.log_bytes >= self.checkpoint_log_bytes {
+            self.size_checkpoints += 1;
             self.checkpoint()?;
         }
         Ok(seq)
+    }
+
+    /// Checkpoints once the log holds `bytes` (default [`CHECKPOINT_LOG_BYTES`]).
+    pub fn set_checkpoint_log_bytes(&mut self, bytes: u64) {
+        self.checkpoint_log_bytes = bytes.max(1);
+    }
+
+    /// How many checkpoints the log size has triggered so far (benchmarks, tests).
+    pub fn size_checkpoints(&self) -> u64 {
+        self.size_checkpoints
     }
 
     /// Sequence number of the last committed change.

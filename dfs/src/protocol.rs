@@ -475,7 +475,7 @@ pub enum NamenodeError {
     NoLease(String),
     /// No DataNode can take a block.
     #[error("could not place block: {0}")]
-    NoDatanodes(String),
+    NoDatanodes(NoPlacement),
     /// A DataNode the NameNode does not know (it must re-register).
     #[error("unknown DataNode {0} (re-register)")]
     UnknownDatanode(String),
@@ -485,6 +485,18 @@ pub enum NamenodeError {
     /// The NameNode could not make the change durable.
     #[error("NameNode storage error: {0}")]
     Storage(String),
+}
+
+/// Why no DataNode could take a new block: the figures a client needs to say what to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("no live DataNode can take a {block_size}-byte block ({live} live, {excluded} excluded by the client)")]
+pub struct NoPlacement {
+    /// The file's block size.
+    pub block_size: u64,
+    /// Live DataNodes.
+    pub live: u64,
+    /// DataNodes the client excluded (they failed for it).
+    pub excluded: u64,
 }
 
 /// What the NameNode answers to every request.

@@ -15,7 +15,7 @@ mod local;
 mod reader;
 mod writer;
 
-pub use error::DfsError;
+pub use error::{DfsError, NoDatanodesReason};
 pub use local::CopyProgress;
 pub use reader::DfsReader;
 pub use writer::{DfsWriter, WriteOutcome};

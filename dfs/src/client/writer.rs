@@ -4,6 +4,7 @@
 //! the survivors truncate to the bytes all of them acknowledged, and the queued packets are sent
 //! again. The NameNode re-replicates the block later.
 
+use super::error::NoDatanodesReason;
 use super::{ClientInner, DfsError};
 use crate::protocol::{
     AckStatus, ClientRequest, DataRequest, DataResponse, DatanodeAddr, ExtendedBlock, FileStatus,
@@ -333,15 +334,18 @@ impl DfsWriter {
             let located = match self.inner.call_once(req).await {
                 Ok(NamenodeReply::Block(lb)) => lb,
                 Ok(_) => return Err(DfsError::UnexpectedReply("AddBlock")),
-                Err(DfsError::Namenode(NamenodeError::NoDatanodes(reason))) => {
-                    return Err(self.no_datanodes(reason, &last_reason));
+                Err(DfsError::Namenode(NamenodeError::NoDatanodes(placement))) => {
+                    let none_alive = placement.live == 0;
+                    return Err(self.no_datanodes(placement.to_string(), none_alive, &last_reason));
                 }
                 Err(e) => return Err(e),
             };
             if located.locations.is_empty() {
-                return Err(
-                    self.no_datanodes("the NameNode offered no DataNode".into(), &last_reason)
-                );
+                return Err(self.no_datanodes(
+                    "the NameNode offered no DataNode".into(),
+                    false,
+                    &last_reason,
+                ));
             }
             match self
                 .open_pipeline(&located.block, &located.locations, WriteStage::Create, 0)
@@ -376,12 +380,13 @@ impl DfsWriter {
         }
         Err(self.no_datanodes(
             format!("{ADD_BLOCK_ATTEMPTS} pipelines failed to start"),
+            false,
             &last_reason,
         ))
     }
 
-    fn no_datanodes(&self, reason: String, last_failure: &str) -> DfsError {
-        let reason = if last_failure.is_empty() {
+    fn no_datanodes(&self, reason: String, none_alive: bool, last_failure: &str) -> DfsError {
+        let detail = if last_failure.is_empty() {
             reason
         } else {
             format!("{reason}; last failure: {last_failure}")
@@ -389,7 +394,7 @@ impl DfsWriter {
         DfsError::NoDatanodes {
             path: self.path.clone(),
             block: format!("#{}", self.blocks),
-            reason,
+            reason: NoDatanodesReason { none_alive, detail },
         }
     }
 

@@ -4,7 +4,7 @@
 use super::{file_mut, file_ref, norm, Namesystem, Now, Result, RECOVERY_HOLDER};
 use crate::namenode::namespace::{FileData, Inode, NewFile, StoredBlock};
 use crate::protocol::{
-    ExtendedBlock, LocatedBlock, NamenodeError, NamenodeReply, NamenodeResponse,
+    ExtendedBlock, LocatedBlock, NamenodeError, NamenodeReply, NamenodeResponse, NoPlacement,
 };
 use std::collections::HashSet;
 
@@ -133,11 +133,11 @@ impl Namesystem {
             block_size,
         );
         if targets.is_empty() {
-            return Err(NamenodeError::NoDatanodes(format!(
-                "no live DataNode can take a {block_size}-byte block ({} live, {} excluded by the client)",
-                self.bm.live_count(),
-                excluded.len()
-            )));
+            return Err(NamenodeError::NoDatanodes(NoPlacement {
+                block_size,
+                live: self.bm.live_count() as u64,
+                excluded: excluded.len() as u64,
+            }));
         }
         if targets.len() < usize::from(replication) {
             tracing::info!(path = %p, wanted = replication, got = targets.len(), "writing under-replicated block");

@@ -276,7 +276,9 @@ fn clients_without_the_cluster_certificate_are_refused() {
         )
         .unwrap();
         let client = sheaf_rpc::RpcClient::new(ep);
-        let req = sheaf_dfs::protocol::NamenodeRequest::GetFileInfo { path: "/".into() };
+        let req = sheaf_dfs::protocol::NamenodeRequest::Client(
+            sheaf_dfs::protocol::ClientRequest::GetFileInfo { path: "/".into() },
+        );
         let r: Result<sheaf_dfs::protocol::NamenodeResponse, _> =
             client.call(dfs.namenode_addr, &req).await;
         assert!(r.is_err(), "an anonymous client was served");

@@ -53,6 +53,8 @@ pub struct NamenodeConfig {
     pub safemode_extension_ms: u64,
     /// Longest wait for more mutations to share one fsync (group commit).
     pub group_commit_window_us: u64,
+    /// The edit log is checkpointed into the namespace database once it holds this many bytes.
+    pub checkpoint_log_bytes: u64,
 }
 
 impl Default for NamenodeConfig {
@@ -68,6 +70,7 @@ impl Default for NamenodeConfig {
             safemode_threshold: 0.999,
             safemode_extension_ms: 30_000,
             group_commit_window_us: 500,
+            checkpoint_log_bytes: crate::namenode::store::CHECKPOINT_LOG_BYTES,
         }
     }
 }

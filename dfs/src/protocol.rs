@@ -224,10 +224,30 @@ pub enum SafeModeAction {
     Leave,
 }
 
-/// A request to the NameNode, from a client or a DataNode.
+/// A request to the NameNode's one RPC service: either protocol it speaks.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum NamenodeRequest {
-    // ---- namespace (clients) ----
+    /// From a DFS client (Hadoop's ClientProtocol).
+    Client(ClientRequest),
+    /// From a DataNode (Hadoop's DatanodeProtocol).
+    Datanode(DatanodeProtocolRequest),
+}
+
+impl From<ClientRequest> for NamenodeRequest {
+    fn from(r: ClientRequest) -> NamenodeRequest {
+        NamenodeRequest::Client(r)
+    }
+}
+
+impl From<DatanodeProtocolRequest> for NamenodeRequest {
+    fn from(r: DatanodeProtocolRequest) -> NamenodeRequest {
+        NamenodeRequest::Datanode(r)
+    }
+}
+
+/// The client protocol: namespace operations, the write path, reads and administration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ClientRequest {
     /// Status of one path, `None` if absent.
     GetFileInfo { path: String },
     /// Entries of a directory (or the file itself).
@@ -317,8 +337,11 @@ pub enum NamenodeRequest {
         block: ExtendedBlock,
         datanode_uuid: String,
     },
+}
 
-    // ---- DataNode protocol ----
+/// The DataNode protocol: registration, heartbeats, block reports and lease-recovery commits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum DatanodeProtocolRequest {
     /// First contact (and again after the NameNode asked to re-register).
     RegisterDatanode {
         addr: DatanodeAddr,
@@ -452,7 +475,7 @@ pub enum NamenodeError {
     NoLease(String),
     /// No DataNode can take a block.
     #[error("could not place block: {0}")]
-    NoDatanodes(String),
+    NoDatanodes(NoPlacement),
     /// A DataNode the NameNode does not know (it must re-register).
     #[error("unknown DataNode {0} (re-register)")]
     UnknownDatanode(String),
@@ -462,6 +485,18 @@ pub enum NamenodeError {
     /// The NameNode could not make the change durable.
     #[error("NameNode storage error: {0}")]
     Storage(String),
+}
+
+/// Why no DataNode could take a new block: the figures a client needs to say what to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("no live DataNode can take a {block_size}-byte block ({live} live, {excluded} excluded by the client)")]
+pub struct NoPlacement {
+    /// The file's block size.
+    pub block_size: u64,
+    /// Live DataNodes.
+    pub live: u64,
+    /// DataNodes the client excluded (they failed for it).
+    pub excluded: u64,
 }
 
 /// What the NameNode answers to every request.

@@ -8,8 +8,8 @@
 use sheaf_dfs::config::DfsConfig;
 use sheaf_dfs::namenode::{self, Namenode};
 use sheaf_dfs::protocol::{
-    DatanodeAddr, DatanodeCommand, ExtendedBlock, FileKind, NamenodeError, NamenodeReply,
-    NamenodeRequest, NamenodeResponse, SafeModeAction,
+    ClientRequest, DatanodeAddr, DatanodeCommand, DatanodeProtocolRequest, ExtendedBlock, FileKind,
+    NamenodeError, NamenodeReply, NamenodeRequest, NamenodeResponse, SafeModeAction,
 };
 use sheaf_rpc::{quic, ClusterCa, RpcClient, TlsIdentity};
 use std::io::{BufRead, BufReader};
@@ -55,9 +55,13 @@ fn run_child(root: &Path) {
     });
 }
 
-async fn call(client: &RpcClient, addr: SocketAddr, req: NamenodeRequest) -> NamenodeResponse {
+async fn call(
+    client: &RpcClient,
+    addr: SocketAddr,
+    req: impl Into<NamenodeRequest>,
+) -> NamenodeResponse {
     client
-        .call::<_, NamenodeResponse>(addr, &req)
+        .call::<_, NamenodeResponse>(addr, &req.into())
         .await
         .expect("rpc")
 }
@@ -75,7 +79,7 @@ async fn register(client: &RpcClient, addr: SocketAddr) {
     let r = call(
         client,
         addr,
-        NamenodeRequest::RegisterDatanode {
+        DatanodeProtocolRequest::RegisterDatanode {
             addr: datanode(),
             capacity: 1 << 30,
             used: 0,
@@ -86,8 +90,8 @@ async fn register(client: &RpcClient, addr: SocketAddr) {
     assert!(matches!(r, Ok(NamenodeReply::Commands(_))), "{r:?}");
 }
 
-fn create(path: &str, client: &str) -> NamenodeRequest {
-    NamenodeRequest::Create {
+fn create(path: &str, client: &str) -> ClientRequest {
+    ClientRequest::Create {
         path: path.into(),
         overwrite: false,
         replication: 1,
@@ -106,7 +110,7 @@ async fn mutate(client: &RpcClient, addr: SocketAddr) -> ExtendedBlock {
     ok(call(
         client,
         addr,
-        NamenodeRequest::Mkdirs {
+        ClientRequest::Mkdirs {
             path: "/data/sub".into(),
             parents: true,
             mode: 0o750,
@@ -115,8 +119,8 @@ async fn mutate(client: &RpcClient, addr: SocketAddr) -> ExtendedBlock {
     )
     .await);
     // Concurrent mutations share fsyncs (group commit); each is acknowledged individually.
-    let reqs: Vec<NamenodeRequest> = (0..40)
-        .map(|i| NamenodeRequest::Mkdirs {
+    let reqs: Vec<ClientRequest> = (0..40)
+        .map(|i| ClientRequest::Mkdirs {
             path: format!("/many/d{i}"),
             parents: true,
             mode: 0o755,
@@ -132,7 +136,7 @@ async fn mutate(client: &RpcClient, addr: SocketAddr) -> ExtendedBlock {
     let Ok(NamenodeReply::Block(lb)) = call(
         client,
         addr,
-        NamenodeRequest::AddBlock {
+        ClientRequest::AddBlock {
             path: "/data/file1".into(),
             client: "writer-1".into(),
             previous: None,
@@ -151,7 +155,7 @@ async fn mutate(client: &RpcClient, addr: SocketAddr) -> ExtendedBlock {
     ok(call(
         client,
         addr,
-        NamenodeRequest::IncrementalBlockReport {
+        DatanodeProtocolRequest::IncrementalBlockReport {
             uuid: "dn-test".into(),
             received: vec![block],
             deleted: vec![],
@@ -161,7 +165,7 @@ async fn mutate(client: &RpcClient, addr: SocketAddr) -> ExtendedBlock {
     let r = call(
         client,
         addr,
-        NamenodeRequest::Complete {
+        ClientRequest::Complete {
             path: "/data/file1".into(),
             client: "writer-1".into(),
             last: Some(block),
@@ -174,7 +178,7 @@ async fn mutate(client: &RpcClient, addr: SocketAddr) -> ExtendedBlock {
     let r = call(
         client,
         addr,
-        NamenodeRequest::Complete {
+        ClientRequest::Complete {
             path: "/data/empty".into(),
             client: "writer-1".into(),
             last: None,
@@ -185,7 +189,7 @@ async fn mutate(client: &RpcClient, addr: SocketAddr) -> ExtendedBlock {
     ok(call(
         client,
         addr,
-        NamenodeRequest::Rename {
+        ClientRequest::Rename {
             src: "/data/empty".into(),
             dst: "/data/sub".into(),
         },
@@ -195,7 +199,7 @@ async fn mutate(client: &RpcClient, addr: SocketAddr) -> ExtendedBlock {
     ok(call(
         client,
         addr,
-        NamenodeRequest::Complete {
+        ClientRequest::Complete {
             path: "/data/doomed".into(),
             client: "writer-1".into(),
             last: None,
@@ -205,7 +209,7 @@ async fn mutate(client: &RpcClient, addr: SocketAddr) -> ExtendedBlock {
     let r = call(
         client,
         addr,
-        NamenodeRequest::Delete {
+        ClientRequest::Delete {
             path: "/data/doomed".into(),
             recursive: false,
         },
@@ -215,7 +219,7 @@ async fn mutate(client: &RpcClient, addr: SocketAddr) -> ExtendedBlock {
     ok(call(
         client,
         addr,
-        NamenodeRequest::SetReplication {
+        ClientRequest::SetReplication {
             path: "/data/file1".into(),
             replication: 2,
         },
@@ -225,7 +229,7 @@ async fn mutate(client: &RpcClient, addr: SocketAddr) -> ExtendedBlock {
     let r = call(
         client,
         addr,
-        NamenodeRequest::Delete {
+        ClientRequest::Delete {
             path: "/data".into(),
             recursive: false,
         },
@@ -244,7 +248,7 @@ async fn mutate(client: &RpcClient, addr: SocketAddr) -> ExtendedBlock {
 }
 
 async fn verify(client: &RpcClient, addr: SocketAddr, block: ExtendedBlock) {
-    let info = |p: &str| NamenodeRequest::GetFileInfo { path: p.into() };
+    let info = |p: &str| ClientRequest::GetFileInfo { path: p.into() };
     let Ok(NamenodeReply::FileInfo(Some(f))) = call(client, addr, info("/data/file1")).await else {
         panic!("file1 lost")
     };
@@ -269,7 +273,7 @@ async fn verify(client: &RpcClient, addr: SocketAddr, block: ExtendedBlock) {
     let Ok(NamenodeReply::Listing(many)) = call(
         client,
         addr,
-        NamenodeRequest::ListStatus {
+        ClientRequest::ListStatus {
             path: "/many".into(),
         },
     )
@@ -278,7 +282,7 @@ async fn verify(client: &RpcClient, addr: SocketAddr, block: ExtendedBlock) {
         panic!("listing failed")
     };
     assert_eq!(many.len(), 40);
-    let req = NamenodeRequest::GetBlockLocations {
+    let req = ClientRequest::GetBlockLocations {
         path: "/data/file1".into(),
         offset: 0,
         len: u64::MAX,
@@ -351,19 +355,19 @@ fn acknowledged_mutations_survive_sigkill_and_safe_mode_exits_by_itself() {
         let client = RpcClient::new(quic::client_endpoint(LOCAL, &user).unwrap());
         // One complete block and no DataNode yet: safe mode, mutations refused, reads served.
         assert!(nn.in_safe_mode());
-        let r = call(&client, addr, NamenodeRequest::Mkdirs { path: "/x".into(), parents: true, mode: 0o755, owner: "t".into() }).await;
+        let r = call(&client, addr, ClientRequest::Mkdirs { path: "/x".into(), parents: true, mode: 0o755, owner: "t".into() }).await;
         assert!(matches!(r, Err(NamenodeError::SafeMode(_))), "{r:?}");
         verify(&client, addr, block).await;
         // A DataNode that the restarted NameNode does not know is told to re-register.
-        let hb = NamenodeRequest::Heartbeat { uuid: "dn-test".into(), capacity: 1, used: 0, remaining: 1, active_transfers: 0, last_error: None };
+        let hb = DatanodeProtocolRequest::Heartbeat { uuid: "dn-test".into(), capacity: 1, used: 0, remaining: 1, active_transfers: 0, last_error: None };
         let r = call(&client, addr, hb).await;
         assert!(matches!(r, Ok(NamenodeReply::Commands(ref c)) if c == &vec![DatanodeCommand::Reregister]), "{r:?}");
         register(&client, addr).await;
-        let r = call(&client, addr, NamenodeRequest::BlockReport { uuid: "dn-test".into(), blocks: vec![block] }).await;
+        let r = call(&client, addr, DatanodeProtocolRequest::BlockReport { uuid: "dn-test".into(), blocks: vec![block] }).await;
         assert!(r.is_ok(), "{r:?}");
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let Ok(NamenodeReply::SafeMode(on)) = call(&client, addr, NamenodeRequest::SafeMode { action: SafeModeAction::Get }).await else {
+            let Ok(NamenodeReply::SafeMode(on)) = call(&client, addr, ClientRequest::SafeMode { action: SafeModeAction::Get }).await else {
                 panic!("safemode get")
             };
             if !on {
@@ -372,7 +376,7 @@ fn acknowledged_mutations_survive_sigkill_and_safe_mode_exits_by_itself() {
             assert!(Instant::now() < deadline, "safe mode did not end by itself");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let r = call(&client, addr, NamenodeRequest::Mkdirs { path: "/x".into(), parents: true, mode: 0o755, owner: "t".into() }).await;
+        let r = call(&client, addr, ClientRequest::Mkdirs { path: "/x".into(), parents: true, mode: 0o755, owner: "t".into() }).await;
         assert!(r.is_ok(), "{r:?}");
         nn.shutdown().await.unwrap();
     });

@@ -103,6 +103,25 @@ pub fn client_endpoint_with(
     Ok(ep)
 }
 
+/// TLS alert `no_application_protocol` (RFC 7301): no ALPN in common, i.e. another
+/// protocol version.
+const NO_APPLICATION_PROTOCOL_ALERT: u8 = 120;
+
+/// Classifies a transport error by its code: TLS alerts travel as QUIC crypto errors
+/// (`0x100 | alert`, RFC 9001 §4.8).
+fn classify(addr: SocketAddr, code: quinn::TransportErrorCode, reason: String) -> RpcError {
+    if code == quinn::TransportErrorCode::crypto(NO_APPLICATION_PROTOCOL_ALERT) {
+        RpcError::VersionMismatch {
+            addr,
+            ours: crate::PROTOCOL_VERSION,
+        }
+    } else if (0x100..=0x1ff).contains(&u64::from(code)) {
+        RpcError::Handshake { addr, reason }
+    } else {
+        RpcError::Unreachable { addr, reason }
+    }
+}
+
 /// Classifies a failed connection attempt into a user-facing error.
 pub(crate) fn connection_error(addr: SocketAddr, e: quinn::ConnectionError) -> RpcError {
     use quinn::ConnectionError as C;
@@ -111,35 +130,10 @@ pub(crate) fn connection_error(addr: SocketAddr, e: quinn::ConnectionError) -> R
             addr,
             secs: IDLE_TIMEOUT.as_secs_f64(),
         },
-        C::TransportError(t) => {
-            let reason = t.to_string();
-            if reason.contains("no application protocol") {
-                RpcError::VersionMismatch {
-                    addr,
-                    ours: crate::PROTOCOL_VERSION,
-                }
-            } else if t.code.to_string().contains("crypto")
-                || reason.contains("certificate")
-                || reason.contains("TLS")
-            {
-                RpcError::Handshake { addr, reason }
-            } else {
-                RpcError::Unreachable { addr, reason }
-            }
-        }
+        C::TransportError(t) => classify(addr, t.code, t.to_string()),
         C::ConnectionClosed(c) => {
             let reason = format!("{c} ({})", String::from_utf8_lossy(&c.reason));
-            if reason.contains("certificate") || reason.contains("crypto") || reason.contains("TLS")
-            {
-                RpcError::Handshake { addr, reason }
-            } else if reason.contains("no application protocol") {
-                RpcError::VersionMismatch {
-                    addr,
-                    ours: crate::PROTOCOL_VERSION,
-                }
-            } else {
-                RpcError::Unreachable { addr, reason }
-            }
+            classify(addr, c.error_code, reason)
         }
         other => RpcError::Unreachable {
             addr,

@@ -35,14 +35,14 @@ pub enum DfsError {
         source: DatanodeError,
     },
     /// No DataNode could take a block (none alive, all full, or all failed for this writer).
-    #[error("{} to take block {block} of {path}: {reason}", if reason.contains("(0 live") { "no DataNode is alive" } else { "no DataNode is able" })]
+    #[error("{} to take block {block} of {path}: {reason}", if reason.none_alive { "no DataNode is alive" } else { "no DataNode is able" })]
     NoDatanodes {
         /// The file being written.
         path: String,
         /// The block (or `#n` when not yet allocated).
         block: String,
         /// What the NameNode or the pipeline said.
-        reason: String,
+        reason: NoDatanodesReason,
     },
     /// Every replica of a block failed to read.
     #[error("could not read block {block} of {path} from any replica: {reason}")]
@@ -87,6 +87,17 @@ pub enum DfsError {
     /// The caller misused the API (e.g. reading past the end, writing after close).
     #[error("{0}")]
     Usage(String),
+}
+
+/// Why a writer found no DataNode for a block.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{detail}")]
+pub struct NoDatanodesReason {
+    /// True when the NameNode knows no live DataNode at all (start some), as opposed to none
+    /// that could take this block.
+    pub none_alive: bool,
+    /// What the NameNode or the pipeline said.
+    pub detail: String,
 }
 
 impl DfsError {

@@ -15,16 +15,16 @@ mod local;
 mod reader;
 mod writer;
 
-pub use error::DfsError;
+pub use error::{DfsError, NoDatanodesReason};
 pub use local::CopyProgress;
 pub use reader::DfsReader;
 pub use writer::{DfsWriter, WriteOutcome};
 
 use crate::config::DfsConfig;
 use crate::protocol::{
-    ContentSummary, DatanodeReply, DatanodeReport, DatanodeRequest, DatanodeResponse,
-    ExtendedBlock, FileStatus, FsStats, FsckFile, LocatedBlocks, NamenodeReply, NamenodeRequest,
-    NamenodeResponse, SafeModeAction,
+    ClientRequest, ContentSummary, DatanodeReply, DatanodeReport, DatanodeRequest,
+    DatanodeResponse, ExtendedBlock, FileStatus, FsStats, FsckFile, LocatedBlocks, NamenodeReply,
+    NamenodeRequest, NamenodeResponse, SafeModeAction,
 };
 use sheaf_rpc::{
     quic, BulkConnector, BulkTransport, RetryPolicy, RpcClient, RpcError, TlsIdentity,
@@ -153,7 +153,7 @@ impl DfsClient {
         let path = crate::path::normalize(path)?;
         match self
             .inner
-            .call_idempotent(NamenodeRequest::GetFileInfo { path })
+            .call_idempotent(ClientRequest::GetFileInfo { path })
             .await?
         {
             NamenodeReply::FileInfo(s) => Ok(s),
@@ -166,7 +166,7 @@ impl DfsClient {
         let path = crate::path::normalize(path)?;
         match self
             .inner
-            .call_idempotent(NamenodeRequest::ListStatus { path })
+            .call_idempotent(ClientRequest::ListStatus { path })
             .await?
         {
             NamenodeReply::Listing(mut l) => {
@@ -180,7 +180,7 @@ impl DfsClient {
     /// Creates a directory (with `parents`, like `mkdir -p`: existing directories are fine).
     pub async fn mkdirs(&self, path: &str, parents: bool) -> Result<(), DfsError> {
         let path = crate::path::normalize(path)?;
-        let req = NamenodeRequest::Mkdirs {
+        let req = ClientRequest::Mkdirs {
             path,
             parents,
             mode: DIR_MODE,
@@ -194,7 +194,7 @@ impl DfsClient {
         let path = crate::path::normalize(path)?;
         match self
             .inner
-            .call_once(NamenodeRequest::Delete { path, recursive })
+            .call_once(ClientRequest::Delete { path, recursive })
             .await?
         {
             NamenodeReply::Deleted(d) => Ok(d),
@@ -208,7 +208,7 @@ impl DfsClient {
         let src = crate::path::normalize(src)?;
         let dst = crate::path::normalize(dst)?;
         self.inner
-            .call_once(NamenodeRequest::Rename { src, dst })
+            .call_once(ClientRequest::Rename { src, dst })
             .await
             .map(|_| ())
     }
@@ -217,7 +217,7 @@ impl DfsClient {
     pub async fn set_replication(&self, path: &str, replication: u16) -> Result<(), DfsError> {
         let path = crate::path::normalize(path)?;
         self.inner
-            .call_idempotent(NamenodeRequest::SetReplication { path, replication })
+            .call_idempotent(ClientRequest::SetReplication { path, replication })
             .await
             .map(|_| ())
     }
@@ -226,7 +226,7 @@ impl DfsClient {
     pub async fn set_mtime(&self, path: &str, mtime_ms: u64) -> Result<(), DfsError> {
         let path = crate::path::normalize(path)?;
         self.inner
-            .call_idempotent(NamenodeRequest::SetTimes { path, mtime_ms })
+            .call_idempotent(ClientRequest::SetTimes { path, mtime_ms })
             .await
             .map(|_| ())
     }
@@ -236,7 +236,7 @@ impl DfsClient {
         let path = crate::path::normalize(path)?;
         match self
             .inner
-            .call_idempotent(NamenodeRequest::GetContentSummary { path })
+            .call_idempotent(ClientRequest::GetContentSummary { path })
             .await?
         {
             NamenodeReply::Summary(s) => Ok(s),
@@ -246,11 +246,7 @@ impl DfsClient {
 
     /// Cluster capacity and block health counts.
     pub async fn stats(&self) -> Result<FsStats, DfsError> {
-        match self
-            .inner
-            .call_idempotent(NamenodeRequest::GetStats)
-            .await?
-        {
+        match self.inner.call_idempotent(ClientRequest::GetStats).await? {
             NamenodeReply::Stats(s) => Ok(s),
             _ => Err(DfsError::UnexpectedReply("GetStats")),
         }
@@ -261,7 +257,7 @@ impl DfsClient {
         let path = crate::path::normalize(path)?;
         match self
             .inner
-            .call_idempotent(NamenodeRequest::Fsck { path })
+            .call_idempotent(ClientRequest::Fsck { path })
             .await?
         {
             NamenodeReply::Fsck(f) => Ok(f),
@@ -273,7 +269,7 @@ impl DfsClient {
     pub async fn datanode_report(&self) -> Result<Vec<DatanodeReport>, DfsError> {
         match self
             .inner
-            .call_idempotent(NamenodeRequest::DatanodeReport)
+            .call_idempotent(ClientRequest::DatanodeReport)
             .await?
         {
             NamenodeReply::Datanodes(d) => Ok(d),
@@ -285,7 +281,7 @@ impl DfsClient {
     pub async fn safe_mode(&self, action: SafeModeAction) -> Result<bool, DfsError> {
         match self
             .inner
-            .call_idempotent(NamenodeRequest::SafeMode { action })
+            .call_idempotent(ClientRequest::SafeMode { action })
             .await?
         {
             NamenodeReply::SafeMode(on) => Ok(on),
@@ -323,7 +319,7 @@ impl DfsClient {
                 sheaf_rpc::packet::CHUNK
             )));
         }
-        let req = NamenodeRequest::Create {
+        let req = ClientRequest::Create {
             path: path.clone(),
             overwrite,
             replication,
@@ -455,7 +451,7 @@ fn spawn_lease_renewer(inner: Weak<ClientInner>, period: Duration) {
             if inner.open_writers.load(Ordering::SeqCst) == 0 {
                 continue;
             }
-            let req = NamenodeRequest::RenewLease {
+            let req = ClientRequest::RenewLease {
                 client: inner.name.clone(),
             };
             if let Err(e) = inner.call_once(req).await {
@@ -479,7 +475,8 @@ impl ClientInner {
     }
 
     /// One NameNode call that must not be repeated blindly (create, delete, rename, …).
-    pub(crate) async fn call_once(&self, req: NamenodeRequest) -> Result<NamenodeReply, DfsError> {
+    pub(crate) async fn call_once(&self, req: ClientRequest) -> Result<NamenodeReply, DfsError> {
+        let req = NamenodeRequest::Client(req);
         let resp: NamenodeResponse = self
             .rpc
             .call_within(self.namenode, &req, self.call_deadline())
@@ -493,8 +490,9 @@ impl ClientInner {
     /// silent address), so an absent cluster is reported within the connect deadline.
     pub(crate) async fn call_idempotent(
         &self,
-        req: NamenodeRequest,
+        req: ClientRequest,
     ) -> Result<NamenodeReply, DfsError> {
+        let req = NamenodeRequest::Client(req);
         let policy = self.retry_policy();
         let mut attempt = 1;
         loop {
@@ -522,7 +520,7 @@ impl ClientInner {
         offset: u64,
         len: u64,
     ) -> Result<LocatedBlocks, DfsError> {
-        let req = NamenodeRequest::GetBlockLocations {
+        let req = ClientRequest::GetBlockLocations {
             path: path.to_string(),
             offset,
             len,
@@ -550,7 +548,7 @@ impl ClientInner {
 
     /// Tells the NameNode a replica failed its checksum (best effort).
     pub(crate) async fn report_bad_block(&self, block: ExtendedBlock, datanode_uuid: &str) {
-        let req = NamenodeRequest::ReportBadBlock {
+        let req = ClientRequest::ReportBadBlock {
             block,
             datanode_uuid: datanode_uuid.to_string(),
         };

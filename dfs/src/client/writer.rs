@@ -4,10 +4,11 @@
 //! the survivors truncate to the bytes all of them acknowledged, and the queued packets are sent
 //! again. The NameNode re-replicates the block later.
 
+use super::error::NoDatanodesReason;
 use super::{ClientInner, DfsError};
 use crate::protocol::{
-    AckStatus, DataRequest, DataResponse, DatanodeAddr, ExtendedBlock, FileStatus, LocatedBlock,
-    NamenodeError, NamenodeReply, NamenodeRequest, PipelineAck, WriteStage,
+    AckStatus, ClientRequest, DataRequest, DataResponse, DatanodeAddr, ExtendedBlock, FileStatus,
+    LocatedBlock, NamenodeError, NamenodeReply, PipelineAck, WriteStage,
 };
 use bytes::Bytes;
 use sheaf_rpc::bulk::BulkWriter;
@@ -324,7 +325,7 @@ impl DfsWriter {
     async fn start_block(&mut self) -> Result<(), DfsError> {
         let mut last_reason = String::new();
         for _ in 0..ADD_BLOCK_ATTEMPTS {
-            let req = NamenodeRequest::AddBlock {
+            let req = ClientRequest::AddBlock {
                 path: self.path.clone(),
                 client: self.inner.name.clone(),
                 previous: self.previous,
@@ -333,15 +334,18 @@ impl DfsWriter {
             let located = match self.inner.call_once(req).await {
                 Ok(NamenodeReply::Block(lb)) => lb,
                 Ok(_) => return Err(DfsError::UnexpectedReply("AddBlock")),
-                Err(DfsError::Namenode(NamenodeError::NoDatanodes(reason))) => {
-                    return Err(self.no_datanodes(reason, &last_reason));
+                Err(DfsError::Namenode(NamenodeError::NoDatanodes(placement))) => {
+                    let none_alive = placement.live == 0;
+                    return Err(self.no_datanodes(placement.to_string(), none_alive, &last_reason));
                 }
                 Err(e) => return Err(e),
             };
             if located.locations.is_empty() {
-                return Err(
-                    self.no_datanodes("the NameNode offered no DataNode".into(), &last_reason)
-                );
+                return Err(self.no_datanodes(
+                    "the NameNode offered no DataNode".into(),
+                    false,
+                    &last_reason,
+                ));
             }
             match self
                 .open_pipeline(&located.block, &located.locations, WriteStage::Create, 0)
@@ -365,7 +369,7 @@ impl DfsWriter {
                     last_reason = failure.reason.clone();
                     let bad = failure.bad.unwrap_or(0).min(located.locations.len() - 1);
                     self.excluded.push(located.locations[bad].uuid.clone());
-                    let abandon = NamenodeRequest::AbandonBlock {
+                    let abandon = ClientRequest::AbandonBlock {
                         path: self.path.clone(),
                         client: self.inner.name.clone(),
                         block: located.block,
@@ -376,12 +380,13 @@ impl DfsWriter {
         }
         Err(self.no_datanodes(
             format!("{ADD_BLOCK_ATTEMPTS} pipelines failed to start"),
+            false,
             &last_reason,
         ))
     }
 
-    fn no_datanodes(&self, reason: String, last_failure: &str) -> DfsError {
-        let reason = if last_failure.is_empty() {
+    fn no_datanodes(&self, reason: String, none_alive: bool, last_failure: &str) -> DfsError {
+        let detail = if last_failure.is_empty() {
             reason
         } else {
             format!("{reason}; last failure: {last_failure}")
@@ -389,7 +394,7 @@ impl DfsWriter {
         DfsError::NoDatanodes {
             path: self.path.clone(),
             block: format!("#{}", self.blocks),
-            reason,
+            reason: NoDatanodesReason { none_alive, detail },
         }
     }
 
@@ -550,7 +555,7 @@ impl DfsWriter {
                 });
             }
             let old = active.block;
-            let req = NamenodeRequest::UpdateBlockForPipeline {
+            let req = ClientRequest::UpdateBlockForPipeline {
                 path: self.path.clone(),
                 client: self.inner.name.clone(),
                 block: old,
@@ -606,7 +611,7 @@ impl DfsWriter {
                 failure = PipelineFailure { bad: None, reason };
                 continue;
             }
-            let req = NamenodeRequest::UpdatePipeline {
+            let req = ClientRequest::UpdatePipeline {
                 path: self.path.clone(),
                 client: self.inner.name.clone(),
                 old,
@@ -642,7 +647,7 @@ impl DfsWriter {
         let started = Instant::now();
         let mut backoff = Duration::from_millis(5);
         loop {
-            let req = NamenodeRequest::Complete {
+            let req = ClientRequest::Complete {
                 path: self.path.clone(),
                 client: self.inner.name.clone(),
                 last: self.previous,

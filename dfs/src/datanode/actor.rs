@@ -5,8 +5,9 @@
 
 use super::{transfer, DatanodeContext};
 use crate::protocol::{
-    DatanodeAddr, DatanodeCommand, DatanodeError, DatanodeReply, DatanodeRequest, DatanodeResponse,
-    ExtendedBlock, NamenodeError, NamenodeReply, NamenodeRequest, NamenodeResponse,
+    DatanodeAddr, DatanodeCommand, DatanodeError, DatanodeProtocolRequest, DatanodeReply,
+    DatanodeRequest, DatanodeResponse, ExtendedBlock, NamenodeError, NamenodeReply,
+    NamenodeRequest, NamenodeResponse,
 };
 use sheaf_rpc::service::Shutdown;
 use sheaf_rpc::{RpcClient, RpcError};
@@ -56,15 +57,16 @@ impl NamenodeLink {
         (self.heartbeat * 5).clamp(Duration::from_secs(2), Duration::from_secs(10))
     }
 
-    async fn call(&self, req: &NamenodeRequest) -> Result<NamenodeReply, LinkError> {
+    async fn call(&self, req: DatanodeProtocolRequest) -> Result<NamenodeReply, LinkError> {
         // A full report of many blocks takes the NameNode longer to process.
         let deadline = match req {
-            NamenodeRequest::BlockReport { .. } => FULL_REPORT_TIMEOUT,
+            DatanodeProtocolRequest::BlockReport { .. } => FULL_REPORT_TIMEOUT,
             _ => self.control_deadline(),
         };
+        let req = NamenodeRequest::Datanode(req);
         match self
             .rpc
-            .call_within::<_, NamenodeResponse>(self.namenode, req, deadline)
+            .call_within::<_, NamenodeResponse>(self.namenode, &req, deadline)
             .await?
         {
             Ok(reply) => Ok(reply),
@@ -140,14 +142,14 @@ impl NamenodeLink {
         let mut attempts = 0u32;
         loop {
             let s = self.storage().await;
-            let req = NamenodeRequest::RegisterDatanode {
+            let req = DatanodeProtocolRequest::RegisterDatanode {
                 addr: self.ctx.addr.clone(),
                 capacity: s.capacity,
                 used: s.used,
                 remaining: s.remaining,
             };
             attempts += 1;
-            match self.call(&req).await {
+            match self.call(req).await {
                 Ok(reply) => {
                     tracing::info!(namenode = %self.namenode, uuid = %self.ctx.addr.uuid, "registered with the NameNode");
                     return commands_of(reply);
@@ -169,7 +171,7 @@ impl NamenodeLink {
         let blocks = self.ctx.store.finalized();
         let n = blocks.len();
         let reply = self
-            .call(&NamenodeRequest::BlockReport {
+            .call(DatanodeProtocolRequest::BlockReport {
                 uuid: self.ctx.addr.uuid.clone(),
                 blocks,
             })
@@ -183,7 +185,7 @@ impl NamenodeLink {
 
     async fn heartbeat(&self) -> Result<Vec<DatanodeCommand>, LinkError> {
         let s = self.storage().await;
-        let req = NamenodeRequest::Heartbeat {
+        let req = DatanodeProtocolRequest::Heartbeat {
             uuid: self.ctx.addr.uuid.clone(),
             capacity: s.capacity,
             used: s.used,
@@ -191,7 +193,7 @@ impl NamenodeLink {
             active_transfers: self.ctx.active_transfers.load(Ordering::Relaxed),
             last_error: self.ctx.store.last_error(),
         };
-        self.call(&req).await.map(commands_of)
+        self.call(req).await.map(commands_of)
     }
 
     /// Sends queued incremental and corrupt-replica reports; puts them back on failure.
@@ -203,12 +205,12 @@ impl NamenodeLink {
         let uuid = self.ctx.addr.uuid.clone();
         let mut result = Ok(());
         if !pending.received.is_empty() || !pending.deleted.is_empty() {
-            let req = NamenodeRequest::IncrementalBlockReport {
+            let req = DatanodeProtocolRequest::IncrementalBlockReport {
                 uuid: uuid.clone(),
                 received: pending.received.clone(),
                 deleted: pending.deleted.clone(),
             };
-            result = self.call(&req).await.map(|reply| {
+            result = self.call(req).await.map(|reply| {
                 let _ = self.execute(commands_of(reply));
             });
         }
@@ -217,11 +219,11 @@ impl NamenodeLink {
             undelivered.received.clear();
             undelivered.deleted.clear();
             for block in &pending.corrupt {
-                let req = NamenodeRequest::ReportCorruptReplica {
+                let req = DatanodeProtocolRequest::ReportCorruptReplica {
                     uuid: uuid.clone(),
                     block: *block,
                 };
-                match self.call(&req).await {
+                match self.call(req).await {
                     Ok(_) => undelivered.corrupt.retain(|b| b != block),
                     Err(e) => {
                         result = Err(e);
@@ -393,13 +395,13 @@ impl NamenodeLink {
             nodes = nodes.len(),
             "block recovered"
         );
-        let req = NamenodeRequest::CommitBlockSynchronization {
+        let req = DatanodeProtocolRequest::CommitBlockSynchronization {
             block,
             new_gen,
             new_len,
             nodes,
         };
-        let reply = self.call(&req).await?;
+        let reply = self.call(req).await?;
         let _ = commands_of(reply);
         Ok(())
     }

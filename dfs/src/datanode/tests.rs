@@ -3,8 +3,8 @@
 
 use super::*;
 use crate::protocol::{
-    AckStatus, DataRequest, DataResponse, DatanodeCommand, NamenodeReply, NamenodeRequest,
-    NamenodeResponse, PipelineAck, ReplicaState, WriteStage,
+    AckStatus, DataRequest, DataResponse, DatanodeCommand, DatanodeProtocolRequest, NamenodeReply,
+    NamenodeRequest, NamenodeResponse, PipelineAck, ReplicaState, WriteStage,
 };
 use sheaf_rpc::frame::{read_frame, write_frame};
 use sheaf_rpc::packet::{read_packet, write_packet, Packet, CHUNK};
@@ -18,7 +18,7 @@ use tokio::io::AsyncWriteExt;
 
 #[derive(Default)]
 struct StubNamenode {
-    log: Mutex<Vec<NamenodeRequest>>,
+    log: Mutex<Vec<DatanodeProtocolRequest>>,
     commands: Mutex<HashMap<String, Vec<DatanodeCommand>>>,
 }
 
@@ -26,8 +26,12 @@ impl Service for StubNamenode {
     type Request = NamenodeRequest;
     type Response = NamenodeResponse;
     async fn handle(self: Arc<Self>, req: NamenodeRequest, _peer: PeerInfo) -> NamenodeResponse {
+        // DataNodes speak only the DataNode protocol.
+        let NamenodeRequest::Datanode(req) = req else {
+            return Ok(NamenodeReply::Done);
+        };
         let commands = match &req {
-            NamenodeRequest::Heartbeat { uuid, .. } => self
+            DatanodeProtocolRequest::Heartbeat { uuid, .. } => self
                 .commands
                 .lock()
                 .unwrap()
@@ -54,8 +58,8 @@ impl StubNamenode {
     async fn wait_for(
         &self,
         what: &str,
-        pred: impl Fn(&NamenodeRequest) -> bool,
-    ) -> NamenodeRequest {
+        pred: impl Fn(&DatanodeProtocolRequest) -> bool,
+    ) -> DatanodeProtocolRequest {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(r) = self.log.lock().unwrap().iter().find(|r| pred(r)) {
@@ -200,8 +204,8 @@ async fn stored(dn: &RunningDatanode, id: u64) -> Vec<u8> {
     .unwrap()
 }
 
-fn received_by(req: &NamenodeRequest, uuid: &str, block: ExtendedBlock) -> bool {
-    matches!(req, NamenodeRequest::IncrementalBlockReport { uuid: u, received, .. } if u == uuid && received.contains(&block))
+fn received_by(req: &DatanodeProtocolRequest, uuid: &str, block: ExtendedBlock) -> bool {
+    matches!(req, DatanodeProtocolRequest::IncrementalBlockReport { uuid: u, received, .. } if u == uuid && received.contains(&block))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -227,7 +231,7 @@ async fn pipeline_round_trip(transport: &str) {
         c.namenode
             .wait_for(
                 "registration",
-                |r| matches!(r, NamenodeRequest::RegisterDatanode { addr, .. } if addr == a),
+                |r| matches!(r, DatanodeProtocolRequest::RegisterDatanode { addr, .. } if addr == a),
             )
             .await;
     }
@@ -282,7 +286,7 @@ async fn pipeline_round_trip(transport: &str) {
     c.namenode
         .wait_for(
             "heartbeat with used bytes",
-            |r| matches!(r, NamenodeRequest::Heartbeat { used, .. } if *used >= data.len() as u64),
+            |r| matches!(r, DatanodeProtocolRequest::Heartbeat { used, .. } if *used >= data.len() as u64),
         )
         .await;
     // A verified read of a middle range starts at the chunk boundary below it.
@@ -475,7 +479,7 @@ async fn read_of_a_flipped_byte_aborts_the_stream_and_reports_the_replica() {
     );
     c.namenode
         .wait_for("corrupt replica report", |r| {
-            matches!(r, NamenodeRequest::ReportCorruptReplica { uuid, block } if *uuid == addr.uuid && *block == done)
+            matches!(r, DatanodeProtocolRequest::ReportCorruptReplica { uuid, block } if *uuid == addr.uuid && *block == done)
         })
         .await;
     dn.shutdown().await;
@@ -538,7 +542,7 @@ async fn heartbeat_commands_replicate_invalidate_and_recover() {
     );
     c.namenode
         .wait_for("deletion report", |r| {
-            matches!(r, NamenodeRequest::IncrementalBlockReport { uuid, deleted, .. } if *uuid == addrs[1].uuid && deleted.contains(&10))
+            matches!(r, DatanodeProtocolRequest::IncrementalBlockReport { uuid, deleted, .. } if *uuid == addrs[1].uuid && deleted.contains(&10))
         })
         .await;
     assert!(dns[1].store().replica(10).is_none());
@@ -564,10 +568,13 @@ async fn heartbeat_commands_replicate_invalidate_and_recover() {
     let commit = c
         .namenode
         .wait_for("commit", |r| {
-            matches!(r, NamenodeRequest::CommitBlockSynchronization { .. })
+            matches!(
+                r,
+                DatanodeProtocolRequest::CommitBlockSynchronization { .. }
+            )
         })
         .await;
-    let NamenodeRequest::CommitBlockSynchronization {
+    let DatanodeProtocolRequest::CommitBlockSynchronization {
         block,
         new_gen,
         new_len,
@@ -643,14 +650,14 @@ async fn full_disk_is_refused_with_a_clear_error_and_reported_in_heartbeats() {
         .wait_for("heartbeat with the error", |r| {
             matches!(
                 r,
-                NamenodeRequest::Heartbeat {
+                DatanodeProtocolRequest::Heartbeat {
                     last_error: Some(_),
                     ..
                 }
             )
         })
         .await;
-    let NamenodeRequest::Heartbeat {
+    let DatanodeProtocolRequest::Heartbeat {
         last_error: Some(e),
         ..
     } = hb

@@ -178,8 +178,11 @@ pub(super) async fn start(
     let cfg = NamesystemConfig::from_config(&nn);
     let window = Duration::from_micros(nn.group_commit_window_us);
     let data_dir = nn.data_dir.clone();
+    let checkpoint_log_bytes = nn.checkpoint_log_bytes;
     let system = tokio::task::spawn_blocking(move || -> Result<Namesystem, StartError> {
-        let store = NamespaceStore::open(&data_dir, window, false).map_err(StartError::Store)?;
+        let mut store =
+            NamespaceStore::open(&data_dir, window, false).map_err(StartError::Store)?;
+        store.set_checkpoint_log_bytes(checkpoint_log_bytes);
         let ns = Namespace::load(store).map_err(StartError::Namespace)?;
         Namesystem::load(ns, cfg, topology, clock.now()).map_err(StartError::Namespace)
     })

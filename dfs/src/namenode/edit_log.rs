@@ -209,6 +209,42 @@ impl EditLog {
         }
     }
 
+    /// Sequence number of the last record appended (not necessarily durable yet).
+    pub fn last_appended(&self) -> u64 {
+        lock(&self.shared.state).last_appended
+    }
+
+    /// Starts a new log segment: the current file (every record written so far, all synced)
+    /// is renamed to `old`, and later records go to a new, empty file at the log's path. Both
+    /// names are durable before any record reaches the new file. Appends may go on meanwhile;
+    /// the committer only waits for the renames.
+    pub fn rotate(&self, old: &Path) -> Result<(), EditLogError> {
+        let io = |source| EditLogError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        // Holding the file lock: no batch is half-written, and every written one is synced.
+        let mut file = lock(&self.shared.file);
+        std::fs::rename(&self.path, old).map_err(io)?;
+        let fresh = match OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+        {
+            Ok(f) => f,
+            Err(e) => {
+                // Keep appending to the one segment rather than to a file under another name.
+                let _ = std::fs::rename(old, &self.path);
+                return Err(io(e));
+            }
+        };
+        if let Some(dir) = self.path.parent() {
+            sync_dir(dir).map_err(io)?;
+        }
+        *file = fresh;
+        Ok(())
+    }
+
     /// Empties the log once every appended record is durable. The caller must guarantee that
     /// the state those records describe is itself durable (the store's checkpoint) and that no
     /// record is appended concurrently (it holds the namespace lock).

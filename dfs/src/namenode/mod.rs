@@ -6,7 +6,8 @@
 //! - [`block_manager`], [`placement`], [`topology`]: replica locations, DataNode liveness,
 //!   rack-aware placement and the replication monitor.
 //! - [`leases`], [`safe_mode`]: writers' leases and safe mode.
-//! - [`namesystem`]: all of the above behind one request/tick interface, with lease recovery.
+//! - [`namesystem`]: all of the above behind one request/tick interface (the client and the
+//!   DataNode protocol), with lease recovery.
 //! - [`daemon`]: the QUIC service and the monitor timers.
 //!
 //! Public entry points: [`Namenode::start`] → [`RunningNamenode`], and [`format`].

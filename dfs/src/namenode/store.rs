@@ -4,24 +4,37 @@
 //! Every mutation is a [`Change`] (a list of key puts/removes) with a sequence number. It is
 //! appended to the fsync'd edit log and applied to sled as one atomic batch that also records
 //! `applied-seq`. After a crash sled recovers some prefix of its batches (each one atomic), so
-//! `applied-seq` says exactly which log records to replay. A checkpoint (at open, at clean
-//! shutdown and whenever the log passes [`CHECKPOINT_LOG_BYTES`]) calls `sled::Db::flush()`,
-//! then `fsync`s every file of the sled directory (sled itself only does `sync_file_range`),
-//! and only then empties the log.
+//! `applied-seq` says exactly which log records to replay. A checkpoint (at open and at clean
+//! shutdown) calls `sled::Db::flush()`, then `fsync`s every file of the sled directory (sled
+//! itself only does `sync_file_range`), and only then empties the log.
+//!
+//! Whenever the log passes [`CHECKPOINT_LOG_BYTES`], a background checkpoint runs instead, on
+//! its own thread and outside the namesystem lock (a full flush there stalled every request):
+//! it rotates the log (`edits.log` → `edits.log.old`, new records go to a fresh `edits.log`),
+//! waits until sled applied every record of the old segment, flushes and fsyncs sled, and
+//! deletes the old segment. Open replays `edits.log.old` (if a checkpoint was interrupted)
+//! and then `edits.log`.
 
 use super::edit_log::{self, Durability, EditLog, EditLogError};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
-/// The log is checkpointed into sled once it holds this many bytes.
+/// The log is checkpointed into sled once it holds this many bytes (default of
+/// `[namenode] checkpoint-log-bytes`).
 pub const CHECKPOINT_LOG_BYTES: u64 = 64 << 20;
 
 const APPLIED_SEQ: &[u8] = b"m:applied-seq";
 const FORMAT_FILE: &str = "VERSION";
 const SLED_DIR: &str = "namespace.sled";
 const LOG_FILE: &str = "edits.log";
+/// The log segment a background checkpoint is folding into sled.
+const OLD_LOG_FILE: &str = "edits.log.old";
+/// A background checkpoint gives up if sled has not applied the old segment by then.
+const APPLY_WAIT: Duration = Duration::from_secs(30);
 
 /// One key-value mutation.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -113,10 +126,14 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
 /// sled plus the edit log, with durable group-committed mutations.
 pub struct NamespaceStore {
     db: sled::Db,
-    log: EditLog,
+    log: Arc<EditLog>,
     dir: PathBuf,
     last_seq: u64,
     log_bytes: u64,
+    checkpoint_log_bytes: u64,
+    size_checkpoints: u64,
+    /// The background checkpoint in flight, if any.
+    background: Option<JoinHandle<()>>,
 }
 
 /// True if `dir` holds a formatted namespace.
@@ -149,7 +166,7 @@ pub fn create_empty(dir: &Path, force: bool) -> Result<(), StoreError> {
         if marker.exists() {
             std::fs::remove_file(&marker).map_err(io_err(&marker))?;
         }
-        for name in [SLED_DIR, LOG_FILE] {
+        for name in [SLED_DIR, LOG_FILE, OLD_LOG_FILE] {
             let p = dir.join(name);
             if p.is_dir() {
                 std::fs::remove_dir_all(&p).map_err(io_err(&p))?;
@@ -193,7 +210,13 @@ impl NamespaceStore {
         let log_path = dir.join(LOG_FILE);
         let mut applied = read_u64(&db, APPLIED_SEQ)?;
         let mut replayed = 0usize;
-        for payload in edit_log::read_records(&log_path)? {
+        // An interrupted background checkpoint leaves the older segment behind: replay it first.
+        let segments = [dir.join(OLD_LOG_FILE), log_path.clone()];
+        let mut payloads = Vec::new();
+        for segment in &segments {
+            payloads.extend(edit_log::read_records(segment)?);
+        }
+        for payload in payloads {
             let rec: LogRecord =
                 rmp_serde::from_slice(&payload).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             if rec.seq <= applied {
@@ -206,13 +229,16 @@ impl NamespaceStore {
         if replayed > 0 {
             tracing::info!(replayed, applied_seq = applied, "replayed edit log");
         }
-        let log = EditLog::open(&log_path, applied, window)?;
+        let log = Arc::new(EditLog::open(&log_path, applied, window)?);
         let mut store = NamespaceStore {
             db,
             log,
             dir: dir.to_path_buf(),
             last_seq: applied,
             log_bytes: 0,
+            checkpoint_log_bytes: CHECKPOINT_LOG_BYTES,
+            size_checkpoints: 0,
+            background: None,
         };
         store.checkpoint()?;
         Ok(store)
@@ -246,10 +272,65 @@ impl NamespaceStore {
         self.last_seq = seq;
         self.log_bytes += payload.len() as u64 + 8;
         apply(&self.db, seq, &rec.ops)?;
-        if self.log_bytes >= CHECKPOINT_LOG_BYTES {
-            self.checkpoint()?;
+        if self.log_bytes >= self.checkpoint_log_bytes {
+            self.start_background_checkpoint();
         }
         Ok(seq)
+    }
+
+    /// Starts a background checkpoint unless one is still running (the log then grows until
+    /// the next commit after it ended).
+    fn start_background_checkpoint(&mut self) {
+        if self.background.as_ref().is_some_and(|h| !h.is_finished()) {
+            return;
+        }
+        if let Some(h) = self.background.take() {
+            // It logged its own failure; a panic is the only thing left to report.
+            if h.join().is_err() {
+                tracing::error!("background checkpoint panicked");
+            }
+        }
+        let (db, log, dir) = (self.db.clone(), self.log.clone(), self.dir.clone());
+        let spawned = std::thread::Builder::new()
+            .name("nn-checkpoint".into())
+            .spawn(move || {
+                let started = Instant::now();
+                match background_checkpoint(&db, &log, &dir) {
+                    Ok(()) => tracing::info!(
+                        ms = started.elapsed().as_millis() as u64,
+                        "edit log checkpointed"
+                    ),
+                    // The old segment stays; open replays it, the next checkpoint retries.
+                    Err(e) => tracing::error!(error = %e, "background checkpoint failed"),
+                }
+            });
+        match spawned {
+            Ok(h) => {
+                self.background = Some(h);
+                self.size_checkpoints += 1;
+                self.log_bytes = 0;
+            }
+            Err(e) => tracing::error!(error = %e, "cannot start the checkpoint thread"),
+        }
+    }
+
+    /// Waits for the background checkpoint in flight, if any.
+    fn wait_background_checkpoint(&mut self) {
+        if let Some(h) = self.background.take() {
+            if h.join().is_err() {
+                tracing::error!("background checkpoint panicked");
+            }
+        }
+    }
+
+    /// Checkpoints once the log holds `bytes` (default [`CHECKPOINT_LOG_BYTES`]).
+    pub fn set_checkpoint_log_bytes(&mut self, bytes: u64) {
+        self.checkpoint_log_bytes = bytes.max(1);
+    }
+
+    /// How many checkpoints the log size has triggered so far (benchmarks, tests).
+    pub fn size_checkpoints(&self) -> u64 {
+        self.size_checkpoints
     }
 
     /// Sequence number of the last committed change.
@@ -267,13 +348,59 @@ impl NamespaceStore {
         Ok(self.log.wait_synced(seq)?)
     }
 
-    /// Makes sled's state durable (flush + fsync of its files) and empties the edit log.
+    /// Makes sled's state durable (flush + fsync of its files) and empties the edit log
+    /// (both segments). Waits for a background checkpoint first.
     pub fn checkpoint(&mut self) -> Result<(), StoreError> {
+        self.wait_background_checkpoint();
         self.db.flush()?;
         fsync_tree(&self.dir.join(SLED_DIR))?;
         self.log.truncate()?;
+        remove_segment(&self.dir)?;
         self.log_bytes = 0;
         Ok(())
+    }
+}
+
+impl Drop for NamespaceStore {
+    fn drop(&mut self) {
+        // Never leave a checkpoint thread working on a directory someone may reopen.
+        self.wait_background_checkpoint();
+    }
+}
+
+/// The background checkpoint: rotate the log, wait until sled applied the old segment, make
+/// sled durable, delete the old segment. Runs without the namesystem lock.
+fn background_checkpoint(db: &sled::Db, log: &EditLog, dir: &Path) -> Result<(), StoreError> {
+    let old = dir.join(OLD_LOG_FILE);
+    // A segment left by a failed checkpoint is folded in first; rotating would overwrite it.
+    if !old.exists() {
+        log.rotate(&old)?;
+    }
+    // Every record of the old segment was appended before now, and is applied right after
+    // its append (under the namesystem lock): wait for sled to catch up.
+    let upto = log.last_appended();
+    let deadline = Instant::now() + APPLY_WAIT;
+    while read_u64(db, APPLIED_SEQ)? < upto {
+        if Instant::now() > deadline {
+            return Err(StoreError::Corrupt(format!(
+                "checkpoint: sled did not apply record {upto} within {}s",
+                APPLY_WAIT.as_secs()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    db.flush()?;
+    fsync_tree(&dir.join(SLED_DIR))?;
+    remove_segment(dir)
+}
+
+/// Deletes the old log segment (durably), if there is one.
+fn remove_segment(dir: &Path) -> Result<(), StoreError> {
+    let old = dir.join(OLD_LOG_FILE);
+    match std::fs::remove_file(&old) {
+        Ok(()) => edit_log::sync_dir(dir).map_err(io_err(dir)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err(&old)(e)),
     }
 }
 
@@ -356,6 +483,51 @@ mod tests {
         assert!(edit_log::read_records(&dir.path().join(LOG_FILE))
             .unwrap()
             .is_empty());
+    }
+
+    fn keys(s: &NamespaceStore) -> usize {
+        s.scan_prefix(b"k").count()
+    }
+
+    #[test]
+    fn background_checkpoints_keep_every_commit_across_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = NamespaceStore::open(dir.path(), Duration::ZERO, true).unwrap();
+        s.set_checkpoint_log_bytes(4096);
+        let mut last = 0;
+        for i in 0..2000u32 {
+            let mut c = Change::default();
+            c.put(format!("k{i:05}").into_bytes(), vec![7; 40]);
+            last = s.commit(c).unwrap();
+        }
+        s.wait_synced(last).unwrap();
+        assert!(s.size_checkpoints() >= 1, "{}", s.size_checkpoints());
+        drop(s);
+        let s = NamespaceStore::open(dir.path(), Duration::ZERO, true).unwrap();
+        assert_eq!((keys(&s), s.last_seq()), (2000, last));
+        assert!(!dir.path().join(OLD_LOG_FILE).exists());
+    }
+
+    #[test]
+    fn an_interrupted_checkpoints_old_segment_is_replayed_before_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(NamespaceStore::open(dir.path(), Duration::ZERO, true).unwrap());
+        // A crash after the rotation: records 1-2 in the old segment, 3 in the new log, sled
+        // never flushed (nothing applied).
+        for (file, seqs) in [(OLD_LOG_FILE, 1..=2u64), (LOG_FILE, 3..=3)] {
+            let log = EditLog::open(&dir.path().join(file), 0, Duration::ZERO).unwrap();
+            for seq in seqs.clone() {
+                let rec = LogRecord {
+                    seq,
+                    ops: vec![KeyOp::Put(format!("k{seq}").into_bytes(), b"v".to_vec())],
+                };
+                log.append(seq, &rmp_serde::to_vec(&rec).unwrap()).unwrap();
+            }
+            log.wait_synced(*seqs.end()).unwrap();
+        }
+        let s = NamespaceStore::open(dir.path(), Duration::ZERO, true).unwrap();
+        assert_eq!((keys(&s), s.last_seq()), (3, 3));
+        assert!(!dir.path().join(OLD_LOG_FILE).exists());
     }
 
     #[test]

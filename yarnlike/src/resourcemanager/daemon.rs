@@ -257,7 +257,8 @@ pub async fn run(
     .await
     .map_err(|e| YarnError::Store(e.to_string()))??;
     let now = Instant::now();
-    let mut state = RmState::new(&rm, &yarn, &queues, now, epoch_ms())?;
+    // The attempts' secrets come from a seed only this process knows.
+    let mut state = RmState::new(&rm, &yarn, &queues, now, epoch_ms(), rand::random())?;
     let recovered = records.len();
     state.recover(records, now);
     let endpoint = quic::server_endpoint(rm.address, &identity)?;

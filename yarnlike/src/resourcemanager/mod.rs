@@ -5,3 +5,6 @@ pub mod daemon;
 pub mod scheduler;
 pub mod state;
 pub mod store;
+
+#[cfg(test)]
+mod random_tests;

@@ -6,6 +6,8 @@
 use crate::config::{QueueConfig, ResourceManagerConfig, YarnConfig};
 use crate::protocol::*;
 use crate::resourcemanager::scheduler::Scheduler;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -94,16 +96,20 @@ pub struct RmState {
     max_attempts: u32,
     max_completed_apps: usize,
     store_ops: Vec<StoreOp>,
+    /// Source of the attempts' secrets, seeded by the caller (so a replay is identical).
+    tokens: StdRng,
 }
 
 impl RmState {
-    /// A fresh RM state. `now_ms` is the wall clock at `now` (ids and report times use it).
+    /// A fresh RM state. `now_ms` is the wall clock at `now` (ids and report times use it);
+    /// `token_seed` seeds the attempts' secrets (the daemon passes a random one, tests a fixed one).
     pub fn new(
         rm: &ResourceManagerConfig,
         yarn: &YarnConfig,
         queues: &[QueueConfig],
         now: Instant,
         now_ms: u64,
+        token_seed: u64,
     ) -> Result<RmState, YarnError> {
         Ok(RmState {
             cluster_ts: now_ms,
@@ -123,6 +129,7 @@ impl RmState {
             max_attempts: rm.max_attempts.max(1),
             max_completed_apps: rm.max_completed_apps.max(1),
             store_ops: Vec::new(),
+            tokens: StdRng::seed_from_u64(token_seed),
         })
     }
 
@@ -231,7 +238,7 @@ impl RmState {
         r.report.master_host = None;
         r.report.tracking_address = None;
         r.master = None;
-        r.token = rand::random();
+        r.token = self.tokens.gen();
         let attempt = AttemptId {
             app,
             attempt: r.report.attempt,
@@ -840,6 +847,7 @@ mod tests {
             &crate::resourcemanager::scheduler::default_queues(),
             now,
             1_000,
+            7,
         )
         .unwrap();
         (s, now)
@@ -1067,11 +1075,12 @@ mod tests {
         let cfg = ResourceManagerConfig::default();
         let queues = crate::resourcemanager::scheduler::default_queues();
         let now = Instant::now();
-        let mut before = RmState::new(&cfg, &YarnConfig::default(), &queues, now, 1_000).unwrap();
+        let mut before =
+            RmState::new(&cfg, &YarnConfig::default(), &queues, now, 1_000, 1).unwrap();
         let old_a = node(&mut before, "127.0.0.2", now);
         let _old_b = node(&mut before, "127.0.0.3", now);
         // The RM restarts; node b happens to register first.
-        let mut after = RmState::new(&cfg, &YarnConfig::default(), &queues, now, 2_000).unwrap();
+        let mut after = RmState::new(&cfg, &YarnConfig::default(), &queues, now, 2_000, 2).unwrap();
         let new_b = node(&mut after, "127.0.0.3", now);
         assert_ne!(
             new_b, old_a,

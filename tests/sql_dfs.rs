@@ -142,7 +142,12 @@ fn errors_name_the_statement_line_and_exit_non_zero() {
     .unwrap();
     let out = dfs.sheaf(&["sql", "--local", "-f", script.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
-    let line = one_line_error(&out);
+    // The first statement's confirmation, then the error of the third line, and nothing after it.
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(lines[0].contains("table 't' created"), "{stderr}");
+    let line = lines[1];
     assert!(line.starts_with("sheaf sql: line 3: "), "{line}");
     assert!(line.contains("tt"), "{line}");
     // The statement after the failing one did not run.

@@ -1,6 +1,7 @@
 //! Sheaf MapReduce engine.
 
 pub mod api;
+pub mod attempts;
 pub mod cluster;
 pub mod counters;
 pub mod formats;

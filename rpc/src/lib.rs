@@ -8,6 +8,7 @@
 //! - [`packet`]: checksummed data packets carried on bulk streams.
 //! - [`retry`]: timeouts and retry with exponential backoff.
 //! - [`config`]: the `sheaf.toml` file with environment overrides.
+//! - [`time`]: [`time::Now`], the one time type every decision core takes (monotonic + wall).
 
 pub mod bulk;
 pub mod config;
@@ -17,6 +18,7 @@ pub mod packet;
 pub mod quic;
 pub mod retry;
 pub mod service;
+pub mod time;
 pub mod tls;
 
 pub use bulk::{BulkConnector, BulkListener, BulkStream, BulkTransport};

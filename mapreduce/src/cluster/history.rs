@@ -8,7 +8,8 @@
 //! `JobTracker::recover` expects); in the finished job's file they are the job's total (job
 //! counters plus every winning attempt's task counters), which is what users read.
 
-use super::submission::{staging_file, HISTORY_DIR, RECOVERY_DIR};
+use super::layout::{history_file, staging_file};
+use super::submission::{HISTORY_DIR, RECOVERY_DIR};
 use crate::counters::Counters;
 use crate::jobtracker::JobHistory;
 use serde::{Deserialize, Serialize};
@@ -119,7 +120,7 @@ pub fn recovery_dir(staging: &str) -> String {
 /// Writes the finished job's history to `HISTORY_DIR/<job>.json` (creating the directory),
 /// replacing an earlier one of the same job (a repeated final step of a recovered JobTracker).
 pub async fn write_history(dfs: &DfsClient, record: &JobRecord) -> Result<String, HistoryError> {
-    let path = super::submission::history_file(&record.history.job_id);
+    let path = history_file(&record.history.job_id);
     let bytes = encode(record)?;
     dfs.mkdirs(HISTORY_DIR, true)
         .await
@@ -135,7 +136,7 @@ pub async fn read_history(
     dfs: &DfsClient,
     job_id: &str,
 ) -> Result<Option<JobRecord>, HistoryError> {
-    let path = super::submission::history_file(job_id);
+    let path = history_file(job_id);
     match dfs.read_file(&path).await {
         Ok(bytes) => decode(&path, &bytes).map(Some),
         Err(e) if e.is_not_found() => Ok(None),

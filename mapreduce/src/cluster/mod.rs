@@ -9,6 +9,7 @@
 pub mod client;
 pub mod history;
 pub mod jobtracker_daemon;
+pub mod layout;
 pub mod protocol;
 pub mod splits;
 pub mod submission;

@@ -9,6 +9,8 @@
 //! - [`FILES_DIR`]: the files shipped with `--file` (Hadoop's `-file`), localized into every
 //!   task container's working dir under their own names.
 
+// The job client still names these here; they live in `layout`.
+pub use super::layout::{history_file, shipped_file, staging_file};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -121,16 +123,6 @@ pub struct JobSubmission {
     pub files: Vec<String>,
 }
 
-/// The staged copy of shipped file `name` in staging directory `dir`.
-pub fn shipped_file(dir: &str, name: &str) -> String {
-    format!("{}/{FILES_DIR}/{name}", dir.trim_end_matches('/'))
-}
-
-/// The staging directory's file `name` (`dir` is an absolute DFS path).
-pub fn staging_file(dir: &str, name: &str) -> String {
-    format!("{}/{name}", dir.trim_end_matches('/'))
-}
-
 /// The job id of the application `application_<cluster>_<seq>` (Hadoop's naming: `job_…`).
 pub fn job_id_of_application(app: &str) -> String {
     match app.strip_prefix("application_") {
@@ -147,11 +139,6 @@ pub fn application_of_job_id(job: &str) -> String {
     }
 }
 
-/// The DFS path of a finished job's history file.
-pub fn history_file(job_id: &str) -> String {
-    format!("{HISTORY_DIR}/{job_id}.json")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,14 +150,6 @@ mod tests {
         assert_eq!(
             application_of_job_id(&job),
             "application_1732590000000_0007"
-        );
-        assert_eq!(
-            history_file(&job),
-            "/sheaf/history/job_1732590000000_0007.json"
-        );
-        assert_eq!(
-            staging_file("/s/u/x/", SUBMISSION_FILE),
-            "/s/u/x/job.msgpack"
         );
     }
 }

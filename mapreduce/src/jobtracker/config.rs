@@ -1,6 +1,7 @@
 //! The JobTracker's knobs, read from the job configuration under Hadoop's key names where Hadoop
 //! has one (`mapreduce.map.maxattempts`, …) and `sheaf.jobtracker.*` where it does not.
 
+use crate::attempts::{AttemptPolicy, SpeculationPolicy};
 use std::collections::BTreeMap;
 
 /// An amount of container resources (mirrors the ResourceManager's `Resource`).
@@ -148,6 +149,22 @@ fn fraction(
 }
 
 impl JobConfig {
+    /// The attempt bookkeeping's limits for this job (maps and reduces set their own attempt
+    /// limits per task).
+    pub fn attempt_policy(&self) -> AttemptPolicy {
+        AttemptPolicy {
+            max_attempts: self.max_map_attempts,
+            node_failure_limit: self.node_failure_limit,
+            timeout_ms: self.task_timeout_ms,
+            speculation: SpeculationPolicy {
+                start_fraction: self.speculation_start_fraction,
+                slow_rate_fraction: self.speculation_slow_rate_fraction,
+                min_runtime_ms: self.speculation_min_runtime_ms,
+                cap_fraction: self.speculative_cap_fraction,
+            },
+        }
+    }
+
     /// The defaults overridden by whatever keys `conf` sets.
     pub fn from_conf(conf: &BTreeMap<String, String>) -> Result<JobConfig, JobConfigError> {
         const COUNT: &str = "a whole number";

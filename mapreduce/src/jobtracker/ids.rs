@@ -58,22 +58,8 @@ impl fmt::Display for TaskId {
     }
 }
 
-/// One attempt at running a task; numbers start at 0 like Hadoop's.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
-pub struct AttemptId {
-    /// The task.
-    pub task: TaskId,
-    /// 0 for the first attempt.
-    pub number: u32,
-}
-
-impl fmt::Display for AttemptId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}_{}", self.task, self.number)
-    }
-}
+/// One attempt at running a task (`m_000003_0`); numbers start at 0 like Hadoop's.
+pub type AttemptId = crate::attempts::AttemptId<TaskId>;
 
 impl std::str::FromStr for AttemptId {
     type Err = String;

@@ -2,7 +2,9 @@
 //! schedules one job's map and reduce attempts into containers, retries, blacklists, speculates and
 //! commits. The daemon shell feeds it [`Event`]s with the current time and carries out the
 //! [`Action`]s it returns; there are no sockets, threads or clocks in here, so every fault
-//! sequence can be replayed deterministically in tests.
+//! sequence can be replayed deterministically in tests. Time comes in as [`Now`]: timeouts,
+//! speculation and preemption use its monotonic part, records its wall part. The attempt
+//! bookkeeping it shares with other masters is [`crate::attempts`].
 //!
 //! ```
 //! use sheaf_mapreduce::jobtracker::*;
@@ -15,27 +17,27 @@
 //!     host_racks: Default::default(),
 //!     conf: Default::default(),
 //! };
-//! let mut jt = JobTracker::new(spec, JobConfig::default(), 0);
-//! let asks = jt.start(0); // one RequestContainer for the map, preferring h1
+//! let mut jt = JobTracker::new(spec, JobConfig::default(), Now::at(0));
+//! let asks = jt.start(Now::at(0)); // one RequestContainer for the map, preferring h1
 //! let Action::RequestContainer(ask) = &asks[0] else { unreachable!() };
-//! let launch = jt.handle(10, Event::ContainerAllocated {
+//! let launch = jt.handle(Now::at(10), Event::ContainerAllocated {
 //!     container: "container_1".into(), ask_id: ask.ask_id, host: "h1".into(), rack: DEFAULT_RACK.into(),
 //! });
 //! let attempt = launch[0].launched().unwrap();
-//! let commit = jt.handle(500, Event::AttemptSucceeded { attempt, output: None });
+//! let commit = jt.handle(Now::at(500), Event::AttemptSucceeded { attempt, output: None });
 //! assert!(commit.contains(&Action::CommitTask { attempt }));
-//! assert_eq!(jt.handle(510, Event::TaskCommitted { attempt }), vec![Action::CommitJob]);
-//! assert_eq!(jt.handle(520, Event::JobCommitted), vec![Action::JobSucceeded]);
+//! assert_eq!(jt.handle(Now::at(510), Event::TaskCommitted { attempt }), vec![Action::CommitJob]);
+//! assert_eq!(jt.handle(Now::at(520), Event::JobCommitted), vec![Action::JobSucceeded]);
 //! assert_eq!(jt.counters().get(JOB_GROUP, DATA_LOCAL_MAPS), 1);
 //! ```
 
 mod config;
 mod ids;
 mod protocol;
-mod speculation;
 mod status;
 mod tracker;
 
+pub use crate::attempts::Now;
 pub use config::{JobConfig, JobConfigError, Resource};
 pub use ids::{AttemptId, ContainerId, TaskId, TaskKind};
 pub use protocol::{

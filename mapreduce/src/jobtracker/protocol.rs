@@ -121,7 +121,18 @@ pub enum Event {
         /// Every live host.
         hosts: Vec<String>,
     },
+    /// The RM's node list as it is now: the JobTracker diffs it against what it knew. Hosts
+    /// in `down`, and hosts it knew (listed before, or containers came from them) that are not
+    /// listed at all, are lost as by [`Event::NodeLost`]; `running` become the live hosts.
+    NodeList {
+        /// Hosts whose NodeManager runs.
+        running: Vec<String>,
+        /// Hosts listed in any other state (lost, unhealthy, decommissioned).
+        down: Vec<String>,
+    },
     /// The RM lost a NodeManager: its containers are gone, and so are the map outputs it kept.
+    /// A host already lost is not lost again until it is seen up (listed running, or a
+    /// container came from it).
     NodeLost {
         /// Its host.
         host: String,
@@ -152,13 +163,20 @@ pub enum Event {
         /// Why.
         reason: String,
     },
-    /// Time passed: check timeouts and stragglers.
+    /// Time passed: check timeouts and stragglers. Feed it by
+    /// [`super::JobTracker::next_timeout`] and about once a second (speculation).
     Tick,
     /// A user killed the job. Not honoured while the job commits
     /// ([`super::JobTracker::is_committing`]): no [`Action::JobKilled`] follows, the commit
     /// goes on.
     Kill {
         /// Who and why, for the diagnostics.
+        reason: String,
+    },
+    /// The job cannot go on (the RM refuses its asks …): it ends FAILED with `reason`. Like a
+    /// kill, not honoured while the job commits.
+    Fail {
+        /// Why, for the diagnostics.
         reason: String,
     },
 }
@@ -211,6 +229,13 @@ pub enum Action {
     ReleaseContainer {
         /// The container.
         container: ContainerId,
+    },
+    /// The map's output (reported with [`Event::AttemptSucceeded`]) is its task's: tell the
+    /// map to go on serving it, and keep its counters. A map whose report is not followed by
+    /// this lost to another attempt (or was not live).
+    MapOutputAccepted {
+        /// The map attempt.
+        attempt: AttemptId,
     },
     /// Promote the attempt's output under `_temporary` to the task's committed output; answer
     /// with [`Event::TaskCommitted`] or [`Event::TaskCommitFailed`].

@@ -74,45 +74,7 @@ impl fmt::Display for JobState {
     }
 }
 
-/// Hadoop's task attempt states, as far as the JobTracker distinguishes them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub enum AttemptState {
-    /// Waiting for a container.
-    Unassigned,
-    /// Launched in a container, its process has not reported in yet.
-    Assigned,
-    /// Its process reported in.
-    Running,
-    /// Finished its work (a later lost map output turns it KILLED or FAILED, as in Hadoop).
-    Succeeded,
-    /// Failed; counts toward the task's attempts.
-    Failed,
-    /// Killed; does not count toward the task's attempts.
-    Killed,
-}
-
-impl AttemptState {
-    /// True while the attempt may still do work (waiting, assigned or running).
-    pub fn is_live(self) -> bool {
-        matches!(
-            self,
-            AttemptState::Unassigned | AttemptState::Assigned | AttemptState::Running
-        )
-    }
-}
-
-impl fmt::Display for AttemptState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            AttemptState::Unassigned => "UNASSIGNED",
-            AttemptState::Assigned => "ASSIGNED",
-            AttemptState::Running => "RUNNING",
-            AttemptState::Succeeded => "SUCCEEDED",
-            AttemptState::Failed => "FAILED",
-            AttemptState::Killed => "KILLED",
-        })
-    }
-}
+pub use crate::attempts::AttemptState;
 
 /// One attempt as status and history show it. Times are ms since the epoch, as the shell passed them.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -50,7 +50,7 @@ pub(super) struct Harness {
 
 impl Harness {
     pub fn new(spec: JobSpec, config: JobConfig) -> Harness {
-        Harness::from_tracker(JobTracker::new(spec, config, 0), 0)
+        Harness::from_tracker(JobTracker::new(spec, config, Now::at(0)), 0)
     }
 
     /// Wraps a tracker built elsewhere (a recovered one) and starts it at `now`.
@@ -67,7 +67,7 @@ impl Harness {
             commit_job: 0,
             next_container: 0,
         };
-        let actions = h.jt.start(now);
+        let actions = h.jt.start(Now::at(now));
         h.absorb(&actions);
         h
     }
@@ -98,6 +98,7 @@ impl Harness {
                 }
                 Action::ReleaseContainer { container } => self.released.push(container.clone()),
                 Action::CommitTask { attempt } => self.commits.push(*attempt),
+                Action::MapOutputAccepted { .. } => {}
                 Action::CommitJob => self.commit_job += 1,
                 Action::JobSucceeded | Action::JobFailed { .. } | Action::JobKilled { .. } => {
                     self.terminal.push(a.clone())
@@ -107,7 +108,7 @@ impl Harness {
     }
 
     pub fn feed(&mut self, event: Event) -> Vec<Action> {
-        let actions = self.jt.handle(self.now, event);
+        let actions = self.jt.handle(Now::at(self.now), event);
         self.absorb(&actions);
         actions
     }
@@ -922,7 +923,8 @@ fn a_new_jobtracker_attempt_keeps_committed_tasks_and_reruns_the_rest() {
     );
     // The JobTracker dies here; the new attempt reads the history it left.
     let history = roundtrip(&h.jt.history());
-    let jt = JobTracker::recover(job(), JobConfig::default(), &history, 50_000).expect("recover");
+    let jt = JobTracker::recover(job(), JobConfig::default(), &history, Now::at(50_000))
+        .expect("recover");
     let mut h = Harness::from_tracker(jt, 50_000);
     let status = h.jt.status();
     assert_eq!((status.reduces_done, status.maps_done), (1, 0));
@@ -970,16 +972,18 @@ fn recovery_commits_a_job_whose_reduces_were_all_committed_and_repeats_a_final_s
     // Died during the job commit: the new attempt commits again (the commit is repeatable)
     // without running any task.
     let history = roundtrip(&h.jt.history());
-    let mut jt = JobTracker::recover(job(), JobConfig::default(), &history, 9).expect("recover");
-    assert_eq!(jt.start(9), vec![Action::CommitJob]);
+    let mut jt =
+        JobTracker::recover(job(), JobConfig::default(), &history, Now::at(9)).expect("recover");
+    assert_eq!(jt.start(Now::at(9)), vec![Action::CommitJob]);
     assert_eq!(
-        jt.handle(10, Event::JobCommitted),
+        jt.handle(Now::at(10), Event::JobCommitted),
         vec![Action::JobSucceeded]
     );
     // Died after finishing: the new attempt only reports the outcome.
     let history = roundtrip(&jt.history());
-    let mut jt = JobTracker::recover(job(), JobConfig::default(), &history, 11).expect("recover");
-    assert_eq!(jt.start(11), vec![Action::JobSucceeded]);
+    let mut jt =
+        JobTracker::recover(job(), JobConfig::default(), &history, Now::at(11)).expect("recover");
+    assert_eq!(jt.start(Now::at(11)), vec![Action::JobSucceeded]);
     assert_eq!(jt.state(), JobState::Succeeded);
 }
 
@@ -990,21 +994,21 @@ fn recovery_refuses_a_history_that_does_not_fit_the_job() {
     let mut other = spec(&[&["h1"]], 1);
     other.job_id = "job_1_0002".to_string();
     assert!(matches!(
-        JobTracker::recover(other, JobConfig::default(), &history, 0),
+        JobTracker::recover(other, JobConfig::default(), &history, Now::at(0)),
         Err(RecoveryError::WrongJob { .. })
     ));
     let err = JobTracker::recover(
         spec(&[&["h1"], &["h2"]], 1),
         JobConfig::default(),
         &history,
-        0,
+        Now::at(0),
     )
     .expect_err("shape");
     assert!(err.to_string().contains("the input changed"), "{err}");
     let mut bad = history.clone();
     bad.attempts[0].attempt.task = TaskId::map(5);
     assert!(matches!(
-        JobTracker::recover(spec(&[&["h1"]], 1), JobConfig::default(), &bad, 0),
+        JobTracker::recover(spec(&[&["h1"]], 1), JobConfig::default(), &bad, Now::at(0)),
         Err(RecoveryError::UnknownAttempt { .. })
     ));
 }
@@ -1193,4 +1197,44 @@ fn the_newest_of_several_reducers_is_preempted_and_the_delay_key_is_read() {
         1,
         "only r0's own failure"
     );
+}
+
+#[test]
+fn a_wall_clock_step_does_not_time_out_an_attempt() {
+    let config = JobConfig {
+        task_timeout_ms: 10_000,
+        ..JobConfig::default()
+    };
+    let wall = 1_700_000_000_000;
+    let at = |monotonic_ms: u64, wall_ms: u64| Now {
+        monotonic_ms,
+        wall_ms,
+    };
+    let mut jt = JobTracker::new(spec(&[&["h1"]], 0), config, at(0, wall));
+    let asks = jt.start(at(0, wall));
+    let Some(Action::RequestContainer(ask)) = asks.first() else {
+        panic!("{asks:?}");
+    };
+    let launch = jt.handle(
+        at(10, wall + 10),
+        Event::ContainerAllocated {
+            container: ContainerId("c1".into()),
+            ask_id: ask.ask_id,
+            host: "h1".into(),
+            rack: rack_of("h1"),
+        },
+    );
+    let a = launch.iter().find_map(Action::launched).expect("launched");
+    // NTP steps the wall clock a day ahead while one second passes.
+    let actions = jt.handle(at(1_010, wall + 86_400_000), Event::Tick);
+    assert!(actions.is_empty(), "{actions:?}");
+    assert!(jt.is_live(a));
+    assert_eq!(jt.next_timeout(), Some(10_010));
+    // The monotonic clock decides: 10 s without progress.
+    let actions = jt.handle(at(10_010, wall - 86_400_000), Event::Tick);
+    assert!(actions.contains(&Action::KillAttempt {
+        attempt: a,
+        container: ContainerId("c1".into())
+    }));
+    assert!(!jt.is_live(a));
 }

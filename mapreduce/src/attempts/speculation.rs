@@ -1,13 +1,36 @@
-//! Picking stragglers: attempts whose progress rate is well below the median of their phase.
+//! Picking stragglers: attempts whose progress rate is well below the median of their group.
 
-use super::config::JobConfig;
-use super::ids::AttemptId;
+/// When stragglers get a speculative twin (Hadoop's speculator, simplified to progress rates).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpeculationPolicy {
+    /// Fraction of a group's tasks that must be done before its stragglers are judged (0.75).
+    pub start_fraction: f64,
+    /// An attempt is slow when its progress rate is below this fraction of the group's median
+    /// rate (0.5).
+    pub slow_rate_fraction: f64,
+    /// An attempt younger than this is never judged slow: early rates are noise (1000 ms).
+    pub min_runtime_ms: u64,
+    /// At most this fraction of a group's tasks run a speculative twin at once, and at least one
+    /// (0.1).
+    pub cap_fraction: f64,
+}
 
-/// A live attempt of the phase, as the speculator sees it.
+impl Default for SpeculationPolicy {
+    fn default() -> SpeculationPolicy {
+        SpeculationPolicy {
+            start_fraction: 0.75,
+            slow_rate_fraction: 0.5,
+            min_runtime_ms: 1000,
+            cap_fraction: 0.1,
+        }
+    }
+}
+
+/// A live attempt of the group, as the speculator sees it.
 #[derive(Debug, Clone)]
-pub(super) struct LiveAttempt {
+pub(super) struct LiveAttempt<I> {
     /// The attempt.
-    pub attempt: AttemptId,
+    pub attempt: I,
     /// Time since launch.
     pub elapsed_ms: u64,
     /// Reported progress.
@@ -21,15 +44,15 @@ fn rate(progress: f64, elapsed_ms: u64) -> f64 {
 }
 
 /// Up to `budget` attempts worth a twin, slowest first. `finished_ms` are the durations of the
-/// phase's successful attempts. An attempt qualifies when it is old enough to judge, its rate is
+/// group's successful attempts. An attempt qualifies when it is old enough to judge, its rate is
 /// below `slow_rate_fraction` × the median rate, and at its rate it would still need longer than
 /// a fresh attempt at the median rate (so a nearly finished slow attempt is left alone).
-pub(super) fn stragglers(
-    live: &[LiveAttempt],
+pub(super) fn stragglers<I: Copy + Ord>(
+    live: &[LiveAttempt<I>],
     finished_ms: &[u64],
-    config: &JobConfig,
+    policy: &SpeculationPolicy,
     budget: usize,
-) -> Vec<AttemptId> {
+) -> Vec<I> {
     if budget == 0 {
         return Vec::new();
     }
@@ -53,9 +76,9 @@ pub(super) fn stragglers(
         return Vec::new();
     }
     let fresh_ms = 1.0 / median;
-    let mut slow: Vec<(f64, AttemptId)> = live
+    let mut slow: Vec<(f64, I)> = live
         .iter()
-        .filter(|a| a.may_speculate && a.elapsed_ms >= config.speculation_min_runtime_ms)
+        .filter(|a| a.may_speculate && a.elapsed_ms >= policy.min_runtime_ms)
         .filter_map(|a| {
             let r = rate(a.progress, a.elapsed_ms);
             let remaining_ms = if r > 0.0 {
@@ -63,7 +86,7 @@ pub(super) fn stragglers(
             } else {
                 f64::INFINITY
             };
-            (r < config.speculation_slow_rate_fraction * median && remaining_ms > fresh_ms)
+            (r < policy.slow_rate_fraction * median && remaining_ms > fresh_ms)
                 .then_some((r, a.attempt))
         })
         .collect();
@@ -74,14 +97,10 @@ pub(super) fn stragglers(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jobtracker::ids::TaskId;
 
-    fn live(index: u32, elapsed_ms: u64, progress: f64) -> LiveAttempt {
+    fn live(index: u32, elapsed_ms: u64, progress: f64) -> LiveAttempt<u32> {
         LiveAttempt {
-            attempt: AttemptId {
-                task: TaskId::map(index),
-                number: 0,
-            },
+            attempt: index,
             elapsed_ms,
             progress,
             may_speculate: true,
@@ -90,7 +109,7 @@ mod tests {
 
     #[test]
     fn only_the_slow_attempt_that_would_finish_late_is_picked() {
-        let config = JobConfig::default();
+        let policy = SpeculationPolicy::default();
         let finished = [10_000, 11_000, 9_000, 10_500];
         // Index 0: at 10% after 10 s (rate 1/100000 per ms vs median ~1/10000): slow.
         // Index 1: normal. Index 2: slow but 99% done: leave it alone.
@@ -99,22 +118,22 @@ mod tests {
             live(1, 5_000, 0.5),
             live(2, 30_000, 0.99),
         ];
-        let picked = stragglers(&attempts, &finished, &config, 5);
+        let picked = stragglers(&attempts, &finished, &policy, 5);
         assert_eq!(picked, vec![attempts[0].attempt]);
-        assert!(stragglers(&attempts, &finished, &config, 0).is_empty());
+        assert!(stragglers(&attempts, &finished, &policy, 0).is_empty());
     }
 
     #[test]
     fn young_or_ineligible_attempts_are_not_judged() {
-        let config = JobConfig::default();
+        let policy = SpeculationPolicy::default();
         let mut a = live(0, 500, 0.0);
-        assert!(stragglers(&[a.clone()], &[1000, 1000], &config, 1).is_empty());
+        assert!(stragglers(&[a.clone()], &[1000, 1000], &policy, 1).is_empty());
         a.elapsed_ms = 5000;
         a.may_speculate = false;
-        assert!(stragglers(&[a.clone()], &[1000, 1000], &config, 1).is_empty());
+        assert!(stragglers(&[a.clone()], &[1000, 1000], &policy, 1).is_empty());
         a.may_speculate = true;
         assert_eq!(
-            stragglers(&[a.clone()], &[1000, 1000], &config, 1),
+            stragglers(&[a.clone()], &[1000, 1000], &policy, 1),
             vec![a.attempt]
         );
     }

@@ -31,10 +31,10 @@ enum Command {
     #[command(subcommand)]
     Dfs(cli::dfs::DfsCommand),
     /// Check the health of every file and block under a path.
-    Fsck(cli::dfs::FsckArgs),
+    Fsck(cli::dfsadmin::FsckArgs),
     /// Cluster administration: `report`, `safemode get|enter|leave|wait`.
     #[command(subcommand)]
-    Dfsadmin(cli::dfs::DfsadminCommand),
+    Dfsadmin(cli::dfsadmin::DfsadminCommand),
     /// Run a DataNode (stores block replicas) until SIGTERM/SIGINT.
     Datanode(cli::datanode::DatanodeArgs),
     /// Run the NameNode (namespace and block map) until SIGTERM/SIGINT.
@@ -100,8 +100,8 @@ fn main() -> ExitCode {
         }
         Command::Sql(args) => ("sql", cli::sql::run(args)),
         Command::Dfs(cmd) => (cli::dfs::verb(&cmd), cli::dfs::run(cmd)),
-        Command::Fsck(args) => ("fsck", cli::dfs::fsck(args)),
-        Command::Dfsadmin(cmd) => ("dfsadmin", cli::dfs::dfsadmin(cmd)),
+        Command::Fsck(args) => ("fsck", cli::dfsadmin::fsck(args)),
+        Command::Dfsadmin(cmd) => ("dfsadmin", cli::dfsadmin::dfsadmin(cmd)),
         Command::Datanode(args) => ("datanode", cli::datanode::run(args)),
         Command::Namenode(args) => ("namenode", cli::namenode::run(args)),
         Command::Format(args) => ("format", cli::namenode::format(args)),

@@ -60,7 +60,10 @@ pub struct NamenodeConfig {
 impl Default for NamenodeConfig {
     fn default() -> Self {
         NamenodeConfig {
-            address: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9000),
+            address: SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+                crate::uri::DEFAULT_NAMENODE_PORT,
+            ),
             data_dir: PathBuf::from("/tmp/sheaf/namenode"),
             dead_timeout_ms: 630_000,
             replication_interval_ms: 3_000,

@@ -2,10 +2,15 @@
 //! the running cluster with no flags.
 //!
 //! Order: `--conf FILE` (or `SHEAF_CONF`), then `$SHEAF_RUN_DIR/sheaf.toml` (default run dir
-//! `/tmp/sheaf`, written by the start scripts), then built-in defaults.
+//! `/tmp/sheaf`, written by the start scripts), then built-in defaults. Daemons read the file
+//! with [`load`]; user commands get it, the DFS sections and the user certificate from
+//! [`client`].
 
-use anyhow::Context;
+use anyhow::{anyhow, Context};
+use sheaf_dfs::config::DfsConfig;
 use sheaf_rpc::config::ConfigFile;
+use sheaf_rpc::TlsIdentity;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
@@ -39,4 +44,39 @@ pub fn load() -> anyhow::Result<ConfigFile> {
             .with_context(|| "cannot load configuration (check --conf / SHEAF_CONF)"),
         None => Ok(ConfigFile::empty()),
     }
+}
+
+/// What a user command (`sheaf dfs`, `job`, `yarn`, `fsck`, `dfsadmin`, `bench dfsio`) needs
+/// from the configuration.
+pub struct ClientConfig {
+    /// The whole file, for the sections only some commands read (`[resourcemanager]`, …).
+    pub file: ConfigFile,
+    /// The `[cluster]`, `[namenode]`, `[datanode]` and `[dfs]` sections.
+    pub dfs: DfsConfig,
+    /// The cluster's `user` certificate.
+    pub identity: TlsIdentity,
+}
+
+/// Loads the configuration and the user certificate, with the NameNode address replaced by
+/// `namenode` (a `sheaf://host:port/` argument) when given.
+pub fn client(namenode: Option<SocketAddr>) -> anyhow::Result<ClientConfig> {
+    let file = load()?;
+    let mut dfs = DfsConfig::from_file(&file).context("invalid DFS configuration")?;
+    if let Some(addr) = namenode {
+        dfs.namenode.address = addr;
+    }
+    let dir = dfs.cluster.tls_dir.clone();
+    let identity = TlsIdentity::load(&dir, "user").map_err(|e| match e {
+        sheaf_rpc::RpcError::TlsMaterial { path, .. } if !path.exists() => anyhow!(
+            "no usable cluster certificate in {}: {} is missing (start the cluster with scripts/start-dfs.sh, or point [cluster] tls-dir at the cluster's certificates)",
+            dir.display(),
+            path.display()
+        ),
+        e => anyhow!("no usable cluster certificate in {}: {e}", dir.display()),
+    })?;
+    Ok(ClientConfig {
+        file,
+        dfs,
+        identity,
+    })
 }

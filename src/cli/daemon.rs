@@ -1,5 +1,6 @@
 //! What every daemon command (`sheaf namenode`, `datanode`, `resourcemanager`, `nodemanager`)
-//! shares: its TLS identity, its runtime and how it learns it should stop.
+//! shares: its TLS identity and how it learns it should stop (its runtime is
+//! [`super::runtime::Workload::Serving`]).
 
 use anyhow::Context;
 use sheaf_rpc::TlsIdentity;
@@ -13,14 +14,6 @@ pub fn identity(tls_dir: &Path) -> anyhow::Result<TlsIdentity> {
             tls_dir.display()
         )
     })
-}
-
-/// The multi-threaded runtime a daemon runs on.
-pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
 }
 
 /// Resolves on the first SIGTERM or SIGINT.

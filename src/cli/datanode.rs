@@ -47,7 +47,7 @@ pub fn run(args: DatanodeArgs) -> anyhow::Result<()> {
     }
     let tls_dir = config.cluster.tls_dir.clone();
     let identity = daemon::identity(&tls_dir)?;
-    let runtime = daemon::runtime()?;
+    let runtime = super::runtime::runtime(super::runtime::Workload::Serving)?;
     let outcome = runtime.block_on(async {
         let datanode = Datanode::start(&config, identity).await?;
         let addr = datanode.addr();

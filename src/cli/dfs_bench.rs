@@ -78,15 +78,11 @@ pub fn run(args: DfsioArgs) -> anyhow::Result<()> {
     if args.files == 0 {
         bail!("--files must be at least 1");
     }
-    let file = super::config::load()?;
-    let config = sheaf_dfs::config::DfsConfig::from_file(&file)?;
-    let identity =
-        sheaf_rpc::TlsIdentity::load(&config.cluster.tls_dir, "user").with_context(|| {
-            format!(
-                "no cluster certificate in {} (start the cluster with scripts/start-dfs.sh)",
-                config.cluster.tls_dir.display()
-            )
-        })?;
+    let super::config::ClientConfig {
+        dfs: config,
+        identity,
+        ..
+    } = super::config::client(None)?;
     let raw_dir = args.raw_dir.clone().unwrap_or_else(|| {
         config
             .datanode
@@ -98,10 +94,7 @@ pub fn run(args: DfsioArgs) -> anyhow::Result<()> {
     let total = size * args.files as u64;
     let parallel = args.parallel.unwrap_or(args.files.min(4)).max(1);
     let replication = config.dfs.replication;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let rt = super::runtime::runtime(super::runtime::Workload::Command)?;
     let data = std::sync::Arc::new(pattern());
     let (write_s, read_s, cache_dropped) = rt.block_on(async {
         let client = DfsClient::connect(&config, identity).await?;

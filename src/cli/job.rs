@@ -225,8 +225,11 @@ fn local_config(common: &CommonJobArgs) -> anyhow::Result<LocalJobConfig> {
 
 /// The DFS configuration and user identity, loaded the way `sheaf dfs` loads them.
 fn dfs_access() -> anyhow::Result<DfsAccess> {
-    let (config, identity) = super::dfs::load_config(None)?;
-    Ok(DfsAccess { config, identity })
+    let config = super::config::client(None)?;
+    Ok(DfsAccess {
+        config: config.dfs,
+        identity: config.identity,
+    })
 }
 
 /// Prints the end-of-job summary and counters to stderr, Hadoop style.

@@ -14,18 +14,20 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use sheaf_dfs::client::{current_user, home_dir};
 use sheaf_mapreduce::api::plugin::PluginLibrary;
 use sheaf_mapreduce::cluster::client::{
-    check_streaming_commands, current_user, home_dir, percent, resolve_dfs_path, shipped_names,
-    JobClient, JobReport, JobRunState, ReportSource, SubmitOptions, JOB_NAME_KEY,
+    check_streaming_commands, percent, resolve_dfs_path, shipped_names, JobClient, JobReport,
+    JobRunState, ReportSource, SubmitOptions, JOB_NAME_KEY,
 };
 use sheaf_mapreduce::cluster::submission::{JobProgram, JobSubmission};
 use sheaf_mapreduce::counters::Counters;
 use sheaf_mapreduce::jobtracker::{AttemptRecord, JobHistory, Locality};
 use sheaf_yarn::config::YarnSections;
 
-use super::dfs::local_time;
+use super::format::local_time;
 use super::job::parse_conf;
+use super::runtime::{runtime, Workload};
 
 /// How often `--wait` asks for the job's status at first: small jobs end within a second or
 /// two, and a coarse poll would add to their latency.
@@ -81,21 +83,13 @@ pub struct ClusterJob {
     pub files: Vec<PathBuf>,
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
-}
-
 /// Connects to the configured cluster (DFS and ResourceManager).
 async fn connect() -> anyhow::Result<(JobClient, std::net::SocketAddr)> {
-    let (dfs_config, identity) = super::dfs::load_config(None)?;
-    let file = super::config::load()?;
-    let yarn = YarnSections::from_file(&file).context("invalid configuration")?;
-    let namenode = dfs_config.namenode.address;
-    let client = JobClient::connect(&dfs_config, identity, yarn.resourcemanager.address).await?;
+    let config = super::config::client(None)?;
+    let yarn = YarnSections::from_file(&config.file).context("invalid configuration")?;
+    let namenode = config.dfs.namenode.address;
+    let client =
+        JobClient::connect(&config.dfs, config.identity, yarn.resourcemanager.address).await?;
     Ok((client, namenode))
 }
 
@@ -176,7 +170,7 @@ pub fn submit(job: ClusterJob) -> anyhow::Result<()> {
     let sheaf_binary = std::env::current_exe().context(
         "cannot locate the sheaf binary for the JobTracker (set -D sheaf.job.binary=PATH)",
     )?;
-    runtime()?.block_on(async move {
+    runtime(Workload::Command)?.block_on(async move {
         let (client, namenode) = connect().await?;
         let user = current_user();
         let home = home_dir(&user);
@@ -409,7 +403,7 @@ pub fn progress_line(report: &JobReport) -> String {
 
 /// `sheaf job status JOB`.
 pub fn status(job_id: &str) -> anyhow::Result<()> {
-    runtime()?.block_on(async {
+    runtime(Workload::Command)?.block_on(async {
         let (client, _) = connect().await?;
         let report = client.status(job_id).await?;
         print!("{}", status_text(&report));
@@ -451,7 +445,7 @@ pub fn status_text(r: &JobReport) -> String {
 
 /// `sheaf job counters JOB [GROUP NAME]`.
 pub fn counters(job_id: &str, group: Option<&str>, name: Option<&str>) -> anyhow::Result<()> {
-    runtime()?.block_on(async {
+    runtime(Workload::Command)?.block_on(async {
         let (client, _) = connect().await?;
         let report = client.status(job_id).await?;
         match (group, name) {
@@ -488,7 +482,7 @@ pub fn counter_value(
 
 /// `sheaf job kill JOB`.
 pub fn kill(job_id: &str) -> anyhow::Result<()> {
-    runtime()?.block_on(async {
+    runtime(Workload::Command)?.block_on(async {
         let (client, _) = connect().await?;
         let reason = format!("killed by {} with `sheaf job kill`", current_user());
         // A committing job refuses the kill (`KillRefused`, exit 1): its output is being
@@ -505,7 +499,7 @@ pub fn kill(job_id: &str) -> anyhow::Result<()> {
 
 /// `sheaf job list [--all]`.
 pub fn list(all: bool) -> anyhow::Result<()> {
-    runtime()?.block_on(async {
+    runtime(Workload::Command)?.block_on(async {
         let (client, _) = connect().await?;
         let jobs = client.list(all).await?;
         let rows: Vec<[String; 6]> = jobs
@@ -582,7 +576,7 @@ pub fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String
 
 /// `sheaf job history JOB`.
 pub fn history(job_id: &str) -> anyhow::Result<()> {
-    runtime()?.block_on(async {
+    runtime(Workload::Command)?.block_on(async {
         let (client, _) = connect().await?;
         let history = client.history(job_id).await?;
         print!("{}", history_text(&history));

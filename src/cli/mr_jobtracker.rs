@@ -37,7 +37,8 @@ pub fn run(args: MrJobTrackerArgs) -> anyhow::Result<()> {
         host,
         task_command: default_task_command()?,
     };
-    let outcome = super::daemon::runtime()?.block_on(jobtracker_daemon::run(setup))?;
+    let outcome = super::runtime::runtime(super::runtime::Workload::Serving)?
+        .block_on(jobtracker_daemon::run(setup))?;
     match &outcome.diagnostics {
         Some(d) => eprintln!("Job {} {}: {d}", outcome.job_id, outcome.state),
         None => eprintln!("Job {} {}", outcome.job_id, outcome.state),

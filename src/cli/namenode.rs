@@ -53,7 +53,7 @@ pub fn run(args: NamenodeArgs) -> anyhow::Result<()> {
     }
     let tls_dir = config.cluster.tls_dir.clone();
     let identity = daemon::identity(&tls_dir)?;
-    let runtime = daemon::runtime()?;
+    let runtime = super::runtime::runtime(super::runtime::Workload::Serving)?;
     runtime.block_on(async {
         let running = Namenode::start(&config, identity).await?;
         tracing::info!(addr = %running.local_addr(), data_dir = %config.namenode.data_dir.display(), "NameNode started");

@@ -150,9 +150,7 @@ fn run_in(dir: &Path, args: &ShuffleBenchArgs) -> anyhow::Result<()> {
     ClusterCa::create_dir("bench", &tls).context("creating a throwaway CA")?;
     let daemon = TlsIdentity::load(&tls, "daemon")?;
     let user = TlsIdentity::load(&tls, "user")?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let rt = super::runtime::runtime(super::runtime::Workload::Serving)?;
     rt.block_on(async {
         let (quic_secs, quic_sums, disk_segments) =
             quic_shuffle(dir, args, &outputs, &daemon, &user).await?;

@@ -58,18 +58,15 @@ pub fn run(args: SqlArgs) -> anyhow::Result<()> {
             .ok_or_else(|| anyhow!("-D {kv}: expected KEY=VALUE"))?;
         settings.set(k.trim(), v.trim())?;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let runtime = super::runtime::runtime(super::runtime::Workload::Command)?;
     runtime.block_on(run_async(args, settings))
 }
 
 async fn run_async(args: SqlArgs, settings: SqlSettings) -> anyhow::Result<()> {
     let cluster_configured = super::config::config_path().is_some();
     let dfs = if cluster_configured {
-        let (config, identity) = super::dfs::load_config(None)?;
-        Some(DfsClient::connect(&config, identity).await?)
+        let config = super::config::client(None)?;
+        Some(DfsClient::connect(&config.dfs, config.identity).await?)
     } else {
         None
     };

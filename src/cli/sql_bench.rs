@@ -43,10 +43,7 @@ pub fn run(args: TpchBenchArgs) -> anyhow::Result<()> {
     if !args.local {
         bail!("running queries as cluster applications is not built yet; add --local");
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let runtime = super::runtime::runtime(super::runtime::Workload::Serving)?;
     runtime.block_on(run_async(args))
 }
 
@@ -56,8 +53,8 @@ async fn run_async(args: TpchBenchArgs) -> anyhow::Result<()> {
         .tempdir_in(args.work_dir.clone().unwrap_or_else(std::env::temp_dir))
         .context("cannot create the work dir")?;
     let dfs = if super::config::config_path().is_some() {
-        let (config, identity) = super::dfs::load_config(None)?;
-        Some(DfsClient::connect(&config, identity).await?)
+        let config = super::config::client(None)?;
+        Some(DfsClient::connect(&config.dfs, config.identity).await?)
     } else {
         None
     };

@@ -24,9 +24,7 @@ const BUF: usize = 1 << 20;
 
 /// Runs the benchmark and prints one line per (transport, streams).
 pub fn run(args: TransportBenchArgs) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let rt = super::runtime::runtime(super::runtime::Workload::Serving)?;
     rt.block_on(async move {
         let dir = tempfile_dir()?;
         ClusterCa::create_dir("bench", &dir).context("creating a throwaway CA")?;

@@ -3,7 +3,6 @@
 
 use anyhow::{bail, Context};
 use clap::Subcommand;
-use sheaf_dfs::config::ClusterConfig;
 use sheaf_rpc::TlsIdentity;
 use sheaf_yarn::client::RmClient;
 use sheaf_yarn::config::YarnSections;
@@ -137,20 +136,12 @@ struct Cluster {
 }
 
 fn cluster() -> anyhow::Result<Cluster> {
-    let file = crate::cli::config::load()?;
-    let cluster: ClusterConfig = file.section("cluster").context("invalid configuration")?;
-    let yarn = YarnSections::from_file(&file).context("invalid configuration")?;
-    let identity = TlsIdentity::load(&cluster.tls_dir, "user").with_context(|| {
-        format!(
-            "cannot load the user certificate from {} (run `sheaf format` first)",
-            cluster.tls_dir.display()
-        )
-    })?;
-    let dfs = sheaf_dfs::config::DfsConfig::from_file(&file).context("invalid configuration")?;
+    let config = crate::cli::config::client(None)?;
+    let yarn = YarnSections::from_file(&config.file).context("invalid configuration")?;
     Ok(Cluster {
-        identity,
+        identity: config.identity,
         rm: yarn.resourcemanager.address,
-        dfs,
+        dfs: config.dfs,
     })
 }
 
@@ -168,12 +159,7 @@ fn rm_client(c: &Cluster) -> anyhow::Result<RmClient> {
 
 /// Runs a `sheaf yarn` command.
 pub fn run(cmd: YarnCommand) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(async move {
+    super::runtime::runtime(super::runtime::Workload::Command)?.block_on(async move {
         let c = cluster()?;
         match cmd {
             YarnCommand::Node(NodeCommand::List) => node_list(&rm_client(&c)?).await,
@@ -365,7 +351,7 @@ async fn distributed_shell(rm: &RmClient, args: RunArgs) -> anyhow::Result<()> {
     am.extend(args.command.iter().cloned());
     let sub = SubmitApplication {
         name: format!("shell: {}", args.command.join(" ")),
-        user: current_user(),
+        user: sheaf_dfs::client::current_user(),
         queue: args.queue.clone(),
         am_resource: Resource::new(args.master_memory, 1),
         am_spec: LaunchSpec {
@@ -424,16 +410,6 @@ fn parse_file(spec: &str) -> anyhow::Result<(String, String)> {
         }
         _ => bail!("--file {spec}: expected LINK=/dfs/path with a plain LINK name"),
     }
-}
-
-/// The submitting user: `$USER`, else `$LOGNAME`, else the numeric uid.
-fn current_user() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| {
-            // SAFETY: getuid has no preconditions and cannot fail.
-            format!("uid{}", unsafe { libc::getuid() })
-        })
 }
 
 async fn shell_master(c: &Cluster, args: ShellMasterArgs) -> anyhow::Result<()> {

@@ -75,7 +75,7 @@ pub fn resourcemanager(args: ResourceManagerArgs) -> anyhow::Result<()> {
         yarn.resourcemanager.state_dir = d;
     }
     let identity = super::daemon::identity(&cluster.tls_dir)?;
-    super::daemon::runtime()?.block_on(async {
+    super::runtime::runtime(super::runtime::Workload::Serving)?.block_on(async {
         let (trigger, shutdown) = Shutdown::new();
         shutdown_on_signal(trigger).await?;
         sheaf_yarn::resourcemanager::daemon::run(
@@ -180,7 +180,7 @@ pub fn nodemanager(args: NodeManagerArgs) -> anyhow::Result<()> {
         container_env: env,
         aux_services: vec![Arc::new(shuffle)],
     };
-    super::daemon::runtime()?.block_on(async {
+    super::runtime::runtime(super::runtime::Workload::Serving)?.block_on(async {
         let (trigger, shutdown) = Shutdown::new();
         shutdown_on_signal(trigger).await?;
         sheaf_yarn::nodemanager::daemon::run(setup, shutdown)

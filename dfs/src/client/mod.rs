@@ -13,11 +13,13 @@
 mod error;
 mod local;
 mod reader;
+mod user;
 mod writer;
 
 pub use error::{DfsError, NoDatanodesReason};
 pub use local::CopyProgress;
 pub use reader::DfsReader;
+pub use user::{current_user, home_dir};
 pub use writer::{DfsWriter, WriteOutcome};
 
 use crate::config::DfsConfig;
@@ -115,10 +117,7 @@ impl DfsClient {
             std::process::id(),
             rand::random::<u32>()
         );
-        let user = std::env::var("USER")
-            .ok()
-            .filter(|u| !u.is_empty())
-            .unwrap_or_else(|| "root".into());
+        let user = current_user();
         let inner = Arc::new(ClientInner {
             config: config.clone(),
             namenode,

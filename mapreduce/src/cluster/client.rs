@@ -20,9 +20,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use sheaf_dfs::client::{DfsClient, DfsError};
+use sheaf_dfs::client::{current_user, DfsClient, DfsError};
 use sheaf_dfs::config::DfsConfig;
 use sheaf_dfs::protocol::FileKind;
+use sheaf_dfs::uri::DfsUri;
 use sheaf_rpc::{quic, RpcClient, TlsIdentity};
 use sheaf_yarn::client::RmClient;
 use sheaf_yarn::protocol::{
@@ -37,7 +38,6 @@ use super::submission::{
     PLUGIN_FILE, PLUGIN_LINK_NAME, SHIPPED_FILES_KEY, STAGING_ROOT, SUBMISSION_FILE,
 };
 use crate::counters::Counters;
-use crate::fs::JobPath;
 use crate::jobtracker::{AttemptRecord, AttemptState, JobHistory, JobState, JobStatus, TaskKind};
 
 /// Memory of the JobTracker's container, MB (Hadoop's key; default 512).
@@ -1006,54 +1006,17 @@ fn client_ip_for(server: SocketAddr) -> IpAddr {
     }
 }
 
-/// The user jobs are submitted as: `$USER`, else "root" (the DFS client's rule, so the staging
-/// and home directories belong to the same name).
-pub fn current_user() -> String {
-    std::env::var("USER")
-        .ok()
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| "root".into())
-}
-
-/// The user's DFS home directory (`/user/<user>`), against which relative paths resolve.
-pub fn home_dir(user: &str) -> String {
-    format!("/user/{user}")
-}
-
 /// Resolves a job path argument to an absolute DFS path: `/abs`, `sheaf:///abs`,
 /// `sheaf://host:port/abs` naming this cluster's NameNode (`namenode`), or a path relative to
 /// `home` (Hadoop's rule: relative paths are under the user's home directory).
 pub fn resolve_dfs_path(arg: &str, home: &str, namenode: SocketAddr) -> JobClientResult<String> {
-    if arg.is_empty() {
-        return Err(JobClientError::BadPath("empty path".into()));
-    }
-    let text = if arg.contains("://") || arg.starts_with('/') {
-        arg.to_string()
-    } else {
-        format!("{}/{arg}", home.trim_end_matches('/'))
-    };
-    if !text.contains("://") {
-        return sheaf_dfs::path::normalize(&text)
-            .map_err(|e| JobClientError::BadPath(e.to_string()));
-    }
-    match JobPath::parse(&text).map_err(|e| JobClientError::BadPath(e.to_string()))? {
-        JobPath::Dfs {
-            namenode: None,
-            path,
-        } => Ok(path),
-        JobPath::Dfs {
-            namenode: Some(named),
-            path,
-        } if same_namenode(named, namenode) => Ok(path),
-        JobPath::Dfs {
-            namenode: Some(named),
-            ..
-        } => Err(JobClientError::BadPath(format!(
+    let uri =
+        DfsUri::parse_relative_to(arg, home).map_err(|e| JobClientError::BadPath(e.to_string()))?;
+    match uri.namenode {
+        Some(named) if !same_namenode(named, namenode) => Err(JobClientError::BadPath(format!(
             "{arg}: names the NameNode {named}, but cluster jobs read and write their own cluster's DFS ({namenode}); use sheaf:///path"
         ))),
-        JobPath::Local(_) => Err(JobClientError::BadPath(format!(
-            "{arg}: not a DFS path (use /path, sheaf:///path or a path relative to {home})"
-        ))),
+        _ => Ok(uri.path),
     }
 }
 
@@ -1195,6 +1158,7 @@ pub fn percent(progress: f64) -> u32 {
 mod tests {
     use super::*;
     use crate::jobtracker::{AttemptId, TaskId};
+    use sheaf_dfs::client::home_dir;
 
     fn namenode() -> SocketAddr {
         "127.0.6.1:9000".parse().expect("addr")

@@ -2,15 +2,13 @@
 //! NameNode) or `sheaf:///abs` (the NameNode of the configuration).
 
 use std::fmt;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use super::FsError;
+use sheaf_dfs::uri::DfsUri;
+pub use sheaf_dfs::uri::{DEFAULT_NAMENODE_PORT, DFS_SCHEME};
 
-/// The URI scheme of DFS paths.
-pub const DFS_SCHEME: &str = "sheaf://";
-/// NameNode port assumed when a `sheaf://host/` path names none (Hadoop's 9000 convention).
-pub const DEFAULT_NAMENODE_PORT: u16 = 9000;
+use super::FsError;
 
 /// Where a job reads or writes: the local filesystem or a DFS cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -30,29 +28,13 @@ impl JobPath {
     /// Parses `sheaf://host:port/abs`, `sheaf:///abs` or a local path. Other `scheme://`
     /// prefixes are refused rather than taken as odd local file names.
     pub fn parse(text: &str) -> Result<JobPath, FsError> {
-        if let Some(rest) = text.strip_prefix(DFS_SCHEME) {
-            let (authority, path) = match rest.find('/') {
-                Some(i) => (&rest[..i], &rest[i..]),
-                None => (rest, "/"),
-            };
-            let namenode = if authority.is_empty() {
-                None
-            } else {
-                Some(resolve_authority(authority).ok_or_else(|| {
-                    FsError::BadPath(format!(
-                        "{text}: cannot resolve the NameNode address {authority:?} (expected sheaf://host:port/path or sheaf:///path)"
-                    ))
-                })?)
-            };
-            let path = sheaf_dfs::path::normalize(path)
-                .map_err(|e| FsError::BadPath(format!("{text}: {}", e.reason)))?;
-            return Ok(JobPath::Dfs { namenode, path });
-        }
-        if let Some(i) = text.find("://") {
-            return Err(FsError::BadPath(format!(
-                "{text}: unsupported scheme {:?} (use a local path, sheaf:///path or sheaf://host:port/path)",
-                &text[..i]
-            )));
+        // Anything spelled `scheme://` is a URI; only a plain path is local.
+        if text.contains("://") {
+            let uri = DfsUri::parse(text).map_err(|e| FsError::BadPath(e.to_string()))?;
+            return Ok(JobPath::Dfs {
+                namenode: uri.namenode,
+                path: uri.path,
+            });
         }
         if text.is_empty() {
             return Err(FsError::BadPath("empty path".into()));
@@ -124,19 +106,6 @@ impl fmt::Display for JobPath {
             } => write!(f, "{DFS_SCHEME}{path}"),
         }
     }
-}
-
-/// `host:port` or `host` (default port) to a socket address.
-fn resolve_authority(authority: &str) -> Option<SocketAddr> {
-    let has_port = authority
-        .rsplit_once(':')
-        .is_some_and(|(_, p)| p.parse::<u16>().is_ok());
-    let with_port = if has_port {
-        authority.to_string()
-    } else {
-        format!("{authority}:{DEFAULT_NAMENODE_PORT}")
-    };
-    with_port.to_socket_addrs().ok()?.next()
 }
 
 #[cfg(test)]

@@ -1,0 +1,174 @@
+//! The clap arguments of every `sheaf dfs` command.
+
+/// `put`.
+#[derive(clap::Args)]
+pub struct PutArgs {
+    /// Overwrite existing files.
+    #[arg(short = 'f')]
+    pub(super) force: bool,
+    /// Local sources (`-` for stdin) then the DFS destination.
+    #[arg(required = true, num_args = 2..)]
+    pub(super) paths: Vec<String>,
+}
+
+/// `get`.
+#[derive(clap::Args)]
+pub struct GetArgs {
+    /// Overwrite existing local files.
+    #[arg(short = 'f')]
+    pub(super) force: bool,
+    /// DFS sources then the local destination.
+    #[arg(required = true, num_args = 2..)]
+    pub(super) paths: Vec<String>,
+}
+
+/// Commands taking only paths.
+#[derive(clap::Args)]
+pub struct PathsArgs {
+    /// DFS paths.
+    #[arg(required = true)]
+    pub(super) paths: Vec<String>,
+}
+
+/// `ls`.
+#[derive(clap::Args)]
+pub struct LsArgs {
+    /// Recurse into subdirectories.
+    #[arg(short = 'R')]
+    pub(super) recursive: bool,
+    /// Human-readable sizes (1.5 K, 128 M).
+    #[arg(short = 'h')]
+    pub(super) human: bool,
+    /// Print help.
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub(super) help: Option<bool>,
+    /// DFS paths (default `/`).
+    pub(super) paths: Vec<String>,
+}
+
+/// `mkdir`.
+#[derive(clap::Args)]
+pub struct MkdirArgs {
+    /// Create parents as needed; no error if the directory exists.
+    #[arg(short = 'p')]
+    pub(super) parents: bool,
+    /// Directories to create.
+    #[arg(required = true)]
+    pub(super) paths: Vec<String>,
+}
+
+/// `rm`.
+#[derive(clap::Args)]
+pub struct RmArgs {
+    /// Delete directories and their contents.
+    #[arg(short = 'r', short_alias = 'R')]
+    pub(super) recursive: bool,
+    /// No error for missing paths.
+    #[arg(short = 'f')]
+    pub(super) force: bool,
+    /// Paths to delete.
+    #[arg(required = true)]
+    pub(super) paths: Vec<String>,
+}
+
+/// `mv`.
+#[derive(clap::Args)]
+pub struct MvArgs {
+    /// Sources then the destination.
+    #[arg(required = true, num_args = 2..)]
+    pub(super) paths: Vec<String>,
+}
+
+/// `cp`.
+#[derive(clap::Args)]
+pub struct CpArgs {
+    /// Overwrite the destination.
+    #[arg(short = 'f')]
+    pub(super) force: bool,
+    /// Sources then the destination.
+    #[arg(required = true, num_args = 2..)]
+    pub(super) paths: Vec<String>,
+}
+
+/// `stat`.
+#[derive(clap::Args)]
+pub struct StatArgs {
+    /// `[FORMAT] PATH…`: a first argument with `%` is the format (default `%y`).
+    #[arg(required = true)]
+    pub(super) args: Vec<String>,
+}
+
+/// `du`.
+#[derive(clap::Args)]
+pub struct DuArgs {
+    /// One summary line per argument.
+    #[arg(short = 's')]
+    pub(super) summary: bool,
+    /// Human-readable sizes.
+    #[arg(short = 'h')]
+    pub(super) human: bool,
+    /// Print help.
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub(super) help: Option<bool>,
+    /// DFS paths (default `/`).
+    pub(super) paths: Vec<String>,
+}
+
+/// `df`.
+#[derive(clap::Args)]
+pub struct DfArgs {
+    /// Human-readable sizes.
+    #[arg(short = 'h')]
+    pub(super) human: bool,
+    /// Print help.
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub(super) help: Option<bool>,
+    /// A path naming the cluster (default `/`).
+    pub(super) paths: Vec<String>,
+}
+
+/// `setrep`.
+#[derive(clap::Args)]
+pub struct SetrepArgs {
+    /// Wait until every block has the new replication.
+    #[arg(short = 'w')]
+    pub(super) wait: bool,
+    /// The new replication.
+    pub(super) replication: u16,
+    /// Files or directories (recursively).
+    #[arg(required = true)]
+    pub(super) paths: Vec<String>,
+}
+
+/// `test`.
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).multiple(false)))]
+pub struct TestArgs {
+    /// The path exists.
+    #[arg(short = 'e', group = "what")]
+    pub(super) exists: bool,
+    /// The path is a directory.
+    #[arg(short = 'd', group = "what")]
+    pub(super) dir: bool,
+    /// The path is a file.
+    #[arg(short = 'f', group = "what")]
+    pub(super) file: bool,
+    /// The path is a non-empty file.
+    #[arg(short = 's', group = "what")]
+    pub(super) non_empty: bool,
+    /// The path is a zero-length file.
+    #[arg(short = 'z', group = "what")]
+    pub(super) zero: bool,
+    /// The path to test.
+    pub(super) path: String,
+}
+
+/// `tail`.
+#[derive(clap::Args)]
+pub struct TailArgs {
+    /// Keep printing data appended (polls once a second).
+    #[arg(short = 'f')]
+    pub(super) follow: bool,
+    /// The file.
+    pub(super) path: String,
+}

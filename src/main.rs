@@ -54,6 +54,12 @@ enum Command {
     /// A MapReduce job's application master, run by the ResourceManager (internal).
     #[command(name = "mr-jobtracker", hide = true)]
     MrJobtracker(cli::mr_jobtracker::MrJobTrackerArgs),
+    /// A SQL session's query master, run by the ResourceManager (internal).
+    #[command(name = "sql-master", hide = true)]
+    SqlMaster(cli::sql_cluster::SqlMasterArgs),
+    /// An executor of a SQL session, launched by its query master (internal).
+    #[command(name = "sql-executor", hide = true)]
+    SqlExecutor(cli::sql_cluster::SqlExecutorArgs),
 }
 
 /// `sheaf bench …`: every benchmark prints Sheaf's figure next to a baseline measured in the same run.
@@ -113,6 +119,8 @@ fn main() -> ExitCode {
         // Its exit status is the task's own (0 also when the JobTracker stopped it).
         Command::MrTask(args) => return cli::mr_task::run(args),
         Command::MrJobtracker(args) => ("mr-jobtracker", cli::mr_jobtracker::run(args)),
+        Command::SqlMaster(args) => ("sql-master", cli::sql_cluster::master(args)),
+        Command::SqlExecutor(args) => ("sql-executor", cli::sql_cluster::executor(args)),
     };
     cli::exit::report(verb, result)
 }

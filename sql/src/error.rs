@@ -36,6 +36,9 @@ pub enum SqlError {
     /// A statement Sheaf does not support (yet).
     #[error("{0}")]
     Unsupported(String),
+    /// The cluster (ResourceManager, query master, executors) failed or refused.
+    #[error("{0}")]
+    Cluster(String),
     /// A setting (`-D key=value`, `SET`) is invalid.
     #[error("{0}")]
     Config(String),

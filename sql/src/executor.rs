@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What one stage did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StageStats {
     /// The stage.
     pub stage: StageId,
@@ -34,7 +34,7 @@ pub struct StageStats {
 }
 
 /// Progress as stages run, for a console progress line.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StageProgress {
     /// The stage.
     pub stage: StageId,

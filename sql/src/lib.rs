@@ -1,6 +1,7 @@
 //! Sheaf SQL: DataFusion plans and executes, Sheaf distributes (DESIGN §9).
 
 pub mod catalog;
+pub mod cluster;
 pub mod dataset;
 pub mod dfs_store;
 pub mod error;

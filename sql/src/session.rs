@@ -47,6 +47,8 @@ pub struct SqlSettings {
     pub local_parallelism: usize,
     /// `datafusion.*` settings passed through.
     pub datafusion: Vec<(String, String)>,
+    /// Every setting as given, in order (executors of a cluster session apply the same).
+    pub given: Vec<(String, String)>,
 }
 
 impl Default for SqlSettings {
@@ -58,6 +60,7 @@ impl Default for SqlSettings {
             scratch_dir: std::env::temp_dir().join("sheaf-sql"),
             local_parallelism: 2,
             datafusion: Vec::new(),
+            given: Vec::new(),
         }
     }
 }
@@ -85,12 +88,16 @@ impl SqlSettings {
             k if k.starts_with("datafusion.") => {
                 self.datafusion.push((k.to_string(), value.to_string()))
             }
+            "sheaf.sql.executors" | "sheaf.sql.executor-memory" | "sheaf.sql.executor-cores" => {
+                // Read by the cluster client; checked there.
+            }
             _ => {
                 return Err(bad(
                     "unknown setting (sheaf.sql.shuffle-partitions, sheaf.sql.broadcast-threshold, sheaf.sql.task-memory, sheaf.sql.scratch-dir, sheaf.sql.local-parallelism, or any datafusion.* key)",
                 ))
             }
         }
+        self.given.push((key.to_string(), value.to_string()));
         Ok(())
     }
 }
@@ -112,6 +119,31 @@ pub fn parse_bytes(s: &str) -> Option<u64> {
         _ => return None,
     };
     n.checked_mul(mult)
+}
+
+/// A query about to run distributed: what every executor needs to plan it again.
+pub struct DistributedQuery<'a> {
+    /// The statement as planned (executors plan the same text).
+    pub statement: &'a str,
+    /// The master's stage plan.
+    pub plan: &'a StagePlan,
+    /// The session state it was planned in.
+    pub state: &'a SessionState,
+    /// `CREATE EXTERNAL TABLE` statements of every table the session knows.
+    pub tables: Vec<String>,
+    /// The session's settings as given.
+    pub settings: Vec<(String, String)>,
+}
+
+/// Runs stage plans somewhere else than this process (the query master's executors).
+#[async_trait::async_trait]
+pub trait DistributedRunner: Send + Sync {
+    /// Runs `query` and returns the final stage's rows and per-stage figures.
+    async fn run(
+        &self,
+        query: DistributedQuery<'_>,
+        progress: &(dyn Fn(StageProgress) + Send + Sync),
+    ) -> SqlResult<(Vec<RecordBatch>, Vec<StageStats>)>;
 }
 
 /// What a statement produced.
@@ -140,6 +172,9 @@ pub struct SqlSession {
     /// Tables of the metastore that could not be registered (shown once, not fatal).
     warnings: Vec<String>,
     queries: std::sync::atomic::AtomicU64,
+    /// The DDL of every table registered in this session, by name (what executors register).
+    tables: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
+    runner: Option<Arc<dyn DistributedRunner>>,
 }
 
 impl SqlSession {
@@ -168,6 +203,12 @@ impl SqlSession {
             // A dynamic filter crosses a stage boundary only inside one process: keep plans the
             // same wherever their stages run.
             .set_bool("datafusion.optimizer.enable_dynamic_filter_pushdown", false)
+            // Each scan task reads exactly its own file group: with work stealing a task running
+            // alone (on an executor) would read its siblings' files too.
+            .set_bool(
+                "datafusion.execution.enable_file_stream_work_stealing",
+                false,
+            )
             .set_bool("datafusion.execution.collect_statistics", true);
         for (k, v) in &settings.datafusion {
             config
@@ -217,9 +258,55 @@ impl SqlSession {
             user,
             warnings: Vec::new(),
             queries: std::sync::atomic::AtomicU64::new(0),
+            tables: std::sync::Mutex::new(std::collections::BTreeMap::new()),
+            runner: None,
         };
         session.warnings = session.replay_catalog().await?;
         Ok(session)
+    }
+
+    /// Runs queries' stages through `runner` from now on (a query master's executors).
+    pub fn with_runner(mut self, runner: Arc<dyn DistributedRunner>) -> SqlSession {
+        self.runner = Some(runner);
+        self
+    }
+
+    /// Registers tables from their `CREATE EXTERNAL TABLE` statements, as another session
+    /// recorded them (an executor replaying the master's session); the first failure is returned.
+    pub async fn register_tables(&self, ddl: &[String]) -> SqlResult<()> {
+        for d in ddl {
+            self.ctx.sql(d).await?.collect().await?;
+            self.remember_table(d);
+        }
+        Ok(())
+    }
+
+    fn remember_table(&self, ddl: &str) {
+        let name = self
+            .ctx
+            .state()
+            .sql_to_statement(ddl, &Dialect::Generic)
+            .ok()
+            .and_then(|s| match s {
+                DfStatement::CreateExternalTable(c) => Some(c.name.to_string().to_lowercase()),
+                _ => None,
+            });
+        if let (Some(name), Ok(mut t)) = (name, self.tables.lock()) {
+            t.insert(name, ddl.to_string());
+        }
+    }
+
+    fn forget_table(&self, name: &str) {
+        if let Ok(mut t) = self.tables.lock() {
+            t.remove(name);
+        }
+    }
+
+    fn table_ddl(&self) -> Vec<String> {
+        self.tables
+            .lock()
+            .map(|t| t.values().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Warnings from setting the session up (tables that could not be registered).
@@ -247,7 +334,8 @@ impl SqlSession {
         let state = self.ctx.state();
         let physical = df.create_physical_plan().await?;
         let plan = stages::cut(physical)?;
-        self.run_plan(&plan, &state, progress).await
+        // A DataFrame has no statement text for executors to plan: its stages run here.
+        self.run_plan(&plan, &state, None, progress).await
     }
 
     async fn replay_catalog(&self) -> SqlResult<Vec<String>> {
@@ -260,6 +348,8 @@ impl SqlSession {
                     table.location,
                     SqlError::from(e)
                 ));
+            } else {
+                self.remember_table(&table.ddl);
             }
         }
         Ok(warnings)
@@ -278,6 +368,7 @@ impl SqlSession {
                 let location = create.locations.first().cloned().unwrap_or_default();
                 if create.temporary {
                     self.ctx.sql(sql).await?.collect().await?;
+                    self.remember_table(sql.trim().trim_end_matches(';'));
                     return Ok(StatementOutcome::Done(format!(
                         "temporary table '{name}' created"
                     )));
@@ -291,6 +382,7 @@ impl SqlSession {
                     )));
                 }
                 self.ctx.sql(sql).await?.collect().await?;
+                self.remember_table(sql.trim().trim_end_matches(';'));
                 let entry = TableEntry {
                     name: name.clone(),
                     ddl: sql.trim().trim_end_matches(';').to_string(),
@@ -366,6 +458,7 @@ impl SqlSession {
         progress: &(dyn Fn(StageProgress) + Send + Sync),
     ) -> SqlResult<StatementOutcome> {
         let state = self.ctx.state();
+        let text = statement.to_string();
         let logical = state.statement_to_plan(statement).await?;
         let is_query = !matches!(
             logical,
@@ -388,7 +481,7 @@ impl SqlSession {
         let physical = df.create_physical_plan().await?;
         let schema = physical.schema();
         let plan = stages::cut(physical)?;
-        let (batches, stages) = self.run_plan(&plan, &state, progress).await?;
+        let (batches, stages) = self.run_plan(&plan, &state, Some(&text), progress).await?;
         Ok(StatementOutcome::Rows {
             schema,
             batches,
@@ -400,8 +493,19 @@ impl SqlSession {
         &self,
         plan: &StagePlan,
         state: &SessionState,
+        statement: Option<&str>,
         progress: &(dyn Fn(StageProgress) + Send + Sync),
     ) -> SqlResult<(Vec<RecordBatch>, Vec<StageStats>)> {
+        if let (Some(runner), Some(statement)) = (&self.runner, statement) {
+            let query = DistributedQuery {
+                statement,
+                plan,
+                state,
+                tables: self.table_ddl(),
+                settings: self.settings.given.clone(),
+            };
+            return runner.run(query, progress).await;
+        }
         let n = self.next_query();
         let scratch = LocalStageDir::new(self.settings.scratch_dir.join(format!(
             "query-{}-{}-{n}",
@@ -504,6 +608,7 @@ impl SqlSession {
         if let Err(e) = self.ctx.sql(&ddl).await {
             return Err(SqlError::from(e));
         }
+        self.remember_table(&ddl);
         let entry = TableEntry {
             name: name.to_string(),
             ddl,
@@ -528,6 +633,7 @@ impl SqlSession {
             return Err(SqlError::Catalog(format!("table '{name}' not found")));
         }
         self.ctx.deregister_table(name)?;
+        self.forget_table(name);
         if let Some(entry) = entry {
             self.metastore.remove(name).await?;
             // Managed (CTAS) tables own their files, as Hive's managed tables do.

@@ -23,23 +23,28 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Name of a task's manifest (written last).
 const MANIFEST: &str = "manifest.json";
+/// Name of a task's data file: its output partitions one after the other, each an Arrow IPC stream.
+pub const DATA_FILE: &str = "data.arrows";
 /// Batches buffered between the plan and the writer thread.
 const WRITE_QUEUE: usize = 4;
 
-/// One output partition file of a task.
+/// One output partition of a task: a byte range of the task's data file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionFile {
+    /// Where it starts in the task's data file.
+    #[serde(default)]
+    pub offset: u64,
     /// Rows in it.
     pub rows: u64,
-    /// Bytes of the file (compressed IPC).
+    /// Bytes of it (compressed IPC).
     pub bytes: u64,
-    /// CRC32 of the file's bytes.
+    /// CRC32 of its bytes.
     pub crc32: u32,
 }
 
@@ -73,6 +78,24 @@ pub trait StageSource: Send + Sync + fmt::Debug {
         part: usize,
         schema: SchemaRef,
     ) -> Result<SendableRecordBatchStream>;
+
+    /// One stream over the given (producer task, partition) pairs of `stage`. By default they are
+    /// read one after the other; a source on the network fetches them together.
+    fn open_many(
+        &self,
+        stage: StageId,
+        sources: Vec<(usize, usize)>,
+        schema: SchemaRef,
+    ) -> Result<SendableRecordBatchStream> {
+        let mut streams = Vec::with_capacity(sources.len());
+        for (task, part) in sources {
+            streams.push(self.open_partition(stage, task, part, Arc::clone(&schema))?);
+        }
+        let merged = futures::stream::iter(streams).flatten();
+        Ok(Box::pin(
+            datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, merged),
+        ))
+    }
 }
 
 /// The session-config extension through which stage readers find their inputs.
@@ -87,24 +110,14 @@ impl StageInputs {
         StageInputs { source }
     }
 
-    /// One stream over the given (producer task, partition) pairs, read one after the other.
+    /// One stream over the given (producer task, partition) pairs.
     pub fn open(
         &self,
         stage: StageId,
         sources: Vec<(usize, usize)>,
         schema: SchemaRef,
     ) -> Result<SendableRecordBatchStream> {
-        let mut streams = Vec::with_capacity(sources.len());
-        for (task, part) in sources {
-            streams.push(
-                self.source
-                    .open_partition(stage, task, part, Arc::clone(&schema))?,
-            );
-        }
-        let merged = futures::stream::iter(streams).flatten();
-        Ok(Box::pin(
-            datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, merged),
-        ))
+        self.source.open_many(stage, sources, schema)
     }
 }
 
@@ -129,6 +142,11 @@ impl LocalStageDir {
 
     fn part_path(dir: &Path, part: usize) -> PathBuf {
         dir.join(format!("part-{part}.arrow"))
+    }
+
+    /// The data file of a task's committed output (served to other nodes by the shuffle service).
+    pub fn data_path(&self, stage: StageId, task: usize) -> PathBuf {
+        self.task_dir(stage, task).join(DATA_FILE)
     }
 
     /// The manifest of a committed task output, if there is one.
@@ -182,13 +200,57 @@ impl LocalStageDir {
             .root
             .join(format!("stage-{}", stage.id))
             .join(format!("_attempt-{task}-{attempt}"));
-        let _ = std::fs::remove_dir_all(&attempt_dir);
-        std::fs::create_dir_all(&attempt_dir)
-            .map_err(|e| SqlError::io(format!("creating {}", attempt_dir.display()), e))?;
+        let prepare = attempt_dir.clone();
+        blocking(move || {
+            let _ = std::fs::remove_dir_all(&prepare);
+            std::fs::create_dir_all(&prepare)
+                .map_err(|e| SqlError::io(format!("creating {}", prepare.display()), e))
+        })
+        .await?;
+        let result = self.write_attempt(stage, task, ctx, &attempt_dir).await;
+        let this = self.clone();
+        let stage_id = stage.id;
+        blocking(move || match result {
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&attempt_dir);
+                Err(e)
+            }
+            // Commit: the first attempt to rename its directory into place wins.
+            Ok(manifest) => match std::fs::rename(&attempt_dir, &final_dir) {
+                Ok(()) => Ok(manifest),
+                Err(_) if final_dir.join(MANIFEST).exists() => {
+                    let _ = std::fs::remove_dir_all(&attempt_dir);
+                    this.manifest(stage_id, task)?
+                        .ok_or_else(|| SqlError::CorruptStageOutput {
+                            path: final_dir.display().to_string(),
+                            reason: "committed output vanished".into(),
+                        })
+                }
+                Err(e) => Err(SqlError::io(
+                    format!(
+                        "committing {} to {}",
+                        attempt_dir.display(),
+                        final_dir.display()
+                    ),
+                    e,
+                )),
+            },
+        })
+        .await
+    }
+
+    /// Runs the fragment and writes its partitions into `attempt_dir`.
+    async fn write_attempt(
+        &self,
+        stage: &Stage,
+        task: usize,
+        ctx: Arc<TaskContext>,
+        attempt_dir: &Path,
+    ) -> SqlResult<TaskManifest> {
         let mut stream = stage.plan.execute(task, ctx)?;
-        let (tx, rx) = std::sync::mpsc::sync_channel::<RecordBatch>(WRITE_QUEUE);
+        let (tx, rx) = tokio::sync::mpsc::channel::<RecordBatch>(WRITE_QUEUE);
         let writer = PartitionWriter::new(
-            attempt_dir.clone(),
+            attempt_dir.to_path_buf(),
             stage.plan.schema(),
             &stage.output,
             task,
@@ -199,7 +261,7 @@ impl LocalStageDir {
         while let Some(batch) = stream.next().await {
             match batch {
                 Ok(batch) => {
-                    if tx.send(batch).is_err() {
+                    if tx.send(batch).await.is_err() {
                         break;
                     }
                 }
@@ -217,37 +279,22 @@ impl LocalStageDir {
             )))
         });
         if let Some(e) = failure {
-            let _ = std::fs::remove_dir_all(&attempt_dir);
             return Err(e.into());
         }
-        let manifest = match written {
-            Ok(Ok(m)) => m,
-            Ok(Err(e)) | Err(e) => {
-                let _ = std::fs::remove_dir_all(&attempt_dir);
-                return Err(e);
-            }
-        };
-        // Commit: the first attempt to rename its directory into place wins.
-        match std::fs::rename(&attempt_dir, &final_dir) {
-            Ok(()) => Ok(manifest),
-            Err(_) if final_dir.join(MANIFEST).exists() => {
-                let _ = std::fs::remove_dir_all(&attempt_dir);
-                self.manifest(stage.id, task)?
-                    .ok_or_else(|| SqlError::CorruptStageOutput {
-                        path: final_dir.display().to_string(),
-                        reason: "committed output vanished".into(),
-                    })
-            }
-            Err(e) => Err(SqlError::io(
-                format!(
-                    "committing {} to {}",
-                    attempt_dir.display(),
-                    final_dir.display()
-                ),
-                e,
-            )),
-        }
+        written?
     }
+}
+
+/// Runs file-system work on a blocking thread, off the async runtime.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> SqlResult<T> + Send + 'static,
+) -> SqlResult<T> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| {
+        SqlError::io(
+            "stage output file work",
+            std::io::Error::other(e.to_string()),
+        )
+    })?
 }
 
 impl StageSource for LocalStageDir {
@@ -274,7 +321,7 @@ impl StageSource for LocalStageDir {
                 manifest.partitions.len()
             ))
         })?;
-        let path = Self::part_path(&dir, part);
+        let path = dir.join(DATA_FILE);
         let mut builder = RecordBatchReceiverStream::builder(schema, 2);
         let tx = builder.tx();
         builder.spawn_blocking(move || {
@@ -286,11 +333,36 @@ impl StageSource for LocalStageDir {
     }
 }
 
-/// Reads one partition file, handing each batch to `emit` (which returns `false` to stop), and
-/// checks the file's length and CRC32 against its manifest entry.
+/// Reads one partition (a byte range of a task's data file), handing each batch to `emit` (which
+/// returns `false` to stop), and checks its length and CRC32 against its manifest entry.
 pub fn read_partition_file(
     path: &Path,
     expected: &PartitionFile,
+    emit: impl FnMut(RecordBatch) -> bool,
+) -> Result<()> {
+    if expected.bytes == 0 {
+        return Ok(());
+    }
+    let what = path.display().to_string();
+    let corrupt = |reason: String| {
+        DataFusionError::External(Box::new(SqlError::CorruptStageOutput {
+            path: what.clone(),
+            reason,
+        }))
+    };
+    let mut file = File::open(path).map_err(|e| corrupt(format!("cannot open: {e}")))?;
+    file.seek(SeekFrom::Start(expected.offset))
+        .map_err(|e| corrupt(format!("cannot seek to {}: {e}", expected.offset)))?;
+    let range = BufReader::with_capacity(1 << 20, file).take(expected.bytes);
+    read_partition(range, expected, &what, emit)
+}
+
+/// Decodes one partition's IPC stream from `source` (exactly its bytes), checking its length and
+/// CRC32 against `expected`; `what` names it in errors (a file, or a producer on another node).
+pub fn read_partition(
+    source: impl Read,
+    expected: &PartitionFile,
+    what: &str,
     mut emit: impl FnMut(RecordBatch) -> bool,
 ) -> Result<()> {
     if expected.bytes == 0 {
@@ -298,12 +370,11 @@ pub fn read_partition_file(
     }
     let corrupt = |reason: String| {
         DataFusionError::External(Box::new(SqlError::CorruptStageOutput {
-            path: path.display().to_string(),
+            path: what.to_string(),
             reason,
         }))
     };
-    let file = File::open(path).map_err(|e| corrupt(format!("cannot open: {e}")))?;
-    let mut checked = CrcReader::new(BufReader::with_capacity(1 << 20, file));
+    let mut checked = CrcReader::new(source);
     {
         let reader = StreamReader::try_new(&mut checked, None)?;
         for batch in reader {
@@ -319,7 +390,7 @@ pub fn read_partition_file(
         .map_err(|e| corrupt(format!("read failed: {e}")))?;
     if checked.len != expected.bytes || checked.hasher.clone().finalize() != expected.crc32 {
         return Err(corrupt(format!(
-            "checksum mismatch ({} bytes, expected {}): the file is damaged",
+            "checksum mismatch ({} bytes, expected {}): the data is damaged",
             checked.len, expected.bytes
         )));
     }
@@ -362,8 +433,11 @@ impl PartitionWriter {
         })
     }
 
-    fn write_all(mut self, rx: std::sync::mpsc::Receiver<RecordBatch>) -> SqlResult<TaskManifest> {
-        while let Ok(batch) = rx.recv() {
+    fn write_all(
+        mut self,
+        mut rx: tokio::sync::mpsc::Receiver<RecordBatch>,
+    ) -> SqlResult<TaskManifest> {
+        while let Some(batch) = rx.blocking_recv() {
             if batch.num_rows() == 0 {
                 continue;
             }
@@ -410,31 +484,51 @@ impl PartitionWriter {
         Ok(())
     }
 
+    /// Ends every partition's stream and lays them out one after the other in the data file
+    /// (one file per task is what the shuffle service serves by byte ranges), manifest last.
     fn finish(self) -> SqlResult<TaskManifest> {
+        let io = |what: &str, path: &Path, e: std::io::Error| {
+            SqlError::io(format!("{what} {}", path.display()), e)
+        };
         let mut manifest = TaskManifest::default();
+        let data_path = self.dir.join(DATA_FILE);
+        let mut data = File::create(&data_path).map_err(|e| io("creating", &data_path, e))?;
+        let mut offset = 0u64;
         for (part, file) in self.files.into_iter().enumerate() {
             let entry = match file {
-                None => PartitionFile::default(),
+                None => PartitionFile {
+                    offset,
+                    ..PartitionFile::default()
+                },
                 Some(mut writer) => {
                     writer.finish().map_err(DataFusionError::from)?;
                     let mut crc = writer.into_inner().map_err(DataFusionError::from)?;
-                    crc.inner
-                        .flush()
-                        .map_err(|e| SqlError::io(format!("writing {}", self.dir.display()), e))?;
-                    PartitionFile {
+                    crc.inner.flush().map_err(|e| io("writing", &self.dir, e))?;
+                    drop(crc.inner);
+                    let part_path = LocalStageDir::part_path(&self.dir, part);
+                    let mut src =
+                        File::open(&part_path).map_err(|e| io("reopening", &part_path, e))?;
+                    // copy_file_range on Linux: the bytes do not pass through this process.
+                    let copied = std::io::copy(&mut src, &mut data)
+                        .map_err(|e| io("appending to", &data_path, e))?;
+                    std::fs::remove_file(&part_path).map_err(|e| io("removing", &part_path, e))?;
+                    let entry = PartitionFile {
+                        offset,
                         rows: self.rows[part],
                         bytes: crc.len,
                         crc32: crc.hasher.finalize(),
-                    }
+                    };
+                    offset += copied;
+                    entry
                 }
             };
             manifest.partitions.push(entry);
         }
+        // Not fsync'd: a lost stage output is recomputed from its lineage, like a map output.
         let path = self.dir.join(MANIFEST);
         let bytes = serde_json::to_vec(&manifest)
             .map_err(|e| SqlError::io("encoding a manifest", std::io::Error::other(e)))?;
-        std::fs::write(&path, bytes)
-            .map_err(|e| SqlError::io(format!("writing {}", path.display()), e))?;
+        std::fs::write(&path, bytes).map_err(|e| io("writing", &path, e))?;
         Ok(manifest)
     }
 }

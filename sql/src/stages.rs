@@ -15,6 +15,7 @@
 use crate::stage_store::StageInputs;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::JoinType;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
@@ -57,7 +58,7 @@ impl StageOutput {
 }
 
 /// Which exchange separates a stage from its consumer (for EXPLAIN, counters and history).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ExchangeKind {
     /// Rows hash-partitioned by key (`RepartitionExec`).
     HashRepartition,
@@ -269,15 +270,23 @@ impl Cutter {
         let children: Vec<Arc<dyn ExecutionPlan>> = join.children().into_iter().cloned().collect();
         let left = Arc::clone(&children[0]);
         // Usually the optimizer already put a coalesce there (cut above, relabel its stage).
-        if let Some(coalesce) = left.downcast_ref::<CoalescePartitionsExec>() {
-            if let Some(reader) = coalesce.input().downcast_ref::<StageReaderExec>() {
-                self.stages[reader.stage].exchange = Some(ExchangeKind::Broadcast);
+        let already_cut = match left.downcast_ref::<CoalescePartitionsExec>() {
+            Some(coalesce) => coalesce
+                .input()
+                .downcast_ref::<StageReaderExec>()
+                .map(|r| r.stage),
+            None => left.downcast_ref::<StageReaderExec>().map(|r| r.stage),
+        };
+        if let Some(stage) = already_cut {
+            self.stages[stage].exchange = Some(ExchangeKind::Broadcast);
+            let probe = self.single_probe_task_if_needed(&join, Arc::clone(&children[1]))?;
+            if Arc::ptr_eq(&probe, &children[1]) {
                 return Ok(join);
             }
-        }
-        if let Some(reader) = left.downcast_ref::<StageReaderExec>() {
-            self.stages[reader.stage].exchange = Some(ExchangeKind::Broadcast);
-            return Ok(join);
+            return join.replace_children(
+                vec![left, probe],
+                ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute),
+            );
         }
         let reader = self.passthrough_reader(left, ExchangeKind::Broadcast);
         let reader = if reader.output_partitioning().partition_count() > 1 {
@@ -285,9 +294,39 @@ impl Cutter {
         } else {
             reader
         };
+        let probe = self.single_probe_task_if_needed(&join, Arc::clone(&children[1]))?;
         join.replace_children(
-            vec![reader, Arc::clone(&children[1])],
+            vec![reader, probe],
             ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute),
+        )
+    }
+
+    /// A broadcast join that emits build-side rows after probing (LEFT, LEFT SEMI/ANTI — `NOT IN`
+    /// —, LEFT MARK, FULL) learns which build rows matched from every probe partition, through
+    /// state shared inside one plan instance; tasks in separate processes do not share it. Such a
+    /// join runs as one task: its probe side is cut into a stage and coalesced.
+    fn single_probe_task_if_needed(
+        &mut self,
+        join: &Arc<dyn ExecutionPlan>,
+        probe: Arc<dyn ExecutionPlan>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let Some(hash_join) = join.downcast_ref::<HashJoinExec>() else {
+            return Ok(probe);
+        };
+        let emits_build_rows = matches!(
+            hash_join.join_type(),
+            JoinType::Left
+                | JoinType::LeftAnti
+                | JoinType::LeftSemi
+                | JoinType::LeftMark
+                | JoinType::Full
+        );
+        if !emits_build_rows || probe.output_partitioning().partition_count() <= 1 {
+            return Ok(probe);
+        }
+        self.cut_below(
+            Arc::new(CoalescePartitionsExec::new(probe)),
+            ExchangeKind::Coalesce,
         )
     }
 

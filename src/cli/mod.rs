@@ -19,6 +19,7 @@ pub mod runtime;
 pub mod shuffle_bench;
 pub mod sql;
 pub mod sql_bench;
+pub mod sql_cluster;
 pub mod transport_bench;
 pub mod yarn;
 pub mod yarn_daemons;

@@ -5,10 +5,13 @@ use anyhow::{anyhow, bail, Context};
 use clap::Args;
 use sheaf_dfs::client::DfsClient;
 use sheaf_sql::catalog::Metastore;
+use sheaf_sql::cluster::client::{ClusterSessionOptions, ClusterSqlClient};
 use sheaf_sql::executor::StageProgress;
 use sheaf_sql::output::{write_rows, OutputFormat};
 use sheaf_sql::script::{split_statements, ScriptStatement};
 use sheaf_sql::{SqlSession, SqlSettings, StatementOutcome};
+use sheaf_yarn::config::YarnSections;
+use sheaf_yarn::protocol::Resource;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
@@ -29,7 +32,8 @@ pub struct SqlArgs {
     /// Output of result rows: table (default on a terminal), csv (default when piped), json.
     #[arg(long, value_name = "FORMAT")]
     format: Option<OutputFormat>,
-    /// Run every stage in this process (same planner and stages, no cluster containers).
+    /// Run every stage in this process (same planner and stages, no cluster containers);
+    /// without it, the session runs on the cluster as one application.
     #[arg(long)]
     local: bool,
     /// Session settings: sheaf.sql.shuffle-partitions, sheaf.sql.broadcast-threshold,
@@ -46,11 +50,6 @@ pub struct SqlArgs {
 
 /// Runs `sheaf sql`.
 pub fn run(args: SqlArgs) -> anyhow::Result<()> {
-    if !args.local {
-        bail!(
-            "running queries as cluster applications is not built yet; add --local (every stage runs in this process, reading and writing the DFS)"
-        );
-    }
     let mut settings = SqlSettings::default();
     for kv in &args.settings {
         let (k, v) = kv
@@ -62,27 +61,85 @@ pub fn run(args: SqlArgs) -> anyhow::Result<()> {
     runtime.block_on(run_async(args, settings))
 }
 
+/// Where statements run: in this process (`--local`), or as a session on the cluster.
+enum Backend {
+    Local(SqlSession),
+    Cluster(ClusterSqlClient),
+}
+
+impl Backend {
+    async fn execute(
+        &self,
+        sql: &str,
+        progress: &(dyn Fn(StageProgress) + Send + Sync),
+    ) -> sheaf_sql::SqlResult<StatementOutcome> {
+        match self {
+            Backend::Local(s) => s.execute(sql, progress).await,
+            Backend::Cluster(c) => c.execute(sql, progress).await,
+        }
+    }
+
+    async fn close(self) -> anyhow::Result<()> {
+        if let Backend::Cluster(c) = self {
+            c.close().await?;
+        }
+        Ok(())
+    }
+}
+
 async fn run_async(args: SqlArgs, settings: SqlSettings) -> anyhow::Result<()> {
-    let cluster_configured = super::config::config_path().is_some();
-    let dfs = if cluster_configured {
-        let config = super::config::client(None)?;
-        Some(DfsClient::connect(&config.dfs, config.identity).await?)
-    } else {
-        None
-    };
-    let metastore = match (&args.metastore, &dfs) {
-        (Some(dir), _) => Metastore::Local(dir.clone()),
-        (None, Some(client)) => Metastore::Dfs(client.clone()),
-        (None, None) => Metastore::Local(default_local_metastore()),
-    };
     let user = std::env::var("USER")
         .ok()
         .filter(|u| !u.is_empty())
         .unwrap_or_else(|| "root".into());
-    let mut session = SqlSession::new(dfs, metastore, settings, user).await?;
-    for w in session.warnings() {
-        eprintln!("sheaf sql: warning: {w}");
-    }
+    let cluster_configured = super::config::config_path().is_some();
+    let backend = if args.local {
+        let dfs = if cluster_configured {
+            let config = super::config::client(None)?;
+            Some(DfsClient::connect(&config.dfs, config.identity).await?)
+        } else {
+            None
+        };
+        let metastore = match (&args.metastore, &dfs) {
+            (Some(dir), _) => Metastore::Local(dir.clone()),
+            (None, Some(client)) => Metastore::Dfs(client.clone()),
+            (None, None) => Metastore::Local(default_local_metastore()),
+        };
+        let session = SqlSession::new(dfs, metastore, settings, user).await?;
+        for w in session.warnings() {
+            eprintln!("sheaf sql: warning: {w}");
+        }
+        Backend::Local(session)
+    } else {
+        if !cluster_configured {
+            bail!("no cluster is configured (no sheaf.toml in the run dir and no --conf): start one with scripts/start-cluster.sh, or add --local to run every stage in this process");
+        }
+        if args.metastore.is_some() {
+            bail!("--metastore is for --local sessions; a cluster session keeps its catalog in the DFS");
+        }
+        let config = super::config::client(None)?;
+        let yarn = YarnSections::from_file(&config.file).context("invalid configuration")?;
+        let sheaf_binary = std::env::current_exe().context("cannot locate the sheaf executable")?;
+        let options = ClusterSessionOptions {
+            resourcemanager: yarn.resourcemanager.address,
+            user,
+            queue: "default".into(),
+            settings: settings.given.clone(),
+            sheaf_binary,
+            master_resource: Resource {
+                memory_mb: 1024,
+                vcores: 1,
+            },
+        };
+        Backend::Cluster(ClusterSqlClient::start(&config.identity, options).await?)
+    };
+    let result = run_statements(&args, &backend).await;
+    let closed = backend.close().await;
+    result?;
+    closed
+}
+
+async fn run_statements(args: &SqlArgs, session: &Backend) -> anyhow::Result<()> {
     let stdout_tty = std::io::stdout().is_terminal();
     let format = args.format.unwrap_or(if stdout_tty {
         OutputFormat::Table
@@ -95,7 +152,7 @@ async fn run_async(args: SqlArgs, settings: SqlSettings) -> anyhow::Result<()> {
         (None, Some(path)) => std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?,
         (None, None) if std::io::stdin().is_terminal() => {
-            return interactive(&mut session, format, show_progress).await
+            return interactive(session, format, show_progress).await
         }
         (None, None) => {
             let mut s = String::new();
@@ -110,7 +167,7 @@ async fn run_async(args: SqlArgs, settings: SqlSettings) -> anyhow::Result<()> {
     }
     for statement in &statements {
         run_one(
-            &mut session,
+            session,
             statement,
             format,
             show_progress,
@@ -130,7 +187,7 @@ fn default_local_metastore() -> PathBuf {
 }
 
 async fn run_one(
-    session: &mut SqlSession,
+    session: &Backend,
     statement: &ScriptStatement,
     format: OutputFormat,
     show_progress: bool,
@@ -177,7 +234,7 @@ async fn run_one(
 }
 
 async fn interactive(
-    session: &mut SqlSession,
+    session: &Backend,
     format: OutputFormat,
     show_progress: bool,
 ) -> anyhow::Result<()> {

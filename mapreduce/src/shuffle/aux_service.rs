@@ -164,17 +164,37 @@ impl AuxService for ShuffleAuxService {
         if validate_job_id(&job_id).is_err() {
             return;
         }
-        let outputs = self.registry.finish_job(&job_id);
-        let job_dir = shuffle_job_dir(&self.root, &job_id);
-        let delete = move || match std::fs::remove_dir_all(&job_dir) {
-            Ok(()) => tracing::info!(
-                job = %job_id,
-                outputs = outputs.len(),
-                "shuffle data of finished application deleted"
-            ),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                tracing::warn!(dir = %job_dir.display(), error = %e, "cannot delete shuffle data")
+        // A SQL session registers one shuffle job per query, `<job_id>-q<n>`. Listing the root
+        // is disk work too: all of it runs off the runtime's threads.
+        let registry = Arc::clone(&self.registry);
+        let root = self.root.clone();
+        let delete = move || {
+            let prefix = format!("{job_id}-");
+            let mut jobs = vec![job_id.clone()];
+            if let Ok(entries) = std::fs::read_dir(&root) {
+                jobs.extend(
+                    entries
+                        .flatten()
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .filter(|n| n.starts_with(&prefix) && validate_job_id(n).is_ok()),
+                );
+            }
+            for job in &jobs {
+                let outputs = registry.finish_job(job).len();
+                let job_dir = shuffle_job_dir(&root, job);
+                match std::fs::remove_dir_all(&job_dir) {
+                    Ok(()) => tracing::info!(
+                        job = %job,
+                        outputs,
+                        "shuffle data of finished application deleted"
+                    ),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => tracing::warn!(
+                        dir = %job_dir.display(),
+                        error = %e,
+                        "cannot delete shuffle data"
+                    ),
+                }
             }
         };
         match tokio::runtime::Handle::try_current() {

@@ -1,0 +1,780 @@
+//! `sheaf sql-master`: the query master of one SQL session, run by the ResourceManager in the
+//! application's master container. It keeps one executor container per node, serves the client
+//! (statements in, rows out) and the executors (tasks out, outcomes in), schedules every query's
+//! producer stages with a [`QueryScheduler`], runs the final stage itself, and removes each
+//! query's stage outputs from every node when the query ends, whatever its outcome.
+
+use super::protocol::*;
+use super::scheduler::{QueryScheduler, StageShape};
+use super::shuffle_source::{LostInputs, ShuffleStageSource};
+use crate::catalog::Metastore;
+use crate::error::{SqlError, SqlResult};
+use crate::executor::{self, StageProgress, StageStats};
+use crate::session::{
+    DistributedQuery, DistributedRunner, SqlSession, SqlSettings, StatementOutcome,
+};
+use crate::stage_store::{LocalStageDir, StageInputs};
+use datafusion::arrow::array::RecordBatch;
+use datafusion::execution::TaskContext;
+use datafusion::physical_plan::collect;
+use datafusion::physical_plan::execution_plan::reset_plan_states;
+use sheaf_dfs::client::DfsClient;
+use sheaf_dfs::config::DfsConfig;
+use sheaf_mapreduce::attempts::AttemptPolicy;
+use sheaf_mapreduce::shuffle::fetcher::ShuffleJob;
+use sheaf_mapreduce::shuffle::{JobSecret, ShuffleFetcher, ShuffleServiceClient, ShuffleSettings};
+use sheaf_rpc::service::{PeerInfo, RpcServer, Service, Shutdown};
+use sheaf_rpc::time::Clock;
+use sheaf_rpc::{quic, TlsIdentity};
+use sheaf_yarn::master::MasterClient;
+use sheaf_yarn::protocol::{
+    exit_status, ContainerAsk, FinalStatus, LaunchSpec, Resource, YarnError,
+};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+/// How long a long-poll (`NextTask`, `Poll`) waits for news.
+const LONG_POLL: Duration = Duration::from_millis(1000);
+/// A session whose client sent nothing for this long is over (the client died).
+const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// Executor containers replaced after they were lost, at most this many times the executors.
+const REPLACEMENTS_PER_EXECUTOR: u32 = 3;
+
+/// What the query master needs.
+pub struct MasterSetup {
+    /// The DFS (tables, catalog, outputs).
+    pub dfs: DfsConfig,
+    /// The identity to present.
+    pub identity: TlsIdentity,
+    /// This container's node.
+    pub host: IpAddr,
+    /// argv of an executor (`sheaf sql-executor`).
+    pub executor_command: Vec<String>,
+    /// The client's token.
+    pub client_token: Vec<u8>,
+    /// The session's settings (`-D`).
+    pub settings: Vec<(String, String)>,
+    /// The submitting user.
+    pub user: String,
+    /// Executors to keep (0: one per node).
+    pub executors: u32,
+    /// Size of each executor container.
+    pub executor_resource: Resource,
+    /// Scratch space (spills, fetched partitions), in the container's working dir.
+    pub scratch: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+struct ExecutorInfo {
+    container: String,
+    host: String,
+    shuffle: SocketAddr,
+    alive: bool,
+}
+
+struct RunningQuery {
+    scheduler: QueryScheduler,
+    template: TaskSpec,
+}
+
+#[derive(Default)]
+struct StatementState {
+    progress: BTreeMap<usize, StageProgress>,
+    outcome: Option<WireOutcome>,
+}
+
+#[derive(Default)]
+struct MasterState {
+    executors: BTreeMap<u32, ExecutorInfo>,
+    next_executor: u32,
+    queries: BTreeMap<u64, RunningQuery>,
+    next_query: u64,
+    statements: BTreeMap<u64, StatementState>,
+    next_statement: u64,
+    closed: bool,
+    last_client: Option<Instant>,
+}
+
+/// The state every part of the master shares.
+struct MasterCore {
+    state: Mutex<MasterState>,
+    changed: Notify,
+    clock: Clock,
+    executor_token: Vec<u8>,
+    client_token: Vec<u8>,
+    job_id: String,
+    secret: JobSecret,
+    fetcher: Arc<ShuffleFetcher>,
+    service: ShuffleServiceClient,
+    scratch: PathBuf,
+}
+
+impl MasterCore {
+    fn lock(&self) -> std::sync::MutexGuard<'_, MasterState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn shuffle_addresses(&self) -> Vec<SocketAddr> {
+        let mut v: Vec<SocketAddr> = self.lock().executors.values().map(|e| e.shuffle).collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// Waits until something changes or `timeout` passes.
+    async fn wait_change(&self, timeout: Duration) {
+        let _ = tokio::time::timeout(timeout, self.changed.notified()).await;
+    }
+}
+
+/// Runs the session's application to its end.
+pub async fn run_master(setup: MasterSetup) -> SqlResult<FinalStatus> {
+    let am = MasterClient::from_env(&setup.identity, setup.host)
+        .map_err(|e| SqlError::Cluster(e.to_string()))?;
+    let app = am.attempt().app.to_string();
+    let job_id = sheaf_mapreduce::cluster::submission::job_id_of_application(&app);
+    let fetcher = ShuffleFetcher::new(&setup.identity, setup.host, ShuffleSettings::default())
+        .map_err(|e| SqlError::Cluster(format!("shuffle fetcher: {e}")))?;
+    let service = ShuffleServiceClient::new(&setup.identity, setup.host)
+        .map_err(|e| SqlError::Cluster(format!("shuffle service client: {e}")))?;
+    let core = Arc::new(MasterCore {
+        state: Mutex::new(MasterState {
+            next_query: 1,
+            next_statement: 1,
+            last_client: Some(Instant::now()),
+            ..MasterState::default()
+        }),
+        changed: Notify::new(),
+        clock: Clock::new(),
+        executor_token: super::new_token(),
+        client_token: setup.client_token.clone(),
+        job_id,
+        secret: JobSecret::generate(),
+        fetcher,
+        service,
+        scratch: setup.scratch.clone(),
+    });
+    let dfs = DfsClient::connect(&setup.dfs, setup.identity.clone())
+        .await
+        .map_err(|e| SqlError::Cluster(format!("connecting to the DFS: {e}")))?;
+    let mut settings = SqlSettings::default();
+    for (k, v) in &setup.settings {
+        settings.set(k, v)?;
+    }
+    settings.scratch_dir = setup.scratch.clone();
+    let session = SqlSession::new(
+        Some(dfs.clone()),
+        Metastore::Dfs(dfs),
+        settings,
+        setup.user.clone(),
+    )
+    .await?
+    .with_runner(Arc::new(ClusterRunner {
+        core: Arc::clone(&core),
+    }));
+    let service = Arc::new(MasterService {
+        core: Arc::clone(&core),
+        session: Arc::new(session),
+    });
+    let endpoint = quic::server_endpoint(SocketAddr::new(setup.host, 0), &setup.identity)
+        .map_err(|e| SqlError::Cluster(format!("master endpoint: {e}")))?;
+    let address = endpoint
+        .local_addr()
+        .map_err(|e| SqlError::io("master endpoint address", e))?;
+    let (trigger, shutdown) = Shutdown::new();
+    let server = tokio::spawn(RpcServer::serve(endpoint, service, shutdown));
+    let result = drive(&am, &core, &setup, address).await;
+    // Tell executors to stop, give their slots one poll to hear it, then stop serving.
+    core.lock().closed = true;
+    core.changed.notify_waiters();
+    tokio::time::sleep(LONG_POLL + Duration::from_millis(200)).await;
+    trigger.trigger();
+    let _ = server.await;
+    let (status, diagnostics) = match &result {
+        Ok(n) => (FinalStatus::Succeeded, format!("{n} statements run")),
+        Err(e) => (FinalStatus::Failed, e.to_string()),
+    };
+    am.finish(status, diagnostics)
+        .await
+        .map_err(|e| SqlError::Cluster(e.to_string()))?;
+    core.fetcher.close();
+    core.service.close();
+    result.map(|_| status)
+}
+
+fn yarn_err(e: YarnError) -> SqlError {
+    SqlError::Cluster(e.to_string())
+}
+
+/// Registers, keeps the executors running, and returns when the session is over (the number
+/// of statements run).
+async fn drive(
+    am: &MasterClient,
+    core: &Arc<MasterCore>,
+    setup: &MasterSetup,
+    address: SocketAddr,
+) -> SqlResult<u64> {
+    am.register(Some(address.to_string()))
+        .await
+        .map_err(yarn_err)?;
+    let reports: Vec<_> = am
+        .nodes()
+        .await
+        .map_err(yarn_err)?
+        .into_iter()
+        .filter(|n| n.state == "RUNNING")
+        .collect();
+    let nodes: Vec<String> = reports.iter().map(|n| n.host.clone()).collect();
+    // An executor no node can hold would never start: shrink it to the biggest node.
+    let mut executor_resource = setup.executor_resource;
+    if let Some(vcores) = reports.iter().map(|n| n.capability.vcores).max() {
+        executor_resource.vcores = executor_resource.vcores.min(vcores.max(1));
+    }
+    if let Some(mb) = reports.iter().map(|n| n.capability.memory_mb).max() {
+        executor_resource.memory_mb = executor_resource.memory_mb.min(mb.max(64));
+    }
+    let wanted = if setup.executors == 0 {
+        nodes.len().max(1) as u32
+    } else {
+        setup.executors
+    };
+    let mut next_ask = 1u64;
+    let mut asks: Vec<ContainerAsk> = (0..wanted)
+        .map(|i| {
+            let id = next_ask;
+            next_ask += 1;
+            ContainerAsk {
+                ask_id: id,
+                count: 1,
+                resource: executor_resource,
+                priority: 1,
+                hosts: nodes
+                    .get(i as usize % nodes.len().max(1))
+                    .cloned()
+                    .into_iter()
+                    .collect(),
+                racks: vec![],
+                relax_locality: true,
+            }
+        })
+        .collect();
+    let mut replacements = 0u32;
+    let slots = executor_resource.vcores.max(1);
+    // Half the container for operators; the rest is the process, its buffers and fetches.
+    let memory = (executor_resource.memory_mb as usize * (1 << 20)) / 2;
+    loop {
+        let allocation = am
+            .allocate(std::mem::take(&mut asks), vec![], vec![], 500)
+            .await
+            .map_err(yarn_err)?;
+        if allocation.shutdown {
+            return Err(SqlError::Cluster(
+                "the ResourceManager ended this session's application".into(),
+            ));
+        }
+        if !allocation.allocated.is_empty() {
+            let launches = allocation
+                .allocated
+                .iter()
+                .map(|c| {
+                    let mut env = BTreeMap::new();
+                    env.insert(super::env::MASTER_ADDRESS.into(), address.to_string());
+                    env.insert(
+                        super::env::EXECUTOR_TOKEN.into(),
+                        super::to_hex(&core.executor_token),
+                    );
+                    env.insert(super::env::SLOTS.into(), slots.to_string());
+                    env.insert(super::env::TASK_MEMORY.into(), memory.to_string());
+                    env.insert(
+                        sheaf_mapreduce::cluster::submission::env::TASK_HOST.into(),
+                        c.host.clone(),
+                    );
+                    if let Some(s) = c
+                        .aux_services
+                        .get(sheaf_mapreduce::cluster::submission::SHUFFLE_SERVICE)
+                    {
+                        env.insert(
+                            sheaf_mapreduce::cluster::submission::env::SHUFFLE_ADDRESS.into(),
+                            s.clone(),
+                        );
+                    }
+                    let spec = LaunchSpec {
+                        command: setup.executor_command.clone(),
+                        env,
+                        ..LaunchSpec::default()
+                    };
+                    (c.id, spec)
+                })
+                .collect();
+            am.start(launches).await.map_err(yarn_err)?;
+        }
+        for c in allocation.completed {
+            let container = c.id.to_string();
+            let now = core.clock.now();
+            let lost = {
+                let mut st = core.lock();
+                let lost: Vec<u32> = st
+                    .executors
+                    .iter()
+                    .filter(|(_, e)| e.container == container && e.alive)
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in &lost {
+                    if let Some(e) = st.executors.get_mut(id) {
+                        e.alive = false;
+                    }
+                    for q in st.queries.values_mut() {
+                        q.scheduler.executor_lost(
+                            *id,
+                            c.exit_status == exit_status::NODE_LOST,
+                            &format!("executor container {container} ended: {}", c.diagnostics),
+                            now,
+                        );
+                    }
+                }
+                lost
+            };
+            tracing::info!(%container, exit = c.exit_status, executors = ?lost, "executor container ended");
+            core.changed.notify_waiters();
+            let closed = core.lock().closed;
+            if !closed
+                && c.exit_status != exit_status::KILLED
+                && replacements < wanted * REPLACEMENTS_PER_EXECUTOR
+            {
+                replacements += 1;
+                asks.push(ContainerAsk {
+                    ask_id: next_ask,
+                    count: 1,
+                    resource: executor_resource,
+                    priority: 1,
+                    hosts: vec![],
+                    racks: vec![],
+                    relax_locality: true,
+                });
+                next_ask += 1;
+            }
+        }
+        {
+            let st = core.lock();
+            if st.closed {
+                return Ok(st.next_statement - 1);
+            }
+            let idle = st
+                .last_client
+                .map(|t| t.elapsed() > CLIENT_IDLE_TIMEOUT)
+                .unwrap_or(false);
+            let running = st.statements.values().any(|s| s.outcome.is_none());
+            if idle && !running {
+                return Err(SqlError::Cluster(format!(
+                    "the client sent nothing for {} s; session abandoned",
+                    CLIENT_IDLE_TIMEOUT.as_secs()
+                )));
+            }
+        }
+        let now = core.clock.now();
+        let timed_out = {
+            let mut st = core.lock();
+            for q in st.queries.values_mut() {
+                q.scheduler.time_out(now);
+            }
+            !st.queries.is_empty()
+        };
+        if timed_out {
+            core.changed.notify_waiters();
+        }
+    }
+}
+
+/// The session's distributed runner: one [`QueryScheduler`] per query.
+struct ClusterRunner {
+    core: Arc<MasterCore>,
+}
+
+#[async_trait::async_trait]
+impl DistributedRunner for ClusterRunner {
+    async fn run(
+        &self,
+        query: DistributedQuery<'_>,
+        progress: &(dyn Fn(StageProgress) + Send + Sync),
+    ) -> SqlResult<(Vec<RecordBatch>, Vec<StageStats>)> {
+        let core = &self.core;
+        let plan = query.plan;
+        let id = {
+            let mut st = core.lock();
+            let id = st.next_query;
+            st.next_query += 1;
+            id
+        };
+        if plan.stages.len() == 1 {
+            // Nothing to distribute: one stage, run here.
+            let dir = LocalStageDir::new(core.scratch.join(format!("query-{id}")));
+            return executor::run_local(plan, query.state, dir, 1, progress).await;
+        }
+        let shuffle_job = format!("{}-q{id}", core.job_id);
+        let shapes = StageShape::producers_of(plan);
+        let template = TaskSpec {
+            attempt: TaskAttemptId {
+                query: id,
+                stage: 0,
+                task: 0,
+                attempt: 0,
+            },
+            statement: query.statement.to_string(),
+            tables: query.tables.clone(),
+            settings: query.settings.clone(),
+            fingerprint: super::fingerprint(plan),
+            shuffle_job: shuffle_job.clone(),
+            shuffle_secret: core.secret.as_bytes().to_vec(),
+            inputs: vec![],
+        };
+        core.lock().queries.insert(
+            id,
+            RunningQuery {
+                scheduler: QueryScheduler::new(id, shapes.clone(), AttemptPolicy::default()),
+                template,
+            },
+        );
+        core.changed.notify_waiters();
+        let result = self
+            .run_query(id, plan, query.state, &shapes, progress)
+            .await;
+        // Stage outputs go whatever the outcome (on every node that may hold some).
+        core.lock().queries.remove(&id);
+        for addr in core.shuffle_addresses() {
+            if let Err(e) = core
+                .service
+                .remove_job(addr, &shuffle_job, &core.secret)
+                .await
+            {
+                tracing::warn!(%addr, job = %shuffle_job, error = %e, "cannot remove stage outputs");
+            }
+        }
+        result
+    }
+}
+
+impl ClusterRunner {
+    async fn run_query(
+        &self,
+        id: u64,
+        plan: &crate::stages::StagePlan,
+        state: &datafusion::execution::context::SessionState,
+        shapes: &[StageShape],
+        progress: &(dyn Fn(StageProgress) + Send + Sync),
+    ) -> SqlResult<(Vec<RecordBatch>, Vec<StageStats>)> {
+        let core = &self.core;
+        let started = Instant::now();
+        let mut stage_done_at: BTreeMap<u32, Duration> = BTreeMap::new();
+        loop {
+            // Producers.
+            let locations = loop {
+                // Figures are read under the lock and reported after it: the progress callback
+                // takes the same lock.
+                let (reports, ready) = {
+                    let st = core.lock();
+                    let q = st
+                        .queries
+                        .get(&id)
+                        .ok_or_else(|| SqlError::Cluster("the query was dropped".into()))?;
+                    if let Some(why) = q.scheduler.failure() {
+                        return Err(SqlError::Cluster(why.to_string()));
+                    }
+                    let mut reports = Vec::with_capacity(shapes.len());
+                    for s in shapes {
+                        let f = q.scheduler.figures(s.id);
+                        if f.done == s.tasks {
+                            stage_done_at
+                                .entry(s.id)
+                                .or_insert_with(|| started.elapsed());
+                        }
+                        reports.push(StageProgress {
+                            stage: s.id as usize,
+                            stages: plan.stages.len(),
+                            done: f.done as usize,
+                            total: s.tasks as usize,
+                            rows: f.rows,
+                            bytes: f.bytes,
+                        });
+                    }
+                    let ready = q.scheduler.is_done().then(|| {
+                        shapes
+                            .iter()
+                            .map(|s| q.scheduler.locations(s.id))
+                            .collect::<Vec<_>>()
+                    });
+                    (reports, ready)
+                };
+                for r in reports {
+                    progress(r);
+                }
+                if let Some(locations) = ready {
+                    break locations;
+                }
+                core.wait_change(Duration::from_millis(250)).await;
+            };
+            // The final stage, here.
+            let lost = LostInputs::default();
+            let source = ShuffleStageSource::new(
+                Arc::clone(&core.fetcher),
+                ShuffleJob {
+                    job_id: format!("{}-q{id}", core.job_id),
+                    secret: core.secret.clone(),
+                },
+                &locations,
+                core.scratch.join(format!("fetch-q{id}")),
+                lost.clone(),
+            );
+            let config = state
+                .config()
+                .clone()
+                .with_extension(Arc::new(StageInputs::new(Arc::new(source))));
+            let ctx = Arc::new(TaskContext::from(state).with_session_config(config));
+            let final_stage = plan.final_stage();
+            let fragment = reset_plan_states(Arc::clone(&final_stage.plan))?;
+            let final_started = Instant::now();
+            match collect(Arc::clone(&fragment), ctx).await {
+                Ok(batches) => {
+                    let st = core.lock();
+                    let q = st
+                        .queries
+                        .get(&id)
+                        .ok_or_else(|| SqlError::Cluster("the query was dropped".into()))?;
+                    let mut stats: Vec<StageStats> = shapes
+                        .iter()
+                        .map(|s| {
+                            let f = q.scheduler.figures(s.id);
+                            StageStats {
+                                stage: s.id as usize,
+                                exchange: plan.stages[s.id as usize].exchange,
+                                tasks: f.done as usize,
+                                output_rows: f.rows,
+                                output_bytes: f.bytes,
+                                spilled_bytes: f.spilled,
+                                elapsed: stage_done_at.get(&s.id).copied().unwrap_or_default(),
+                            }
+                        })
+                        .collect();
+                    let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
+                    stats.push(StageStats {
+                        stage: final_stage.id,
+                        exchange: None,
+                        tasks: final_stage.tasks(),
+                        output_rows: rows,
+                        output_bytes: 0,
+                        spilled_bytes: executor::spilled_bytes(&fragment),
+                        elapsed: final_started.elapsed(),
+                    });
+                    return Ok((batches, stats));
+                }
+                Err(e) => match lost.first() {
+                    Some((producer, why)) => {
+                        let now = core.clock.now();
+                        core.lock()
+                            .queries
+                            .get_mut(&id)
+                            .map(|q| q.scheduler.output_lost(producer, &why, now));
+                        core.changed.notify_waiters();
+                    }
+                    None => return Err(e.into()),
+                },
+            }
+        }
+    }
+}
+
+/// The RPC service: the client's statements and the executors' tasks.
+struct MasterService {
+    core: Arc<MasterCore>,
+    session: Arc<SqlSession>,
+}
+
+impl Service for MasterService {
+    type Request = QmRequest;
+    type Response = QmResponse;
+
+    async fn handle(self: Arc<Self>, req: QmRequest, _peer: PeerInfo) -> QmResponse {
+        let core = &self.core;
+        match req {
+            QmRequest::Execute { token, statement } => {
+                if token != core.client_token {
+                    return QmResponse::Refused("not this session's client".into());
+                }
+                let id = {
+                    let mut st = core.lock();
+                    st.last_client = Some(Instant::now());
+                    let id = st.next_statement;
+                    st.next_statement += 1;
+                    st.statements.insert(id, StatementState::default());
+                    id
+                };
+                let this = Arc::clone(&self);
+                tokio::spawn(async move { this.execute(id, statement).await });
+                QmResponse::Started { id }
+            }
+            QmRequest::Poll { token, id } => {
+                if token != core.client_token {
+                    return QmResponse::Refused("not this session's client".into());
+                }
+                let deadline = Instant::now() + LONG_POLL;
+                loop {
+                    {
+                        let mut st = core.lock();
+                        st.last_client = Some(Instant::now());
+                        let Some(s) = st.statements.get(&id) else {
+                            return QmResponse::Refused(format!("no statement {id}"));
+                        };
+                        if let Some(outcome) = s.outcome.clone() {
+                            st.statements.remove(&id);
+                            return QmResponse::Outcome(outcome);
+                        }
+                        if Instant::now() >= deadline {
+                            return QmResponse::Running(s.progress.values().copied().collect());
+                        }
+                    }
+                    core.wait_change(Duration::from_millis(100)).await;
+                }
+            }
+            QmRequest::Close { token } => {
+                if token != core.client_token {
+                    return QmResponse::Refused("not this session's client".into());
+                }
+                core.lock().closed = true;
+                core.changed.notify_waiters();
+                QmResponse::Ack
+            }
+            QmRequest::RegisterExecutor {
+                token,
+                container,
+                host,
+                shuffle,
+            } => {
+                if token != core.executor_token {
+                    return QmResponse::Refused("not an executor of this session".into());
+                }
+                let mut st = core.lock();
+                let id = st.next_executor;
+                st.next_executor += 1;
+                st.executors.insert(
+                    id,
+                    ExecutorInfo {
+                        container,
+                        host,
+                        shuffle,
+                        alive: true,
+                    },
+                );
+                drop(st);
+                core.changed.notify_waiters();
+                QmResponse::Registered { executor: id }
+            }
+            QmRequest::NextTask { token, executor } => {
+                if token != core.executor_token {
+                    return QmResponse::Refused("not an executor of this session".into());
+                }
+                let deadline = Instant::now() + LONG_POLL;
+                loop {
+                    let notified = core.changed.notified();
+                    tokio::pin!(notified);
+                    notified.as_mut().enable();
+                    {
+                        let now = core.clock.now();
+                        let mut st = core.lock();
+                        if st.closed {
+                            return QmResponse::Shutdown;
+                        }
+                        let Some(me) = st.executors.get(&executor).cloned() else {
+                            return QmResponse::Refused(format!("unknown executor {executor}"));
+                        };
+                        if !me.alive {
+                            return QmResponse::Shutdown;
+                        }
+                        let other_hosts =
+                            st.executors.values().any(|e| e.alive && e.host != me.host);
+                        for q in st.queries.values_mut() {
+                            if let Some(a) = q.scheduler.next_task(
+                                executor,
+                                &me.host,
+                                me.shuffle,
+                                other_hosts,
+                                now,
+                            ) {
+                                let mut spec = q.template.clone();
+                                spec.attempt = a.attempt;
+                                spec.inputs = a.inputs;
+                                return QmResponse::Task(Box::new(spec));
+                            }
+                        }
+                    }
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() || tokio::time::timeout(left, notified).await.is_err() {
+                        return QmResponse::NoTask;
+                    }
+                }
+            }
+            QmRequest::TaskEnded {
+                token,
+                executor: _,
+                attempt,
+                outcome,
+            } => {
+                if token != core.executor_token {
+                    return QmResponse::Refused("not an executor of this session".into());
+                }
+                let now = core.clock.now();
+                {
+                    let mut st = core.lock();
+                    if let Some(q) = st.queries.get_mut(&attempt.query) {
+                        match outcome {
+                            TaskOutcome::Succeeded {
+                                partitions,
+                                spilled_bytes,
+                            } => q
+                                .scheduler
+                                .succeeded(attempt, partitions, spilled_bytes, now),
+                            TaskOutcome::Failed { error } => {
+                                q.scheduler.failed(attempt, error, now)
+                            }
+                            TaskOutcome::FetchFailed { stage, task, error } => {
+                                q.scheduler.fetch_failed(attempt, (stage, task), error, now)
+                            }
+                        }
+                    }
+                }
+                core.changed.notify_waiters();
+                QmResponse::Ack
+            }
+        }
+    }
+}
+
+impl MasterService {
+    async fn execute(&self, id: u64, statement: String) {
+        let core = Arc::clone(&self.core);
+        let progress = move |p: StageProgress| {
+            let mut st = core.lock();
+            if let Some(s) = st.statements.get_mut(&id) {
+                s.progress.insert(p.stage, p);
+            }
+        };
+        let outcome = match self.session.execute(&statement, &progress).await {
+            Ok(StatementOutcome::Rows {
+                schema,
+                batches,
+                stages,
+            }) => match super::encode_rows(&schema, &batches) {
+                Ok(ipc) => WireOutcome::Rows { ipc, stages },
+                Err(e) => WireOutcome::Failed(e.to_string()),
+            },
+            Ok(StatementOutcome::Done(msg)) => WireOutcome::Done(msg),
+            Err(e) => WireOutcome::Failed(e.to_string()),
+        };
+        if let Some(s) = self.core.lock().statements.get_mut(&id) {
+            s.outcome = Some(outcome);
+        }
+        self.core.changed.notify_waiters();
+    }
+}

@@ -158,6 +158,7 @@ fn a_node_killed_mid_query_costs_only_its_tasks() {
         .stdin(std::process::Stdio::null())
         .args([
             "sql",
+            "--stats",
             "--format",
             "csv",
             "-D",
@@ -202,4 +203,24 @@ fn a_node_killed_mid_query_costs_only_its_tasks() {
         cluster.log_tails()
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), want);
+    // The figures show work done again: attempts beyond the tasks (killed with the node, or
+    // re-runs of outputs lost with it).
+    let (mut tasks, mut attempts) = (0usize, 0usize);
+    for line in stderr.lines().filter(|l| l.starts_with("stage ")) {
+        let n = |word: &str| -> usize {
+            let words: Vec<&str> = line.split([' ', ',']).filter(|w| !w.is_empty()).collect();
+            words
+                .iter()
+                .position(|w| *w == word)
+                .and_then(|i| words[i - 1].parse().ok())
+                .unwrap_or(0)
+        };
+        tasks += n("tasks");
+        attempts += n("attempts");
+    }
+    assert!(tasks > 0, "no stage figures: {stderr}");
+    assert!(
+        attempts > tasks,
+        "nothing ran again ({attempts} attempts for {tasks} tasks): {stderr}"
+    );
 }

@@ -22,8 +22,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         [] => write_sample(sample.path())?,
         _ => return Err("usage: nightly_etl [SALES_DIR STORES_DIR OUT_DIR]".into()),
     };
-    let mut settings = SqlSettings::default();
-    settings.scratch_dir = sample.path().join("scratch");
+    let settings = SqlSettings {
+        scratch_dir: sample.path().join("scratch"),
+        ..SqlSettings::default()
+    };
     let session = Arc::new(
         SqlSession::new(
             None,

@@ -31,6 +31,13 @@ pub struct StageStats {
     pub spilled_bytes: u64,
     /// Wall time of the stage.
     pub elapsed: Duration,
+    /// Attempts launched (more than `tasks` when attempts failed, were lost with their node or
+    /// re-ran a lost output).
+    #[serde(default)]
+    pub attempts: usize,
+    /// Outputs that were lost after they were written and recomputed (lineage re-runs).
+    #[serde(default)]
+    pub reruns: usize,
 }
 
 /// Progress as stages run, for a console progress line.
@@ -117,6 +124,8 @@ async fn run_stages(
             output_bytes: bytes,
             spilled_bytes: spilled_bytes(&stage.plan),
             elapsed: started.elapsed(),
+            attempts: tasks,
+            reruns: 0,
         });
     }
     let final_stage = &last[0];
@@ -142,6 +151,8 @@ async fn run_stages(
         output_bytes: 0,
         spilled_bytes: spilled_bytes(&final_stage.plan),
         elapsed: started.elapsed(),
+        attempts: final_stage.tasks(),
+        reruns: 0,
     });
     Ok((batches, stats))
 }

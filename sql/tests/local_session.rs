@@ -16,8 +16,10 @@ fn no_progress() -> impl Fn(StageProgress) + Send + Sync {
 }
 
 async fn session(dir: &Path, settings: &[(&str, &str)]) -> SqlSession {
-    let mut s = SqlSettings::default();
-    s.scratch_dir = dir.join("scratch");
+    let mut s = SqlSettings {
+        scratch_dir: dir.join("scratch"),
+        ..SqlSettings::default()
+    };
     for (k, v) in settings {
         s.set(k, v).unwrap();
     }

@@ -12,8 +12,10 @@ async fn tpch_queries_staged_equal_datafusion_alone() {
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("csv");
     tpch::generate_csv(&csv, 0.01, 2).unwrap();
-    let mut settings = SqlSettings::default();
-    settings.scratch_dir = dir.path().join("scratch");
+    let settings = SqlSettings {
+        scratch_dir: dir.path().join("scratch"),
+        ..SqlSettings::default()
+    };
     let sheaf = SqlSession::new(
         None,
         Metastore::Local(dir.path().join("ms")),

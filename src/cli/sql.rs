@@ -46,6 +46,10 @@ pub struct SqlArgs {
     /// No progress line, even on a terminal.
     #[arg(long, short = 'q')]
     quiet: bool,
+    /// After each query, one line per stage on stderr: tasks, attempts, re-run outputs, rows,
+    /// bytes written, bytes spilled, time.
+    #[arg(long)]
+    stats: bool,
 }
 
 /// Runs `sheaf sql`.
@@ -172,6 +176,7 @@ async fn run_statements(args: &SqlArgs, session: &Backend) -> anyhow::Result<()>
             format,
             show_progress,
             statements.len() > 1,
+            args.stats,
         )
         .await?;
     }
@@ -192,6 +197,7 @@ async fn run_one(
     format: OutputFormat,
     show_progress: bool,
     several: bool,
+    stats: bool,
 ) -> anyhow::Result<()> {
     let progress = move |p: StageProgress| {
         if show_progress {
@@ -213,8 +219,25 @@ async fn run_one(
     }
     match outcome.map_err(|e| anyhow!("line {}: {e}", statement.line))? {
         StatementOutcome::Rows {
-            schema, batches, ..
+            schema,
+            batches,
+            stages,
         } => {
+            if stats {
+                for s in &stages {
+                    eprintln!(
+                        "stage {}: {} tasks, {} attempts, {} outputs re-run, {} rows, {} written, {} spilled, {:.2} s",
+                        s.stage,
+                        s.tasks,
+                        s.attempts,
+                        s.reruns,
+                        s.output_rows,
+                        human_bytes(s.output_bytes),
+                        human_bytes(s.spilled_bytes),
+                        s.elapsed.as_secs_f64()
+                    );
+                }
+            }
             let mut out = std::io::stdout().lock();
             match write_rows(&mut out, format, &schema, &batches) {
                 Ok(()) => {}
@@ -263,7 +286,8 @@ async fn interactive(
                 }
                 let _ = editor.add_history_entry(buffer.trim());
                 for statement in split_statements(&buffer) {
-                    if let Err(e) = run_one(session, &statement, format, show_progress, true).await
+                    if let Err(e) =
+                        run_one(session, &statement, format, show_progress, true, false).await
                     {
                         eprintln!("sheaf sql: {e}");
                     }

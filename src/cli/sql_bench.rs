@@ -65,8 +65,10 @@ async fn run_async(args: TpchBenchArgs) -> anyhow::Result<()> {
         (None, Some(_)) => format!("sheaf:///bench/tpch/{scale_name}"),
         (None, None) => work.path().join(&scale_name).display().to_string(),
     };
-    let mut settings = SqlSettings::default();
-    settings.scratch_dir = work.path().join("scratch");
+    let mut settings = SqlSettings {
+        scratch_dir: work.path().join("scratch"),
+        ..SqlSettings::default()
+    };
     for kv in &args.settings {
         let (k, v) = kv
             .split_once('=')

@@ -555,6 +555,8 @@ impl ClusterRunner {
                                 output_bytes: f.bytes,
                                 spilled_bytes: f.spilled,
                                 elapsed: stage_done_at.get(&s.id).copied().unwrap_or_default(),
+                                attempts: f.attempts as usize,
+                                reruns: f.reruns as usize,
                             }
                         })
                         .collect();
@@ -567,16 +569,17 @@ impl ClusterRunner {
                         output_bytes: 0,
                         spilled_bytes: executor::spilled_bytes(&fragment),
                         elapsed: final_started.elapsed(),
+                        attempts: final_stage.tasks(),
+                        reruns: 0,
                     });
                     return Ok((batches, stats));
                 }
                 Err(e) => match lost.first() {
                     Some((producer, why)) => {
                         let now = core.clock.now();
-                        core.lock()
-                            .queries
-                            .get_mut(&id)
-                            .map(|q| q.scheduler.output_lost(producer, &why, now));
+                        if let Some(q) = core.lock().queries.get_mut(&id) {
+                            q.scheduler.output_lost(producer, &why, now);
+                        }
                         core.changed.notify_waiters();
                     }
                     None => return Err(e.into()),

@@ -43,7 +43,7 @@ pub fn to_hex(bytes: &[u8]) -> String {
 
 /// A token from its hex form; `None` if malformed.
 pub fn from_hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())

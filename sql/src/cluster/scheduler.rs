@@ -77,8 +77,10 @@ pub struct StageFigures {
     pub bytes: u64,
     /// Bytes spilled.
     pub spilled: u64,
-    /// Attempts that ran again because an output was lost.
+    /// Outputs lost after they were written, and so run again.
     pub reruns: u32,
+    /// Attempts launched.
+    pub attempts: u32,
 }
 
 /// One query's producer stages and their attempts.
@@ -156,6 +158,11 @@ impl QueryScheduler {
     pub fn figures(&self, id: u32) -> StageFigures {
         let mut f = StageFigures {
             reruns: self.reruns.get(&id).copied().unwrap_or(0),
+            attempts: self
+                .book
+                .attempts()
+                .filter(|a| a.id.task.0 == id && a.is_launched())
+                .count() as u32,
             ..StageFigures::default()
         };
         for ((_, t), o) in self.outputs.range((id, 0)..=(id, u32::MAX)) {
@@ -489,6 +496,7 @@ mod tests {
         assert_eq!(s.figures(first.stage).reruns, 1);
         // Only the lost producer is runnable now.
         let rerun = s.next_task(2, "h2", addr(2), true, Now::at(7)).unwrap();
+        assert_eq!(s.figures(first.stage).attempts, 3, "two tasks, one re-run");
         assert_eq!(
             (rerun.attempt.stage, rerun.attempt.task),
             (first.stage, first.task)

@@ -28,9 +28,12 @@ pub fn task_of_map_id(map: u32) -> (u32, u32) {
     (map >> 16, map & 0xffff)
 }
 
-/// Producer outputs a task could not fetch: (stage, task) and why.
+/// A producer task, (stage, task), and why its output could not be fetched.
+pub type LostInput = ((u32, u32), String);
+
+/// Producer outputs a task could not fetch.
 #[derive(Debug, Clone, Default)]
-pub struct LostInputs(Arc<Mutex<Vec<((u32, u32), String)>>>);
+pub struct LostInputs(Arc<Mutex<Vec<LostInput>>>);
 
 impl LostInputs {
     fn record(&self, producer: (u32, u32), why: String) {
@@ -40,7 +43,7 @@ impl LostInputs {
     }
 
     /// The first lost producer, if any.
-    pub fn first(&self) -> Option<((u32, u32), String)> {
+    pub fn first(&self) -> Option<LostInput> {
         self.0.lock().ok().and_then(|v| v.first().cloned())
     }
 }

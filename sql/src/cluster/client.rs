@@ -91,7 +91,12 @@ impl ClusterSqlClient {
                 max_attempts: 1,
             })
             .await
-            .map_err(|e| cluster_err("submitting the SQL session", e))?;
+            .map_err(|e| {
+                SqlError::Cluster(format!(
+                    "submitting the SQL session to the ResourceManager at {}: {e} (is the cluster running? scripts/start-all.sh starts one; --local runs every stage in this process)",
+                    options.resourcemanager
+                ))
+            })?;
         let started = Instant::now();
         let master = loop {
             let report = rm

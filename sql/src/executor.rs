@@ -3,7 +3,7 @@
 //! its rows are collected. This is `sheaf sql --local`: the same planner and stage cutting as on the
 //! cluster, so what runs locally is what runs distributed.
 
-use crate::error::{SqlError, SqlResult};
+use crate::error::SqlResult;
 use crate::stage_store::{LocalStageDir, StageInputs, TaskManifest};
 use crate::stages::{ExchangeKind, StageId, StagePlan};
 use datafusion::arrow::array::RecordBatch;
@@ -103,7 +103,7 @@ async fn run_stages(
             })
             .buffer_unordered(parallelism);
         while let Some(result) = runs.next().await {
-            let manifest: TaskManifest = result.map_err(|e| stage_failed(stage.id, e))?;
+            let manifest: TaskManifest = result?;
             done += 1;
             rows += manifest.rows();
             bytes += manifest.bytes();
@@ -131,9 +131,7 @@ async fn run_stages(
     let final_stage = &last[0];
     let started = Instant::now();
     let ctx = task_context(state, &inputs);
-    let batches = collect(Arc::clone(&final_stage.plan), ctx)
-        .await
-        .map_err(|e| stage_failed(final_stage.id, e.into()))?;
+    let batches = collect(Arc::clone(&final_stage.plan), ctx).await?;
     let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
     progress(StageProgress {
         stage: final_stage.id,
@@ -155,11 +153,6 @@ async fn run_stages(
         reruns: 0,
     });
     Ok((batches, stats))
-}
-
-fn stage_failed(_stage: StageId, e: SqlError) -> SqlError {
-    // The operator's own message is what the user acts on; the stage shows in the progress line.
-    e
 }
 
 /// Bytes spilled by every operator of a plan fragment (from DataFusion's metrics).

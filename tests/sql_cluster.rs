@@ -93,8 +93,9 @@ fn tpch_on_the_cluster_equals_local_and_leaves_no_stage_outputs() {
     let script = script_path.to_str().unwrap();
 
     let local = cluster.ok(&["sql", "--local", "--format", "csv", "-f", script]);
-    let distributed = cluster.ok(&["sql", "--format", "csv", "-f", script]);
-    let (local, distributed) = (per_query(&local), per_query(&distributed));
+    let distributed_csv = cluster.ok(&["sql", "--format", "csv", "-f", script]);
+    check_against_hand_computed(&data, &distributed_csv);
+    let (local, distributed) = (per_query(&local), per_query(&distributed_csv));
     assert_eq!(
         local.len(),
         22,
@@ -118,6 +119,12 @@ fn tpch_on_the_cluster_equals_local_and_leaves_no_stage_outputs() {
     // The session ran as one SQL application, and it is over.
     let apps = cluster.ok(&["yarn", "app", "list"]);
     assert!(apps.contains("SQL sheaf-sql"), "{apps}");
+    // `sheaf job list --all` shows the session beside MapReduce jobs, with its job id.
+    let jobs = cluster.ok(&["job", "list", "--all"]);
+    assert!(
+        jobs.contains("SQL sheaf-sql") && jobs.contains("job_"),
+        "{jobs}"
+    );
     // Every query's stage outputs were removed from every node when the query ended.
     cluster.wait_for("stage outputs removed", Duration::from_secs(10), || {
         shuffle_leftovers(&cluster).is_empty()
@@ -223,4 +230,170 @@ fn a_node_killed_mid_query_costs_only_its_tasks() {
         attempts > tasks,
         "nothing ran again ({attempts} attempts for {tasks} tasks): {stderr}"
     );
+}
+
+/// Fields of one CSV line (RFC 4180 quotes).
+fn fields(line: &str) -> Vec<String> {
+    let (mut out, mut cur, mut quoted) = (Vec::new(), String::new(), false);
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                cur.push('"');
+                chars.next();
+            }
+            '"' => quoted = !quoted,
+            ',' if !quoted => out.push(std::mem::take(&mut cur)),
+            c => cur.push(c),
+        }
+    }
+    out.push(cur);
+    out
+}
+
+/// Every row of a generated table (all its part files, headers skipped).
+fn table_rows(data: &std::path::Path, table: &str) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    let mut files: Vec<_> = std::fs::read_dir(data.join(table))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for f in files {
+        let text = std::fs::read_to_string(f).unwrap();
+        rows.extend(text.lines().skip(1).map(fields));
+    }
+    rows
+}
+
+/// A decimal with 2 places as an integer of hundredths.
+fn cents(s: &str) -> i128 {
+    let (int, frac) = s.split_once('.').unwrap_or((s, "0"));
+    let frac = format!("{frac:0<2}");
+    let sign = if int.starts_with('-') { -1 } else { 1 };
+    let int: i128 = int.trim_start_matches('-').parse().unwrap();
+    sign * (int * 100 + frac[..2].parse::<i128>().unwrap())
+}
+
+/// The rows (header dropped) of query `name`'s block in a script's CSV output.
+fn block(csv: &str, name: &str) -> Vec<Vec<String>> {
+    let lines: Vec<&str> = csv.lines().collect();
+    let start = lines
+        .windows(2)
+        .position(|w| w[0] == "marker" && w[1] == name)
+        .unwrap_or_else(|| panic!("{name} not in the output"));
+    lines[start + 3..]
+        .iter()
+        .take_while(|l| **l != "marker")
+        .map(|l| fields(l))
+        .collect()
+}
+
+fn close(got: &str, want: f64, what: &str) {
+    let g: f64 = got
+        .parse()
+        .unwrap_or_else(|_| panic!("{what}: {got} is not a number"));
+    assert!(
+        (g - want).abs() <= 0.011,
+        "{what}: got {g}, computed {want}"
+    );
+}
+
+/// Q1's sums per group: quantity and price (hundredths), discounted price (1e-4), charge
+/// (1e-6), rows.
+type Q1Sums = (i128, i128, i128, i128, u64);
+
+/// Q1, Q3 and Q18 computed straight from the generated rows, without SQL, and compared with the
+/// cluster's answers.
+fn check_against_hand_computed(data: &std::path::Path, csv: &str) {
+    let lineitem = table_rows(data, "lineitem");
+    // Q1: shipped by 1998-12-01 - 90 days.
+    let mut q1: std::collections::BTreeMap<(String, String), Q1Sums> = Default::default();
+    for l in &lineitem {
+        if l[10].as_str() > "1998-09-02" {
+            continue;
+        }
+        let (qty, price, disc, tax) = (cents(&l[4]), cents(&l[5]), cents(&l[6]), cents(&l[7]));
+        let e = q1.entry((l[8].clone(), l[9].clone())).or_default();
+        e.0 += qty;
+        e.1 += price;
+        e.2 += price * (100 - disc); // 1e-4
+        e.3 += price * (100 - disc) * (100 + tax); // 1e-6
+        e.4 += 1;
+    }
+    let got = block(csv, "Q1");
+    assert_eq!(got.len(), q1.len(), "Q1 groups: {got:?}");
+    for (row, ((flag, status), (qty, price, disc_price, charge, n))) in got.iter().zip(&q1) {
+        assert_eq!((&row[0], &row[1]), (flag, status), "Q1 group order");
+        close(&row[2], *qty as f64 / 100.0, "Q1 sum_qty");
+        close(&row[3], *price as f64 / 100.0, "Q1 sum_base_price");
+        close(&row[4], *disc_price as f64 / 1e4, "Q1 sum_disc_price");
+        close(&row[5], *charge as f64 / 1e6, "Q1 sum_charge");
+        assert_eq!(row[9], n.to_string(), "Q1 count_order of {flag}{status}");
+    }
+
+    let orders = table_rows(data, "orders");
+    let customers = table_rows(data, "customer");
+    // Q3: BUILDING customers' orders before 1995-03-15 with items shipped after it.
+    let building: std::collections::HashSet<&str> = customers
+        .iter()
+        .filter(|c| c[6] == "BUILDING")
+        .map(|c| c[0].as_str())
+        .collect();
+    let open: std::collections::HashMap<&str, (&str, &str)> = orders
+        .iter()
+        .filter(|o| building.contains(o[1].as_str()) && o[4].as_str() < "1995-03-15")
+        .map(|o| (o[0].as_str(), (o[4].as_str(), o[7].as_str())))
+        .collect();
+    let mut revenue: std::collections::HashMap<&str, i128> = Default::default();
+    for l in &lineitem {
+        if open.contains_key(l[0].as_str()) && l[10].as_str() > "1995-03-15" {
+            *revenue.entry(l[0].as_str()).or_default() += cents(&l[5]) * (100 - cents(&l[6]));
+        }
+    }
+    let mut q3: Vec<(&str, i128)> = revenue.into_iter().collect();
+    // dbgen's query text has no LIMIT (the spec reads the first 10 rows): all rows compare.
+    q3.sort_by(|a, b| b.1.cmp(&a.1).then(open[a.0].0.cmp(open[b.0].0)));
+    let got = block(csv, "Q3");
+    assert_eq!(got.len(), q3.len(), "Q3 rows: {got:?}");
+    for (row, (key, rev)) in got.iter().zip(&q3) {
+        assert_eq!(&row[0], key, "Q3 order of rows");
+        close(&row[1], *rev as f64 / 1e4, "Q3 revenue");
+        assert_eq!(row[2], open[key].0, "Q3 o_orderdate");
+    }
+
+    // Q18: orders with more than 300 items in all.
+    let mut quantity: std::collections::HashMap<&str, i128> = Default::default();
+    for l in &lineitem {
+        *quantity.entry(l[0].as_str()).or_default() += cents(&l[4]);
+    }
+    let names: std::collections::HashMap<&str, &str> = customers
+        .iter()
+        .map(|c| (c[0].as_str(), c[1].as_str()))
+        .collect();
+    let mut q18: Vec<(String, String, String, i128)> = orders
+        .iter()
+        .filter(|o| quantity.get(o[0].as_str()).copied().unwrap_or(0) > 300 * 100)
+        .map(|o| {
+            (
+                names[o[1].as_str()].to_string(),
+                o[0].clone(),
+                o[4].clone(),
+                cents(&o[3]),
+            )
+        })
+        .collect();
+    q18.sort_by(|a, b| b.3.cmp(&a.3).then(a.2.cmp(&b.2)));
+    let got = block(csv, "Q18");
+    assert_eq!(got.len(), q18.len(), "Q18 rows: {got:?}");
+    assert!(!q18.is_empty(), "SF 0.01 has Q18 rows");
+    for (row, (name, key, date, total)) in got.iter().zip(&q18) {
+        assert_eq!((&row[0], &row[2], &row[3]), (name, key, date), "Q18 row");
+        close(&row[4], *total as f64 / 100.0, "Q18 o_totalprice");
+        close(
+            &row[5],
+            quantity[key.as_str()] as f64 / 100.0,
+            "Q18 sum(l_quantity)",
+        );
+    }
 }

@@ -753,7 +753,8 @@ impl JobClient {
                 None => Err(JobClientError::UnknownJob(job_id.to_string())),
             };
         };
-        if !app.state.is_final() {
+        // A SQL session's master speaks the query master's protocol, not the JobTracker's.
+        if !app.state.is_final() && !is_sql_session(&app.name) {
             if let Some(addr) = application_tracking_address(&app) {
                 if let Ok(status) = self.jobtracker_status(&addr).await {
                     let mut report = JobReport::from_status(&status, &app);
@@ -866,7 +867,7 @@ impl JobClient {
         };
         let mut jobs: BTreeMap<String, JobSummary> = BTreeMap::new();
         for app in self.rm.applications(states).await? {
-            if !is_mapreduce_application(&app.name) {
+            if !is_mapreduce_application(&app.name) && !is_sql_session(&app.name) {
                 continue;
             }
             let r = JobReport::from_application(&app);
@@ -1034,6 +1035,12 @@ pub fn parse_job_id(job_id: &str) -> JobClientResult<AppId> {
     application_of_job_id(job_id)
         .parse::<AppId>()
         .map_err(|_| JobClientError::BadJobId(job_id.to_string()))
+}
+
+/// True for SQL sessions (`sheaf sql` on the cluster): `sheaf job list` shows them too.
+pub fn is_sql_session(name: &str) -> bool {
+    name.strip_prefix(super::submission::SQL_APPLICATION_NAME_PREFIX)
+        .is_some_and(|rest| rest.starts_with(' '))
 }
 
 /// True for applications submitted by the job client.
@@ -1226,6 +1233,8 @@ mod tests {
         assert!(is_mapreduce_application("MAPREDUCE wordcount"));
         assert!(!is_mapreduce_application("MAPREDUCEX"));
         assert!(!is_mapreduce_application("shell: hostname"));
+        assert!(is_sql_session("SQL sheaf-sql"));
+        assert!(!is_sql_session("SQLX"));
         assert_eq!(
             job_name_of_application("MAPREDUCE word count"),
             "word count"

@@ -36,6 +36,9 @@ pub const SHUFFLE_SERVICE: &str = "shuffle";
 /// Application type (first word of the application name) of MapReduce jobs, so `sheaf job list`
 /// can tell them from other yarnlike applications.
 pub const APPLICATION_NAME_PREFIX: &str = "MAPREDUCE";
+/// Application type of SQL sessions (`sheaf sql` on the cluster), which `sheaf job list` shows
+/// beside MapReduce jobs.
+pub const SQL_APPLICATION_NAME_PREFIX: &str = "SQL";
 
 /// Environment variables of job containers.
 pub mod env {

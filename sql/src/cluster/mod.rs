@@ -20,7 +20,8 @@ pub const MASTER_COMMAND: &str = "sql-master";
 /// Hidden `sheaf` subcommand of executor containers.
 pub const EXECUTOR_COMMAND: &str = "sql-executor";
 /// First word of a SQL session's application name (`sheaf job list` tells them apart).
-pub const APPLICATION_NAME_PREFIX: &str = "SQL";
+pub const APPLICATION_NAME_PREFIX: &str =
+    sheaf_mapreduce::cluster::submission::SQL_APPLICATION_NAME_PREFIX;
 
 /// Environment of the query master's and executors' containers.
 pub mod env {

@@ -143,7 +143,19 @@ const SLOW_QUERY: &str = "SELECT a.l_returnflag, count(*) AS pairs FROM lineitem
 
 #[test]
 fn a_node_killed_mid_query_costs_only_its_tasks() {
-    let mut cluster = MiniCluster::start(MiniClusterOptions::new(3, OCTET + 1));
+    slow_query_survives(OCTET + 1, true);
+}
+
+#[test]
+fn an_executor_process_killed_mid_query_is_replaced_and_its_tasks_retried() {
+    slow_query_survives(OCTET + 2, false);
+}
+
+/// Runs [`SLOW_QUERY`] on the cluster and `kill -9`s, mid-query, the containers of a node that
+/// does not host the query master (with its NodeManager when `whole_node`); the answer must
+/// equal `--local`'s and the figures must show work done again.
+fn slow_query_survives(octet: u8, whole_node: bool) {
+    let mut cluster = MiniCluster::start(MiniClusterOptions::new(3, octet));
     cluster.wait_nodemanagers(3, Duration::from_secs(20));
     let data = cluster.dir().join("tpch");
     tpch::generate_csv(&data, 0.01, 3).unwrap();
@@ -200,8 +212,13 @@ fn a_node_killed_mid_query_costs_only_its_tasks() {
     // Let the first stage's tasks get going.
     std::thread::sleep(Duration::from_millis(1500));
     let victim = victim.unwrap();
-    cluster.kill_nodemanager(victim);
-    cluster.kill_containers_of(victim);
+    if whole_node {
+        cluster.kill_nodemanager(victim);
+    }
+    assert!(
+        cluster.kill_containers_of(victim) > 0,
+        "no container to kill"
+    );
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -5,7 +5,7 @@
 
 use crate::error::SqlResult;
 use crate::stage_store::{LocalStageDir, StageInputs, TaskManifest};
-use crate::stages::{ExchangeKind, StageId, StagePlan};
+use crate::stages::{ExchangeKind, Stage, StageId, StagePlan};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::execution::context::SessionState;
 use datafusion::execution::TaskContext;
@@ -38,6 +38,23 @@ pub struct StageStats {
     /// Outputs that were lost after they were written and recomputed (lineage re-runs).
     #[serde(default)]
     pub reruns: usize,
+}
+
+impl StageStats {
+    /// The figures of a final stage: one run, its result rows, nothing written for a consumer.
+    pub fn final_stage(stage: &Stage, rows: u64, spilled_bytes: u64, elapsed: Duration) -> Self {
+        StageStats {
+            stage: stage.id,
+            exchange: None,
+            tasks: stage.tasks(),
+            output_rows: rows,
+            output_bytes: 0,
+            spilled_bytes,
+            elapsed,
+            attempts: stage.tasks(),
+            reruns: 0,
+        }
+    }
 }
 
 /// Progress as stages run, for a console progress line.
@@ -141,17 +158,12 @@ async fn run_stages(
         rows,
         bytes: 0,
     });
-    stats.push(StageStats {
-        stage: final_stage.id,
-        exchange: None,
-        tasks: final_stage.tasks(),
-        output_rows: rows,
-        output_bytes: 0,
-        spilled_bytes: spilled_bytes(&final_stage.plan),
-        elapsed: started.elapsed(),
-        attempts: final_stage.tasks(),
-        reruns: 0,
-    });
+    stats.push(StageStats::final_stage(
+        final_stage,
+        rows,
+        spilled_bytes(&final_stage.plan),
+        started.elapsed(),
+    ));
     Ok((batches, stats))
 }
 

@@ -998,7 +998,8 @@ fn application_tracking_address(app: &ApplicationReport) -> Option<String> {
 
 /// The address client endpoints bind to: loopback for a loopback cluster (the pseudo-distributed
 /// one), any address otherwise.
-fn client_ip_for(server: SocketAddr) -> IpAddr {
+/// The local IP a client binds to for `server`: loopback for a loopback server, else any.
+pub fn client_ip_for(server: SocketAddr) -> IpAddr {
     match server.ip() {
         IpAddr::V4(ip) if ip.is_loopback() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),

@@ -2,15 +2,17 @@
 //! whose master is `sheaf sql-master`, waits for the master to register, then sends statements
 //! and polls for their progress and rows.
 
+use super::cluster_err;
 use super::protocol::{QmRequest, QmResponse, WireOutcome};
 use crate::error::{SqlError, SqlResult};
 use crate::executor::StageProgress;
 use crate::session::StatementOutcome;
+use sheaf_mapreduce::cluster::client::client_ip_for;
 use sheaf_rpc::{quic, RpcClient, TlsIdentity};
 use sheaf_yarn::client::RmClient;
 use sheaf_yarn::protocol::{AppId, AppState, LaunchSpec, Resource, SubmitApplication};
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -41,18 +43,6 @@ pub struct ClusterSqlClient {
     app: AppId,
     master: SocketAddr,
     token: Vec<u8>,
-}
-
-fn cluster_err(what: &str, e: impl std::fmt::Display) -> SqlError {
-    SqlError::Cluster(format!("{what}: {e}"))
-}
-
-fn client_ip_for(server: SocketAddr) -> IpAddr {
-    if server.ip().is_loopback() {
-        IpAddr::V4(Ipv4Addr::LOCALHOST)
-    } else {
-        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
-    }
 }
 
 impl ClusterSqlClient {

@@ -4,6 +4,7 @@
 //! its inputs fetched from the shuffle services, writes the output partitions under the node's
 //! shuffle directory, registers them with the node's shuffle service and reports the manifest.
 
+use super::cluster_err;
 use super::protocol::{QmRequest, QmResponse, TaskOutcome, TaskSpec};
 use super::shuffle_source::{map_id, LostInputs, ShuffleStageSource};
 use crate::catalog::Metastore;
@@ -74,10 +75,6 @@ struct Executor {
     service: ShuffleServiceClient,
     plans: tokio::sync::Mutex<VecDeque<Arc<Planned>>>,
     tasks_run: Mutex<u64>,
-}
-
-fn cluster_err(what: &str, e: impl std::fmt::Display) -> SqlError {
-    SqlError::Cluster(format!("{what}: {e}"))
 }
 
 /// Runs the executor until the master says the session is over (or is gone); returns the

@@ -561,17 +561,12 @@ impl ClusterRunner {
                         })
                         .collect();
                     let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
-                    stats.push(StageStats {
-                        stage: final_stage.id,
-                        exchange: None,
-                        tasks: final_stage.tasks(),
-                        output_rows: rows,
-                        output_bytes: 0,
-                        spilled_bytes: executor::spilled_bytes(&fragment),
-                        elapsed: final_started.elapsed(),
-                        attempts: final_stage.tasks(),
-                        reruns: 0,
-                    });
+                    stats.push(StageStats::final_stage(
+                        final_stage,
+                        rows,
+                        executor::spilled_bytes(&fragment),
+                        final_started.elapsed(),
+                    ));
                     return Ok((batches, stats));
                 }
                 Err(e) => match lost.first() {

@@ -37,6 +37,11 @@ pub mod env {
     pub const TASK_MEMORY: &str = "SHEAF_SQL_TASK_MEMORY";
 }
 
+/// A cluster error saying what was being done.
+pub(crate) fn cluster_err(what: &str, e: impl std::fmt::Display) -> crate::SqlError {
+    crate::SqlError::Cluster(format!("{what}: {e}"))
+}
+
 /// Hex encoding of a token, for the environment.
 pub fn to_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()

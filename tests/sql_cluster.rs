@@ -125,6 +125,30 @@ fn tpch_on_the_cluster_equals_local_and_leaves_no_stage_outputs() {
         jobs.contains("SQL sheaf-sql") && jobs.contains("job_"),
         "{jobs}"
     );
+    // Its history in the DFS: every statement, its plan and its stages' figures.
+    let job = jobs
+        .lines()
+        .find(|l| l.contains("SQL sheaf-sql"))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("the session's job id")
+        .to_string();
+    cluster.wait_for("the session history", Duration::from_secs(10), || {
+        cluster.sheaf(&["job", "history", &job]).status.success()
+    });
+    let history = cluster.ok(&["job", "history", &job]);
+    assert!(
+        history.contains("Kind:               SQL session"),
+        "{history}"
+    );
+    assert!(history.contains("(0 failed)"), "{history}");
+    assert!(
+        history.contains("Statement 2: SUCCEEDED") && history.contains("Stages:"),
+        "{history}"
+    );
+    assert!(
+        history.contains("Plan:") && history.contains("Stage 0"),
+        "{history}"
+    );
     // Every query's stage outputs were removed from every node when the query ended.
     cluster.wait_for("stage outputs removed", Duration::from_secs(10), || {
         shuffle_leftovers(&cluster).is_empty()
@@ -413,4 +437,208 @@ fn check_against_hand_computed(data: &std::path::Path, csv: &str) {
             "Q18 sum(l_quantity)",
         );
     }
+}
+
+/// `n` where `line` says `… n word …` (the `--stats` lines).
+fn figure(line: &str, word: &str) -> usize {
+    let words: Vec<&str> = line
+        .split([' ', ',', '(', ')'])
+        .filter(|w| !w.is_empty())
+        .collect();
+    words
+        .iter()
+        .position(|w| *w == word)
+        .and_then(|i| words[i - 1].parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn scans_split_along_blocks_run_next_to_their_replica_and_a_task_failing_four_times_fails_cleanly()
+{
+    // One replica per block: a task is data-local only on the one host holding its block.
+    let mut opts = MiniClusterOptions::new(3, OCTET + 3);
+    opts.replication = 1;
+    let cluster = MiniCluster::start(opts);
+    cluster.wait_nodemanagers(3, Duration::from_secs(20));
+    // ~6 MB of CSV: six 1 MiB DFS blocks. Group g of row i is i % 7; value i.
+    let rows = 400_000u64;
+    let mut csv = String::from("id,grp,val,note\n");
+    for i in 0..rows {
+        csv.push_str(&format!("{i},{},{i},row number {i:08}\n", i % 7));
+    }
+    let local = cluster.dir().join("numbers.csv");
+    std::fs::write(&local, &csv).unwrap();
+    cluster.put(&local, "/numbers/numbers.csv");
+    let blocks = csv.len().div_ceil(1 << 20);
+    assert!(blocks >= 5, "{blocks} blocks");
+    let ddl = "CREATE EXTERNAL TABLE numbers (id BIGINT, grp BIGINT, val BIGINT, note VARCHAR) STORED AS CSV LOCATION 'sheaf:///numbers/' OPTIONS ('format.has_header' 'true')";
+    cluster.ok(&["sql", "--local", "-e", ddl]);
+
+    let query =
+        "SELECT grp, count(*) AS n, sum(val) AS total FROM numbers GROUP BY grp ORDER BY grp";
+    let out = cluster.sheaf(&[
+        "sql",
+        "--stats",
+        "--format",
+        "csv",
+        "-D",
+        "sheaf.sql.locality-wait=30s",
+        "-e",
+        query,
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}\n{}", cluster.log_tails());
+    // Every row read exactly once: the block boundaries cut lines, the ranges do not.
+    let mut want = String::from("grp,n,total\n");
+    for g in 0..7u64 {
+        let members: Vec<u64> = (0..rows).filter(|i| i % 7 == g).collect();
+        want.push_str(&format!(
+            "{g},{},{}\n",
+            members.len(),
+            members.iter().sum::<u64>()
+        ));
+    }
+    assert_eq!(String::from_utf8_lossy(&out.stdout), want);
+    // The scan stage has a task per block, each run on the host holding its block.
+    let scan = stderr
+        .lines()
+        .find(|l| l.starts_with("stage 0:"))
+        .unwrap_or_else(|| panic!("no stage figures: {stderr}"));
+    let tasks = figure(scan, "tasks");
+    assert_eq!(tasks, blocks, "one scan task per block: {scan}");
+    assert_eq!(
+        figure(scan, "data-local"),
+        figure(scan, "attempts"),
+        "not every scan attempt ran next to its block: {scan}"
+    );
+
+    // `now()` is one instant for the whole query: the executors plan with the master's.
+    let now = cluster.ok(&[
+        "sql",
+        "--format",
+        "csv",
+        "-e",
+        "SELECT count(*) AS n FROM numbers WHERE now() > TIMESTAMP '2020-01-01 00:00:00' AND grp < 7",
+    ]);
+    assert_eq!(now, format!("n\n{rows}\n"));
+
+    // A task that fails every attempt (a value that is no integer, in one block): the query
+    // fails after 4 attempts with the task's error, and leaves no output and no stage files.
+    let mut bad = String::from("id,grp,val,note\n");
+    for i in 0..100_000u64 {
+        let val = if i == 77_777 {
+            "seventy".to_string()
+        } else {
+            i.to_string()
+        };
+        bad.push_str(&format!("{i},{},{val},row {i:08}\n", i % 7));
+    }
+    let bad_local = cluster.dir().join("bad.csv");
+    std::fs::write(&bad_local, &bad).unwrap();
+    cluster.put(&bad_local, "/bad/bad.csv");
+    let out = cluster.sheaf(&[
+        "sql",
+        "-e",
+        "CREATE EXTERNAL TEMPORARY TABLE bad (id BIGINT, grp BIGINT, val VARCHAR, note VARCHAR) STORED AS CSV LOCATION 'sheaf:///bad/' OPTIONS ('format.has_header' 'true'); \
+         COPY (SELECT grp, sum(CAST(val AS BIGINT)) AS total FROM bad GROUP BY grp) TO 'sheaf:///out/bad/' STORED AS PARQUET",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the bad query succeeded");
+    assert!(
+        stderr.contains("failed 4 times") && stderr.contains("seventy"),
+        "{stderr}"
+    );
+    let listing = cluster.sheaf(&["dfs", "ls", "-R", "/out"]);
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(
+        !listing.contains("_SUCCESS") && !listing.contains("_temporary"),
+        "{listing}"
+    );
+    cluster.wait_for("stage outputs removed", Duration::from_secs(10), || {
+        shuffle_leftovers(&cluster).is_empty()
+    });
+}
+
+/// The nightly ETL example (`sql/examples/nightly_etl.rs`, built with the tests).
+fn nightly_etl_example() -> std::path::PathBuf {
+    let bin = std::path::Path::new(common::mini_dfs::bin());
+    let dir = bin.parent().expect("target dir");
+    dir.join("examples").join("nightly_etl")
+}
+
+#[test]
+fn the_nightly_etl_example_runs_its_dataset_actions_on_the_cluster() {
+    let cluster = MiniCluster::start(MiniClusterOptions::new(3, OCTET + 4));
+    cluster.wait_nodemanagers(3, Duration::from_secs(20));
+    // The example's inputs, locally and in the DFS.
+    let input = cluster.dir().join("etl");
+    let (sales, stores) = (input.join("sales"), input.join("stores"));
+    std::fs::create_dir_all(&sales).unwrap();
+    std::fs::create_dir_all(&stores).unwrap();
+    let mut csv = String::from("sale_id,store_id,sale_date,amount\n");
+    for i in 0..5000 {
+        let day = ["2026-11-29", "2026-11-30", "2026-12-01"][i % 3];
+        csv.push_str(&format!("{i},{},{day},{}\n", i % 5, (i % 17) as f64 - 1.5));
+    }
+    std::fs::write(sales.join("day.csv"), &csv).unwrap();
+    std::fs::write(
+        stores.join("stores.csv"),
+        "id,region\n0,north\n1,south\n2,east\n3,west\n4,north\n",
+    )
+    .unwrap();
+    cluster.put(&sales.join("day.csv"), "/etl/sales/day.csv");
+    cluster.put(&stores.join("stores.csv"), "/etl/stores/stores.csv");
+
+    let run = |envs: &[(&str, &std::path::Path)], args: &[String]| {
+        let mut cmd = std::process::Command::new(nightly_etl_example());
+        cmd.env_remove("SHEAF_CONF").env_remove("SHEAF_BIN");
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let out = cmd.args(args).output().expect("run the example");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}\n{}", cluster.log_tails());
+        // The first line says where the rows went; the rest is the table read back.
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (first, rest) = stdout.split_once('\n').unwrap_or_default();
+        (first.to_string(), rest.to_string())
+    };
+    let local_out = cluster.dir().join("etl-out");
+    let (_, want) = run(
+        &[],
+        &[
+            format!("{}/", sales.display()),
+            format!("{}/", stores.display()),
+            local_out.display().to_string(),
+        ],
+    );
+    let apps_before = cluster.ok(&["yarn", "app", "list"]);
+    let bin = std::path::Path::new(common::mini_dfs::bin());
+    let (written, got) = run(
+        &[("SHEAF_CONF", &cluster.dfs.conf), ("SHEAF_BIN", bin)],
+        &[
+            "sheaf:///etl/sales/".into(),
+            "sheaf:///etl/stores/".into(),
+            "sheaf:///etl/out/".into(),
+        ],
+    );
+    assert!(
+        written.contains("rows written to sheaf:///etl/out/"),
+        "{written}"
+    );
+    assert_eq!(got, want, "the cluster's rows differ from the local run's");
+    assert!(
+        want.contains("north") && want.contains("2026-11-29"),
+        "{want}"
+    );
+    // The output is committed in the DFS, partitioned by date.
+    let listing = cluster.ok(&["dfs", "ls", "/etl/out"]);
+    assert!(
+        listing.contains("_SUCCESS") && listing.contains("sale_date=2026-12-01"),
+        "{listing}"
+    );
+    // The actions ran as a SQL session of their own on the cluster.
+    let apps = cluster.ok(&["yarn", "app", "list"]);
+    let sessions = |text: &str| text.matches("SQL sheaf-sql").count();
+    assert_eq!(sessions(&apps), sessions(&apps_before) + 1, "{apps}");
 }

@@ -3,7 +3,9 @@
 //! atomically (`_SUCCESS` last), so the next job in the cron chain can wait for it.
 //!
 //! `cargo run -p sheaf-sql --example nightly_etl -- [SALES_DIR STORES_DIR OUT_DIR]`; with no
-//! arguments it writes a small sample input into a temp dir first.
+//! arguments it writes a small sample input into a temp dir first. With `SHEAF_CONF` set (a
+//! cluster's `sheaf.toml`) and `SHEAF_BIN` (the `sheaf` binary its containers run), the actions
+//! run on that cluster as one SQL session, and the paths may be `sheaf:///…` DFS directories.
 
 use sheaf_sql::catalog::Metastore;
 use sheaf_sql::datafusion::arrow::util::pretty::pretty_format_batches;
@@ -11,6 +13,7 @@ use sheaf_sql::datafusion::functions_aggregate::expr_fn::{count, sum};
 use sheaf_sql::datafusion::logical_expr::JoinType;
 use sheaf_sql::datafusion::prelude::{col, lit};
 use sheaf_sql::{SqlSession, SqlSettings};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -26,17 +29,37 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         scratch_dir: sample.path().join("scratch"),
         ..SqlSettings::default()
     };
-    let session = Arc::new(
-        SqlSession::new(
-            None,
-            Metastore::Local(sample.path().join("ms")),
-            settings,
-            "etl".into(),
-        )
-        .await?,
-    );
-    let sales = session.read_csv(&sales).await?;
-    let stores = session.read_csv(&stores).await?;
+    let session = match std::env::var_os("SHEAF_CONF") {
+        Some(conf) => {
+            let sheaf = std::env::var_os("SHEAF_BIN")
+                .map(PathBuf::from)
+                .ok_or("SHEAF_CONF is set: SHEAF_BIN must name the sheaf binary")?;
+            SqlSession::connect_cluster(std::path::Path::new(&conf), sheaf, "etl", settings).await?
+        }
+        None => Arc::new(
+            SqlSession::new(
+                None,
+                Metastore::Local(sample.path().join("ms")),
+                settings,
+                "etl".into(),
+            )
+            .await?,
+        ),
+    };
+    let result = nightly(&session, &sales, &stores, &out).await;
+    session.close().await?;
+    result
+}
+
+/// The ETL step itself: the same code runs in this process or on the cluster.
+async fn nightly(
+    session: &Arc<SqlSession>,
+    sales: &str,
+    stores: &str,
+    out: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let sales = session.read_csv(sales).await?;
+    let stores = session.read_csv(stores).await?;
     let daily = sales
         .filter(col("amount").gt(lit(0)))?
         .join(stores, JoinType::Inner, &["store_id"], &["id"])?
@@ -47,11 +70,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 count(col("amount")).alias("sales"),
             ],
         )?;
-    let written = daily.clone().write_parquet(&out, &["sale_date"]).await?;
+    let written = daily.clone().write_parquet(out, &["sale_date"]).await?;
     println!("{written}");
-    let check = session.read_parquet(&out).await?;
+    let check = session.read_parquet(out).await?;
     let rows = check
-        .sort(vec![col("region").sort(true, false)])?
+        .sort(vec![
+            col("region").sort(true, false),
+            col("sale_date").sort(true, false),
+        ])?
         .collect()
         .await?;
     println!("{}", pretty_format_batches(&rows)?);

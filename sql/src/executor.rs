@@ -38,6 +38,12 @@ pub struct StageStats {
     /// Outputs that were lost after they were written and recomputed (lineage re-runs).
     #[serde(default)]
     pub reruns: usize,
+    /// Attempts that ran on a host holding their block (MapReduce's DATA_LOCAL_MAPS).
+    #[serde(default)]
+    pub data_local: usize,
+    /// Attempts that ran on the rack of such a host (RACK_LOCAL_MAPS).
+    #[serde(default)]
+    pub rack_local: usize,
 }
 
 impl StageStats {
@@ -53,6 +59,8 @@ impl StageStats {
             elapsed,
             attempts: stage.tasks(),
             reruns: 0,
+            data_local: 0,
+            rack_local: 0,
         }
     }
 }
@@ -143,6 +151,8 @@ async fn run_stages(
             elapsed: started.elapsed(),
             attempts: tasks,
             reruns: 0,
+            data_local: 0,
+            rack_local: 0,
         });
     }
     let final_stage = &last[0];

@@ -1,5 +1,6 @@
 //! Sheaf SQL: DataFusion plans and executes, Sheaf distributes (DESIGN §9).
 
+pub mod block_splits;
 pub mod catalog;
 pub mod cluster;
 pub mod dataset;
@@ -7,6 +8,7 @@ pub mod dfs_store;
 pub mod error;
 pub mod executor;
 pub mod hidden_files;
+pub mod history;
 pub mod output;
 pub mod script;
 pub mod session;

@@ -3,6 +3,7 @@
 //! cuttable), and the statements whose effect must outlive the session (`CREATE EXTERNAL TABLE`,
 //! `CREATE TABLE … AS SELECT`, `DROP TABLE`) or be committed atomically (`COPY … TO`).
 
+use crate::block_splits::{self, BlockHosts};
 use crate::catalog::{Metastore, TableEntry, WAREHOUSE_DIR};
 use crate::dfs_store::DfsObjectStore;
 use crate::error::{SqlError, SqlResult};
@@ -45,6 +46,12 @@ pub struct SqlSettings {
     pub scratch_dir: PathBuf,
     /// Tasks run at once by the local executor (`sheaf.sql.local-parallelism`).
     pub local_parallelism: usize,
+    /// The largest scan split, bytes (`sheaf.sql.split-size`, default 128 MiB like Spark's
+    /// `maxPartitionBytes`); scans are split along DFS blocks, and cut further down to this.
+    pub split_size: u64,
+    /// How long a scan task waits for a slot on a host holding its block before it runs
+    /// elsewhere (`sheaf.sql.locality-wait`, default 3 s like Spark's `spark.locality.wait`).
+    pub locality_wait: std::time::Duration,
     /// `datafusion.*` settings passed through.
     pub datafusion: Vec<(String, String)>,
     /// Every setting as given, in order (executors of a cluster session apply the same).
@@ -59,6 +66,8 @@ impl Default for SqlSettings {
             task_memory: 512 * 1024 * 1024,
             scratch_dir: std::env::temp_dir().join("sheaf-sql"),
             local_parallelism: 2,
+            split_size: 128 << 20,
+            locality_wait: std::time::Duration::from_secs(3),
             datafusion: Vec::new(),
             given: Vec::new(),
         }
@@ -82,6 +91,14 @@ impl SqlSettings {
                     .ok_or_else(|| bad("expected a size of at least 1m"))? as usize
             }
             "sheaf.sql.scratch-dir" => self.scratch_dir = PathBuf::from(value),
+            "sheaf.sql.split-size" => {
+                self.split_size = parse_bytes(value)
+                    .filter(|n| *n >= 1 << 20)
+                    .ok_or_else(|| bad("expected a size of at least 1m"))?
+            }
+            "sheaf.sql.locality-wait" => {
+                self.locality_wait = parse_duration(value).ok_or_else(|| bad("expected a duration such as 3s or 500ms"))?
+            }
             "sheaf.sql.local-parallelism" => {
                 self.local_parallelism = value.parse().ok().filter(|n| *n > 0).ok_or_else(|| bad("expected a positive number"))?
             }
@@ -93,13 +110,51 @@ impl SqlSettings {
             }
             _ => {
                 return Err(bad(
-                    "unknown setting (sheaf.sql.shuffle-partitions, sheaf.sql.broadcast-threshold, sheaf.sql.task-memory, sheaf.sql.scratch-dir, sheaf.sql.local-parallelism, or any datafusion.* key)",
+                    "unknown setting (sheaf.sql.shuffle-partitions, sheaf.sql.broadcast-threshold, sheaf.sql.task-memory, sheaf.sql.scratch-dir, sheaf.sql.local-parallelism, sheaf.sql.split-size, sheaf.sql.locality-wait, or any datafusion.* key)",
                 ))
             }
         }
         self.given.push((key.to_string(), value.to_string()));
         Ok(())
     }
+}
+
+/// A statement's text, as executors plan it again: DataFusion's display of `COPY` leaves the
+/// target unquoted, which does not parse back.
+fn statement_text(statement: &DfStatement) -> String {
+    match statement {
+        DfStatement::CopyTo(copy) => {
+            let mut copy = copy.clone();
+            copy.target = format!("'{}'", copy.target.replace('\'', "''"));
+            DfStatement::CopyTo(copy).to_string()
+        }
+        other => other.to_string(),
+    }
+}
+
+/// The start time `state` plans with (what `now()` is), ns since the epoch.
+fn start_time_ns(state: &SessionState) -> Option<i64> {
+    state
+        .execution_props()
+        .query_execution_start_time
+        .and_then(|t| t.timestamp_nanos_opt())
+}
+
+/// `3s`, `500ms`, `2m`, or plain milliseconds.
+pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
+    let s = s.trim();
+    let (n, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "ms"),
+    };
+    let n: u64 = n.parse().ok()?;
+    let ms = match unit {
+        "ms" => n,
+        "s" => n.checked_mul(1000)?,
+        "m" | "min" => n.checked_mul(60_000)?,
+        _ => return None,
+    };
+    Some(std::time::Duration::from_millis(ms))
 }
 
 /// `10m`, `512k`, `1g`, or plain bytes.
@@ -127,12 +182,18 @@ pub struct DistributedQuery<'a> {
     pub statement: &'a str,
     /// The master's stage plan.
     pub plan: &'a StagePlan,
+    /// The hosts holding the blocks its scans read.
+    pub hosts: &'a BlockHosts,
     /// The session state it was planned in.
     pub state: &'a SessionState,
     /// `CREATE EXTERNAL TABLE` statements of every table the session knows.
     pub tables: Vec<String>,
     /// The session's settings as given.
     pub settings: Vec<(String, String)>,
+    /// How long a scan task waits for a host holding its block.
+    pub locality_wait: std::time::Duration,
+    /// The query's start time (`now()`), ns since the epoch.
+    pub start_time_ns: Option<i64>,
 }
 
 /// Runs stage plans somewhere else than this process (the query master's executors).
@@ -175,6 +236,11 @@ pub struct SqlSession {
     /// The DDL of every table registered in this session, by name (what executors register).
     tables: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
     runner: Option<Arc<dyn DistributedRunner>>,
+    /// The distributed plan of the last statement that ran stages and its stages' figures (for
+    /// the session history).
+    last_run: std::sync::Mutex<Option<(String, Vec<StageStats>)>>,
+    /// The cluster session Dataset actions run on (`None`: they run in this process).
+    pub(crate) remote: tokio::sync::Mutex<Option<crate::cluster::client::ClusterSqlClient>>,
 }
 
 impl SqlSession {
@@ -260,9 +326,17 @@ impl SqlSession {
             queries: std::sync::atomic::AtomicU64::new(0),
             tables: std::sync::Mutex::new(std::collections::BTreeMap::new()),
             runner: None,
+            last_run: std::sync::Mutex::new(None),
+            remote: tokio::sync::Mutex::new(None),
         };
         session.warnings = session.replay_catalog().await?;
         Ok(session)
+    }
+
+    /// The distributed plan of the last statement that ran stages and its stages' figures
+    /// (empty if it failed), taken: the next statement's record does not repeat them.
+    pub fn take_last_run(&self) -> Option<(String, Vec<StageStats>)> {
+        self.last_run.lock().ok().and_then(|mut p| p.take())
     }
 
     /// Runs queries' stages through `runner` from now on (a query master's executors).
@@ -275,9 +349,26 @@ impl SqlSession {
     /// recorded them (an executor replaying the master's session); the first failure is returned.
     pub async fn register_tables(&self, ddl: &[String]) -> SqlResult<()> {
         for d in ddl {
-            self.ctx.sql(d).await?.collect().await?;
+            self.register_ddl(d).await?;
             self.remember_table(d);
         }
+        Ok(())
+    }
+
+    /// Registers a `CREATE EXTERNAL [TEMPORARY] TABLE` in this session's context only. A
+    /// temporary table is Sheaf's notion (kept out of the metastore): DataFusion refuses the
+    /// keyword, so it sees the same statement without it.
+    async fn register_ddl(&self, sql: &str) -> SqlResult<()> {
+        let state = self.ctx.state();
+        let statement = match state.sql_to_statement(sql, &Dialect::Generic)? {
+            DfStatement::CreateExternalTable(mut create) => {
+                create.temporary = false;
+                DfStatement::CreateExternalTable(create)
+            }
+            other => other,
+        };
+        let plan = state.statement_to_plan(statement).await?;
+        self.ctx.execute_logical_plan(plan).await?.collect().await?;
         Ok(())
     }
 
@@ -333,9 +424,9 @@ impl SqlSession {
     ) -> SqlResult<(Vec<RecordBatch>, Vec<StageStats>)> {
         let state = self.ctx.state();
         let physical = df.create_physical_plan().await?;
-        let plan = stages::cut(physical)?;
+        let (plan, hosts) = self.cut_stages(physical).await?;
         // A DataFrame has no statement text for executors to plan: its stages run here.
-        self.run_plan(&plan, &state, None, progress).await
+        self.run_plan(&plan, &hosts, &state, None, progress).await
     }
 
     async fn replay_catalog(&self) -> SqlResult<Vec<String>> {
@@ -367,7 +458,7 @@ impl SqlSession {
                 let name = create.name.to_string().to_lowercase();
                 let location = create.locations.first().cloned().unwrap_or_default();
                 if create.temporary {
-                    self.ctx.sql(sql).await?.collect().await?;
+                    self.register_ddl(sql).await?;
                     self.remember_table(sql.trim().trim_end_matches(';'));
                     return Ok(StatementOutcome::Done(format!(
                         "temporary table '{name}' created"
@@ -458,7 +549,7 @@ impl SqlSession {
         progress: &(dyn Fn(StageProgress) + Send + Sync),
     ) -> SqlResult<StatementOutcome> {
         let state = self.ctx.state();
-        let text = statement.to_string();
+        let text = statement_text(&statement);
         let logical = state.statement_to_plan(statement).await?;
         let is_query = !matches!(
             logical,
@@ -478,10 +569,27 @@ impl SqlSession {
             });
         }
         let state = self.ctx.state();
-        let physical = df.create_physical_plan().await?;
+        let start_time_ns = start_time_ns(&state);
+        let physical = state.create_physical_plan(df.logical_plan()).await?;
         let schema = physical.schema();
-        let plan = stages::cut(physical)?;
-        let (batches, stages) = self.run_plan(&plan, &state, Some(&text), progress).await?;
+        let (plan, hosts) = self.cut_stages(physical).await?;
+        if let Ok(mut last) = self.last_run.lock() {
+            *last = Some((plan.display(), Vec::new()));
+        }
+        let (batches, stages) = self
+            .run_plan(
+                &plan,
+                &hosts,
+                &state,
+                Some((&text, start_time_ns)),
+                progress,
+            )
+            .await?;
+        if let Ok(mut last) = self.last_run.lock() {
+            if let Some((_, figures)) = last.as_mut() {
+                figures.clone_from(&stages);
+            }
+        }
         Ok(StatementOutcome::Rows {
             schema,
             batches,
@@ -489,20 +597,40 @@ impl SqlSession {
         })
     }
 
+    /// Splits the plan's DFS scans along blocks and cuts it into stages.
+    async fn cut_stages(
+        &self,
+        physical: Arc<dyn ExecutionPlan>,
+    ) -> SqlResult<(StagePlan, BlockHosts)> {
+        let (physical, hosts) = match &self.dfs {
+            Some(dfs) => {
+                let target = self.ctx.state().config().target_partitions();
+                block_splits::split_along_blocks(physical, dfs, target, self.settings.split_size)
+                    .await?
+            }
+            None => (physical, BlockHosts::default()),
+        };
+        Ok((stages::cut(physical)?, hosts))
+    }
+
     async fn run_plan(
         &self,
         plan: &StagePlan,
+        hosts: &BlockHosts,
         state: &SessionState,
-        statement: Option<&str>,
+        statement: Option<(&str, Option<i64>)>,
         progress: &(dyn Fn(StageProgress) + Send + Sync),
     ) -> SqlResult<(Vec<RecordBatch>, Vec<StageStats>)> {
-        if let (Some(runner), Some(statement)) = (&self.runner, statement) {
+        if let (Some(runner), Some((statement, start_time_ns))) = (&self.runner, statement) {
             let query = DistributedQuery {
                 statement,
                 plan,
+                hosts,
                 state,
                 tables: self.table_ddl(),
                 settings: self.settings.given.clone(),
+                locality_wait: self.settings.locality_wait,
+                start_time_ns,
             };
             return runner.run(query, progress).await;
         }
@@ -523,19 +651,24 @@ impl SqlSession {
     }
 
     /// The physical plan cut into stages, for a statement.
-    pub async fn stage_plan(&self, sql: &str) -> SqlResult<StagePlan> {
-        let state = self.ctx.state();
+    /// `start_time_ns` is the query's start time as the master planned it (what `now()` is).
+    pub async fn stage_plan(&self, sql: &str, start_time_ns: Option<i64>) -> SqlResult<StagePlan> {
+        let mut state = self.ctx.state();
+        if let Some(ns) = start_time_ns {
+            state.execution_props_mut().query_execution_start_time =
+                Some(chrono::DateTime::from_timestamp_nanos(ns));
+        }
         let statement = state.sql_to_statement(sql, &Dialect::Generic)?;
         let logical = state.statement_to_plan(statement).await?;
         let physical = state.create_physical_plan(&logical).await?;
-        Ok(stages::cut(physical)?)
+        Ok(self.cut_stages(physical).await?.0)
     }
 
     async fn explain(&self, statement: DfStatement) -> SqlResult<StatementOutcome> {
         let state = self.ctx.state();
         let logical = state.statement_to_plan(statement).await?;
         let physical: Arc<dyn ExecutionPlan> = state.create_physical_plan(&logical).await?;
-        let plan = stages::cut(physical)?;
+        let (plan, _) = self.cut_stages(physical).await?;
         let schema = Arc::new(Schema::new(vec![
             Field::new("plan_type", DataType::Utf8, false),
             Field::new("plan", DataType::Utf8, false),

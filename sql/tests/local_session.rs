@@ -329,7 +329,7 @@ async fn a_small_side_under_the_threshold_is_broadcast_and_the_big_side_is_not_s
     let dir = tempfile::tempdir().unwrap();
     let s = session(dir.path(), &[]).await;
     join_tables(&s, dir.path()).await;
-    let plan = s.stage_plan(JOIN).await.unwrap();
+    let plan = s.stage_plan(JOIN, None).await.unwrap();
     let exchanges: Vec<Option<ExchangeKind>> = plan.stages.iter().map(|st| st.exchange).collect();
     assert!(
         exchanges.contains(&Some(ExchangeKind::Broadcast)),
@@ -373,7 +373,7 @@ async fn over_the_threshold_both_sides_are_hash_partitioned() {
     let dir = tempfile::tempdir().unwrap();
     let s = session(dir.path(), &[("sheaf.sql.broadcast-threshold", "0")]).await;
     join_tables(&s, dir.path()).await;
-    let plan = s.stage_plan(JOIN).await.unwrap();
+    let plan = s.stage_plan(JOIN, None).await.unwrap();
     let exchanges: Vec<Option<ExchangeKind>> = plan.stages.iter().map(|st| st.exchange).collect();
     assert!(
         !exchanges.contains(&Some(ExchangeKind::Broadcast)),

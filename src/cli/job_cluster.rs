@@ -577,6 +577,18 @@ pub fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String
 /// `sheaf job history JOB`.
 pub fn history(job_id: &str) -> anyhow::Result<()> {
     runtime(Workload::Command)?.block_on(async {
+        // A SQL session's history sits beside MapReduce's, under its own name.
+        let config = super::config::client(None)?;
+        let dfs = sheaf_dfs::client::DfsClient::connect(&config.dfs, config.identity.clone())
+            .await
+            .context("connecting to the DFS")?;
+        if let Some(h) = sheaf_sql::history::read(&dfs, job_id).await? {
+            print!(
+                "{}",
+                sheaf_sql::history::text(&h, |ms| local_time(ms, true))
+            );
+            return Ok(());
+        }
         let (client, _) = connect().await?;
         let history = client.history(job_id).await?;
         print!("{}", history_text(&history));

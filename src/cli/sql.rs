@@ -91,6 +91,28 @@ impl Backend {
     }
 }
 
+/// Starts a SQL session on the configured cluster (its query master and executors) for `user`.
+pub async fn start_cluster_session(
+    user: String,
+    settings: &SqlSettings,
+) -> anyhow::Result<ClusterSqlClient> {
+    let config = super::config::client(None)?;
+    let yarn = YarnSections::from_file(&config.file).context("invalid configuration")?;
+    let sheaf_binary = std::env::current_exe().context("cannot locate the sheaf executable")?;
+    let options = ClusterSessionOptions {
+        resourcemanager: yarn.resourcemanager.address,
+        user,
+        queue: "default".into(),
+        settings: settings.given.clone(),
+        sheaf_binary,
+        master_resource: Resource {
+            memory_mb: 1024,
+            vcores: 1,
+        },
+    };
+    Ok(ClusterSqlClient::start(&config.identity, options).await?)
+}
+
 async fn run_async(args: SqlArgs, settings: SqlSettings) -> anyhow::Result<()> {
     let user = std::env::var("USER")
         .ok()
@@ -121,21 +143,7 @@ async fn run_async(args: SqlArgs, settings: SqlSettings) -> anyhow::Result<()> {
         if args.metastore.is_some() {
             bail!("--metastore is for --local sessions; a cluster session keeps its catalog in the DFS");
         }
-        let config = super::config::client(None)?;
-        let yarn = YarnSections::from_file(&config.file).context("invalid configuration")?;
-        let sheaf_binary = std::env::current_exe().context("cannot locate the sheaf executable")?;
-        let options = ClusterSessionOptions {
-            resourcemanager: yarn.resourcemanager.address,
-            user,
-            queue: "default".into(),
-            settings: settings.given.clone(),
-            sheaf_binary,
-            master_resource: Resource {
-                memory_mb: 1024,
-                vcores: 1,
-            },
-        };
-        Backend::Cluster(ClusterSqlClient::start(&config.identity, options).await?)
+        Backend::Cluster(start_cluster_session(user, &settings).await?)
     };
     let result = run_statements(&args, &backend).await;
     let closed = backend.close().await;
@@ -226,10 +234,12 @@ async fn run_one(
             if stats {
                 for s in &stages {
                     eprintln!(
-                        "stage {}: {} tasks, {} attempts, {} outputs re-run, {} rows, {} written, {} spilled, {:.2} s",
+                        "stage {}: {} tasks, {} attempts ({} data-local, {} rack-local), {} outputs re-run, {} rows, {} written, {} spilled, {:.2} s",
                         s.stage,
                         s.tasks,
                         s.attempts,
+                        s.data_local,
+                        s.rack_local,
                         s.reruns,
                         s.output_rows,
                         human_bytes(s.output_bytes),

@@ -54,7 +54,8 @@ pub struct MiniDfs {
     slot: PathBuf,
 }
 
-fn bin() -> &'static str {
+/// The `sheaf` binary under test.
+pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_sheaf")
 }
 

@@ -215,7 +215,9 @@ impl Executor {
         )
         .await?;
         session.register_tables(&spec.tables).await?;
-        let plan = session.stage_plan(&spec.statement).await?;
+        let plan = session
+            .stage_plan(&spec.statement, spec.start_time_ns)
+            .await?;
         let fingerprint = super::fingerprint(&plan);
         if fingerprint != spec.fingerprint {
             return Err(SqlError::Cluster(format!(

@@ -5,11 +5,12 @@
 //! query's stage outputs from every node when the query ends, whatever its outcome.
 
 use super::protocol::*;
-use super::scheduler::{QueryScheduler, StageShape};
+use super::scheduler::{LocalityView, QueryScheduler, StageShape};
 use super::shuffle_source::{LostInputs, ShuffleStageSource};
 use crate::catalog::Metastore;
 use crate::error::{SqlError, SqlResult};
 use crate::executor::{self, StageProgress, StageStats};
+use crate::history::{SessionHistory, StatementRecord};
 use crate::session::{
     DistributedQuery, DistributedRunner, SqlSession, SqlSettings, StatementOutcome,
 };
@@ -43,6 +44,12 @@ const LONG_POLL: Duration = Duration::from_millis(1000);
 const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 /// Executor containers replaced after they were lost, at most this many times the executors.
 const REPLACEMENTS_PER_EXECUTOR: u32 = 3;
+/// A query starts once this share of the wanted executors has registered, or after
+/// [`EXECUTORS_WAIT`] (Spark's `minRegisteredResourcesRatio` 0.8 and its 30 s wait on YARN):
+/// scheduled on the first executor alone, scan tasks would run far from their blocks.
+const EXECUTORS_RATIO: f64 = 0.8;
+/// See [`EXECUTORS_RATIO`].
+const EXECUTORS_WAIT: Duration = Duration::from_secs(30);
 
 /// What the query master needs.
 pub struct MasterSetup {
@@ -97,6 +104,35 @@ struct MasterState {
     next_statement: u64,
     closed: bool,
     last_client: Option<Instant>,
+    /// The rack of every node the ResourceManager reported.
+    rack_of: BTreeMap<String, String>,
+    /// Executors the session keeps.
+    wanted_executors: u32,
+    /// Every statement run so far (the session history).
+    history: Vec<StatementRecord>,
+}
+
+impl MasterState {
+    /// Where executors are, for delay scheduling.
+    fn locality_view(&self) -> LocalityView {
+        LocalityView {
+            executor_hosts: self
+                .executors
+                .values()
+                .filter(|e| e.alive)
+                .map(|e| e.host.clone())
+                .collect(),
+            rack_of: self.rack_of.clone(),
+        }
+    }
+
+    /// Tells every running query where executors are now.
+    fn update_views(&mut self) {
+        let view = self.locality_view();
+        for q in self.queries.values_mut() {
+            q.scheduler.set_view(view.clone());
+        }
+    }
 }
 
 /// The state every part of the master shares.
@@ -111,6 +147,7 @@ struct MasterCore {
     fetcher: Arc<ShuffleFetcher>,
     service: ShuffleServiceClient,
     scratch: PathBuf,
+    started: Instant,
 }
 
 impl MasterCore {
@@ -123,6 +160,24 @@ impl MasterCore {
         v.sort();
         v.dedup();
         v
+    }
+
+    /// Waits until [`EXECUTORS_RATIO`] of the wanted executors are registered, at most
+    /// [`EXECUTORS_WAIT`] since the session started.
+    async fn wait_for_executors(&self) {
+        loop {
+            {
+                let st = self.lock();
+                let alive = st.executors.values().filter(|e| e.alive).count() as f64;
+                let wanted = (st.wanted_executors as f64 * EXECUTORS_RATIO).ceil();
+                if (st.wanted_executors > 0 && alive >= wanted)
+                    || self.started.elapsed() >= EXECUTORS_WAIT
+                {
+                    return;
+                }
+            }
+            self.wait_change(Duration::from_millis(200)).await;
+        }
     }
 
     /// Waits until something changes or `timeout` passes.
@@ -157,6 +212,7 @@ pub async fn run_master(setup: MasterSetup) -> SqlResult<FinalStatus> {
         fetcher,
         service,
         scratch: setup.scratch.clone(),
+        started: Instant::now(),
     });
     let dfs = DfsClient::connect(&setup.dfs, setup.identity.clone())
         .await
@@ -166,6 +222,8 @@ pub async fn run_master(setup: MasterSetup) -> SqlResult<FinalStatus> {
         settings.set(k, v)?;
     }
     settings.scratch_dir = setup.scratch.clone();
+    let history_dfs = dfs.clone();
+    let session_start_ms = sheaf_rpc::time::wall_clock_ms();
     let session = SqlSession::new(
         Some(dfs.clone()),
         Metastore::Dfs(dfs),
@@ -194,6 +252,17 @@ pub async fn run_master(setup: MasterSetup) -> SqlResult<FinalStatus> {
     tokio::time::sleep(LONG_POLL + Duration::from_millis(200)).await;
     trigger.trigger();
     let _ = server.await;
+    let history = SessionHistory {
+        job_id: core.job_id.clone(),
+        user: setup.user.clone(),
+        start_ms: session_start_ms,
+        finish_ms: sheaf_rpc::time::wall_clock_ms(),
+        statements: std::mem::take(&mut core.lock().history),
+    };
+    match crate::history::write(&history_dfs, &history).await {
+        Ok(path) => tracing::info!(%path, "session history written"),
+        Err(e) => tracing::warn!(error = %e, "cannot write the session history"),
+    }
     let (status, diagnostics) = match &result {
         Ok(n) => (FinalStatus::Succeeded, format!("{n} statements run")),
         Err(e) => (FinalStatus::Failed, e.to_string()),
@@ -229,6 +298,10 @@ async fn drive(
         .filter(|n| n.state == "RUNNING")
         .collect();
     let nodes: Vec<String> = reports.iter().map(|n| n.host.clone()).collect();
+    core.lock().rack_of = reports
+        .iter()
+        .map(|n| (n.host.clone(), n.rack.clone()))
+        .collect();
     // An executor no node can hold would never start: shrink it to the biggest node.
     let mut executor_resource = setup.executor_resource;
     if let Some(vcores) = reports.iter().map(|n| n.capability.vcores).max() {
@@ -242,6 +315,8 @@ async fn drive(
     } else {
         setup.executors
     };
+    core.lock().wanted_executors = wanted;
+    core.changed.notify_waiters();
     let mut next_ask = 1u64;
     let mut asks: Vec<ContainerAsk> = (0..wanted)
         .map(|i| {
@@ -327,6 +402,7 @@ async fn drive(
                     if let Some(e) = st.executors.get_mut(id) {
                         e.alive = false;
                     }
+                    st.update_views();
                     for q in st.queries.values_mut() {
                         q.scheduler.executor_lost(
                             *id,
@@ -414,8 +490,9 @@ impl DistributedRunner for ClusterRunner {
             let dir = LocalStageDir::new(core.scratch.join(format!("query-{id}")));
             return executor::run_local(plan, query.state, dir, 1, progress).await;
         }
+        core.wait_for_executors().await;
         let shuffle_job = format!("{}-q{id}", core.job_id);
-        let shapes = StageShape::producers_of(plan);
+        let shapes = StageShape::producers_of(plan, query.hosts);
         let template = TaskSpec {
             attempt: TaskAttemptId {
                 query: id,
@@ -427,17 +504,24 @@ impl DistributedRunner for ClusterRunner {
             tables: query.tables.clone(),
             settings: query.settings.clone(),
             fingerprint: super::fingerprint(plan),
+            start_time_ns: query.start_time_ns,
             shuffle_job: shuffle_job.clone(),
             shuffle_secret: core.secret.as_bytes().to_vec(),
             inputs: vec![],
         };
-        core.lock().queries.insert(
-            id,
-            RunningQuery {
-                scheduler: QueryScheduler::new(id, shapes.clone(), AttemptPolicy::default()),
-                template,
-            },
-        );
+        {
+            let mut st = core.lock();
+            let mut scheduler = QueryScheduler::new(id, shapes.clone(), AttemptPolicy::default())
+                .with_locality_wait(query.locality_wait);
+            scheduler.set_view(st.locality_view());
+            st.queries.insert(
+                id,
+                RunningQuery {
+                    scheduler,
+                    template,
+                },
+            );
+        }
         core.changed.notify_waiters();
         let result = self
             .run_query(id, plan, query.state, &shapes, progress)
@@ -557,6 +641,8 @@ impl ClusterRunner {
                                 elapsed: stage_done_at.get(&s.id).copied().unwrap_or_default(),
                                 attempts: f.attempts as usize,
                                 reruns: f.reruns as usize,
+                                data_local: f.data_local as usize,
+                                rack_local: f.rack_local as usize,
                             }
                         })
                         .collect();
@@ -665,6 +751,7 @@ impl Service for MasterService {
                         alive: true,
                     },
                 );
+                st.update_views();
                 drop(st);
                 core.changed.notify_waiters();
                 QmResponse::Registered { executor: id }
@@ -758,7 +845,30 @@ impl MasterService {
                 s.progress.insert(p.stage, p);
             }
         };
-        let outcome = match self.session.execute(&statement, &progress).await {
+        let start_ms = sheaf_rpc::time::wall_clock_ms();
+        let started = Instant::now();
+        let _ = self.session.take_last_run();
+        let result = self.session.execute(&statement, &progress).await;
+        let (plan, stages) = match self.session.take_last_run() {
+            Some((plan, stages)) => (Some(plan), stages),
+            None => (None, Vec::new()),
+        };
+        let record = StatementRecord {
+            text: statement.clone(),
+            start_ms,
+            elapsed_ms: started.elapsed().as_millis() as u64,
+            error: result.as_ref().err().map(|e| e.to_string()),
+            rows: match &result {
+                Ok(StatementOutcome::Rows { batches, .. }) => {
+                    Some(batches.iter().map(|b| b.num_rows() as u64).sum())
+                }
+                _ => None,
+            },
+            plan,
+            stages,
+        };
+        self.core.lock().history.push(record);
+        let outcome = match result {
             Ok(StatementOutcome::Rows {
                 schema,
                 batches,

@@ -66,6 +66,9 @@ pub struct TaskSpec {
     pub settings: Vec<(String, String)>,
     /// Fingerprint of the master's stage plan.
     pub fingerprint: u64,
+    /// The master's query start time (what `now()` is), ns since the epoch: the executor plans
+    /// with the same, or its plan would differ in that literal.
+    pub start_time_ns: Option<i64>,
     /// The shuffle job this query's stage outputs are registered under.
     pub shuffle_job: String,
     /// That job's shuffle secret.

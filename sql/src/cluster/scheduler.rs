@@ -7,12 +7,13 @@
 //! times fails the query.
 
 use super::protocol::{ProducerOutput, StageLocations, TaskAttemptId};
+use crate::block_splits::{self, BlockHosts};
 use crate::stage_store::PartitionFile;
 use crate::stages::StagePlan;
 use sheaf_mapreduce::attempts::{
     AttemptBook, AttemptId, AttemptPolicy, AttemptState, Now, Success, TaskStatus, Verdict,
 };
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
 /// A task: (stage, task).
@@ -31,11 +32,14 @@ pub struct StageShape {
     pub tasks: u32,
     /// Stages it reads.
     pub inputs: Vec<u32>,
+    /// Hosts each task prefers (those holding its scan's blocks); empty for anywhere.
+    pub preferred: Vec<Vec<String>>,
 }
 
 impl StageShape {
-    /// The producer stages of a plan (every stage but the final one, which the master runs).
-    pub fn producers_of(plan: &StagePlan) -> Vec<StageShape> {
+    /// The producer stages of a plan (every stage but the final one, which the master runs),
+    /// with the hosts holding each scan task's blocks.
+    pub fn producers_of(plan: &StagePlan, hosts: &BlockHosts) -> Vec<StageShape> {
         let n = plan.stages.len().saturating_sub(1);
         plan.stages[..n]
             .iter()
@@ -43,9 +47,41 @@ impl StageShape {
                 id: s.id as u32,
                 tasks: s.tasks() as u32,
                 inputs: s.inputs.iter().map(|i| *i as u32).collect(),
+                preferred: block_splits::task_hosts(&s.plan, hosts),
             })
             .collect()
     }
+
+    fn preferred(&self, task: u32) -> &[String] {
+        self.preferred
+            .get(task as usize)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+}
+
+/// Where an attempt ran relative to the data it scans (MapReduce's DATA_LOCAL_MAPS and
+/// RACK_LOCAL_MAPS).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TaskLocality {
+    /// The task prefers no host (it reads stage outputs, or files outside the DFS).
+    #[default]
+    Anywhere,
+    /// On a host holding its block.
+    DataLocal,
+    /// On the rack of such a host.
+    RackLocal,
+    /// Elsewhere.
+    OffRack,
+}
+
+/// What delay scheduling knows of the cluster.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LocalityView {
+    /// Hosts with a live executor.
+    pub executor_hosts: BTreeSet<String>,
+    /// The rack of each node the ResourceManager reported.
+    pub rack_of: BTreeMap<String, String>,
 }
 
 /// What the master keeps about an attempt.
@@ -55,6 +91,8 @@ pub struct AttemptData {
     pub executor: Option<u32>,
     /// That executor's shuffle service.
     pub shuffle: Option<SocketAddr>,
+    /// Where it ran relative to its data.
+    pub locality: TaskLocality,
 }
 
 /// An attempt handed to an executor.
@@ -81,6 +119,10 @@ pub struct StageFigures {
     pub reruns: u32,
     /// Attempts launched.
     pub attempts: u32,
+    /// Attempts launched on a host holding their block.
+    pub data_local: u32,
+    /// Attempts launched on the rack of such a host.
+    pub rack_local: u32,
 }
 
 /// One query's producer stages and their attempts.
@@ -94,6 +136,9 @@ pub struct QueryScheduler {
     resubmissions: BTreeMap<u32, u32>,
     reruns: BTreeMap<u32, u32>,
     failure: Option<String>,
+    view: LocalityView,
+    locality_wait_ms: u64,
+    runnable_since: BTreeMap<u32, u64>,
 }
 
 impl QueryScheduler {
@@ -114,6 +159,36 @@ impl QueryScheduler {
             resubmissions: BTreeMap::new(),
             reruns: BTreeMap::new(),
             failure: None,
+            view: LocalityView::default(),
+            locality_wait_ms: 3000,
+            runnable_since: BTreeMap::new(),
+        }
+    }
+
+    /// Waits at most `wait` for a slot on a preferred host before a scan task runs elsewhere
+    /// (delay scheduling).
+    pub fn with_locality_wait(mut self, wait: std::time::Duration) -> QueryScheduler {
+        self.locality_wait_ms = wait.as_millis() as u64;
+        self
+    }
+
+    /// Tells delay scheduling where executors are now.
+    pub fn set_view(&mut self, view: LocalityView) {
+        self.view = view;
+    }
+
+    fn locality_of(&self, host: &str, preferred: &[String]) -> TaskLocality {
+        if preferred.is_empty() {
+            return TaskLocality::Anywhere;
+        }
+        if preferred.iter().any(|h| h == host) {
+            return TaskLocality::DataLocal;
+        }
+        let rack = self.view.rack_of.get(host);
+        if rack.is_some() && preferred.iter().any(|h| self.view.rack_of.get(h) == rack) {
+            TaskLocality::RackLocal
+        } else {
+            TaskLocality::OffRack
         }
     }
 
@@ -165,6 +240,17 @@ impl QueryScheduler {
                 .count() as u32,
             ..StageFigures::default()
         };
+        for a in self
+            .book
+            .attempts()
+            .filter(|a| a.id.task.0 == id && a.is_launched())
+        {
+            match a.data.locality {
+                TaskLocality::DataLocal => f.data_local += 1,
+                TaskLocality::RackLocal => f.rack_local += 1,
+                TaskLocality::Anywhere | TaskLocality::OffRack => {}
+            }
+        }
         for ((_, t), o) in self.outputs.range((id, 0)..=(id, u32::MAX)) {
             f.done += 1;
             f.rows += o.partitions.iter().map(|p| p.rows).sum::<u64>();
@@ -176,7 +262,8 @@ impl QueryScheduler {
 
     /// The next attempt for an executor on `host`, if a task of a runnable stage needs one. A
     /// task whose attempts failed on `host` goes elsewhere while `other_hosts` says there is an
-    /// elsewhere.
+    /// elsewhere. A scan task prefers the hosts holding its block: it goes to another host only
+    /// when none of them has an executor, or once its stage has waited the locality wait.
     pub fn next_task(
         &mut self,
         executor: u32,
@@ -185,38 +272,82 @@ impl QueryScheduler {
         other_hosts: bool,
         now: Now,
     ) -> Option<Assignment> {
-        if self.failure.is_some() || (self.book.is_blacklisted(host) && other_hosts) {
+        // Is there a live executor on another host `usable` accepts? (Without a view, as in
+        // unit tests, the caller's `other_hosts` says.) A task that failed everywhere, or a
+        // cluster whose every host is blacklisted, must still run somewhere, not wait forever.
+        let elsewhere = |usable: &dyn Fn(&str) -> bool| {
+            if self.view.executor_hosts.is_empty() {
+                other_hosts
+            } else {
+                self.view
+                    .executor_hosts
+                    .iter()
+                    .any(|h| h != host && usable(h))
+            }
+        };
+        if self.failure.is_some()
+            || (self.book.is_blacklisted(host) && elsewhere(&|h| !self.book.is_blacklisted(h)))
+        {
             return None;
         }
-        let runnable: Vec<&StageShape> = self
+        let runnable: Vec<u32> = self
             .stages
             .iter()
             .filter(|s| s.inputs.iter().all(|i| self.stage_complete(*i)))
+            .map(|s| s.id)
             .collect();
-        let mut chosen = None;
-        'stages: for s in runnable {
+        for id in &runnable {
+            self.runnable_since.entry(*id).or_insert(now.monotonic_ms);
+        }
+        // Candidates: open tasks of runnable stages, with no live attempt, not failed here.
+        let mut candidates: Vec<(TaskKey, &StageShape)> = Vec::new();
+        for s in self.stages.iter().filter(|s| runnable.contains(&s.id)) {
             for t in 0..s.tasks {
                 let key = (s.id, t);
                 if self.book.status(key) != TaskStatus::Open || self.book.has_live_attempt(key) {
                     continue;
                 }
-                let failed_here = self
-                    .book
-                    .attempts_of(key)
-                    .any(|a| a.node.as_deref() == Some(host) && a.state == AttemptState::Failed);
-                if failed_here && other_hosts {
+                let failed_on = |h: &str| {
+                    self.book
+                        .attempts_of(key)
+                        .any(|a| a.node.as_deref() == Some(h) && a.state == AttemptState::Failed)
+                };
+                if failed_on(host) && elsewhere(&|h| !failed_on(h)) {
                     continue;
                 }
-                chosen = Some((key, s.inputs.clone()));
-                break 'stages;
+                candidates.push((key, s));
             }
         }
-        let (key, inputs) = chosen?;
+        let local = candidates
+            .iter()
+            .find(|(k, s)| s.preferred(k.1).iter().any(|h| h == host));
+        let chosen = local.or_else(|| {
+            candidates.iter().find(|(k, s)| {
+                let preferred = s.preferred(k.1);
+                let waited = self
+                    .runnable_since
+                    .get(&s.id)
+                    .is_some_and(|t| now.monotonic_ms >= t + self.locality_wait_ms);
+                preferred.is_empty()
+                    || waited
+                    || !preferred
+                        .iter()
+                        .any(|h| self.view.executor_hosts.contains(h))
+            })
+        });
+        let (key, inputs, locality) = chosen.map(|(k, s)| {
+            (
+                *k,
+                s.inputs.clone(),
+                self.locality_of(host, s.preferred(k.1)),
+            )
+        })?;
         let id = self.book.create_attempt(key, false, now);
         self.book.launch(id, host, now);
         if let Some(d) = self.book.data_mut(id) {
             d.executor = Some(executor);
             d.shuffle = Some(shuffle);
+            d.locality = locality;
         }
         Some(Assignment {
             attempt: self.attempt_id(id),
@@ -398,16 +529,19 @@ mod tests {
                     id: 0,
                     tasks: 2,
                     inputs: vec![],
+                    preferred: vec![],
                 },
                 StageShape {
                     id: 1,
                     tasks: 1,
                     inputs: vec![],
+                    preferred: vec![],
                 },
                 StageShape {
                     id: 2,
                     tasks: 2,
                     inputs: vec![0, 1],
+                    preferred: vec![],
                 },
             ],
             AttemptPolicy::default(),
@@ -459,6 +593,7 @@ mod tests {
                 id: 0,
                 tasks: 1,
                 inputs: vec![],
+                preferred: vec![],
             }],
             AttemptPolicy::default(),
         );
@@ -518,6 +653,7 @@ mod tests {
                 id: 0,
                 tasks: 1,
                 inputs: vec![],
+                preferred: vec![],
             }],
             AttemptPolicy::default(),
         );
@@ -539,6 +675,7 @@ mod tests {
                 id: 0,
                 tasks: 2,
                 inputs: vec![],
+                preferred: vec![],
             }],
             AttemptPolicy::default(),
         );
@@ -550,5 +687,83 @@ mod tests {
         let again = s.next_task(2, "h1", addr(2), true, Now::at(4)).unwrap();
         assert_eq!(again.attempt.task, running.attempt.task);
         assert_eq!(again.attempt.attempt, running.attempt.attempt + 1);
+    }
+
+    #[test]
+    fn a_scan_task_waits_for_a_host_holding_its_block_then_runs_on_its_rack() {
+        let shape = StageShape {
+            id: 0,
+            tasks: 2,
+            inputs: vec![],
+            preferred: vec![vec!["h1".into()], vec!["h2".into()]],
+        };
+        let mut s = QueryScheduler::new(1, vec![shape], AttemptPolicy::default())
+            .with_locality_wait(std::time::Duration::from_millis(3000));
+        s.set_view(LocalityView {
+            executor_hosts: ["h1", "h2", "h3"].iter().map(|h| h.to_string()).collect(),
+            rack_of: [("h1", "/r1"), ("h2", "/r2"), ("h3", "/r1")]
+                .iter()
+                .map(|(h, r)| (h.to_string(), r.to_string()))
+                .collect(),
+        });
+        // h2 asks first and gets its own block's task, not task 0.
+        let a = s.next_task(2, "h2", addr(2), true, Now::at(0)).unwrap();
+        assert_eq!((a.attempt.stage, a.attempt.task), (0, 1));
+        // h3 holds no block: task 0 waits for h1 during the locality wait...
+        assert!(s.next_task(3, "h3", addr(3), true, Now::at(1000)).is_none());
+        // ...and after it runs on h3, on h1's rack.
+        let b = s.next_task(3, "h3", addr(3), true, Now::at(3000)).unwrap();
+        assert_eq!((b.attempt.stage, b.attempt.task), (0, 0));
+        let f = s.figures(0);
+        assert_eq!((f.data_local, f.rack_local, f.attempts), (1, 1, 2));
+    }
+
+    #[test]
+    fn a_scan_task_whose_hosts_have_no_executor_does_not_wait() {
+        let shape = StageShape {
+            id: 0,
+            tasks: 1,
+            inputs: vec![],
+            preferred: vec![vec!["h9".into()]],
+        };
+        let mut s = QueryScheduler::new(1, vec![shape], AttemptPolicy::default());
+        s.set_view(LocalityView {
+            executor_hosts: ["h1"].iter().map(|h| h.to_string()).collect(),
+            rack_of: BTreeMap::new(),
+        });
+        assert!(s.next_task(1, "h1", addr(1), true, Now::at(0)).is_some());
+        assert_eq!(s.figures(0).data_local + s.figures(0).rack_local, 0);
+    }
+
+    #[test]
+    fn a_task_that_failed_on_every_host_still_gets_its_last_attempts() {
+        let shape = StageShape {
+            id: 0,
+            tasks: 1,
+            inputs: vec![],
+            preferred: vec![],
+        };
+        let mut s = QueryScheduler::new(1, vec![shape], AttemptPolicy::default());
+        s.set_view(LocalityView {
+            executor_hosts: ["h1", "h2"].iter().map(|h| h.to_string()).collect(),
+            rack_of: BTreeMap::new(),
+        });
+        let a = s.next_task(1, "h1", addr(1), true, Now::at(0)).unwrap();
+        s.failed(a.attempt, "boom".into(), Now::at(1));
+        assert!(
+            s.next_task(1, "h1", addr(1), true, Now::at(2)).is_none(),
+            "h2 is untried"
+        );
+        let b = s.next_task(2, "h2", addr(2), true, Now::at(3)).unwrap();
+        s.failed(b.attempt, "boom".into(), Now::at(4));
+        // Failed on both: either host takes the next attempts, up to the fourth failure.
+        for t in [5, 7] {
+            let c = s
+                .next_task(1, "h1", addr(1), true, Now::at(t))
+                .expect("another attempt");
+            s.failed(c.attempt, "boom".into(), Now::at(t + 1));
+        }
+        let why = s.failure().expect("failed after four attempts");
+        assert!(why.contains("failed 4 times"), "{why}");
     }
 }

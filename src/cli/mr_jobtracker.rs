@@ -1,10 +1,10 @@
 //! `sheaf mr-jobtracker --staging DIR` (hidden): a MapReduce job's application master, run by the
 //! ResourceManager in the job's master container. The work is
-//! `sheaf_mapreduce::cluster::jobtracker_daemon`; this loads the configuration and identity.
+//! `sheaf_mapreduce::cluster::jobtracker`; this loads the configuration and identity.
 
 use anyhow::{anyhow, Context};
 use sheaf_dfs::config::DfsConfig;
-use sheaf_mapreduce::cluster::jobtracker_daemon::{self, default_task_command, JobTrackerSetup};
+use sheaf_mapreduce::cluster::jobtracker::{self, default_task_command, JobTrackerSetup};
 use sheaf_yarn::resourcemanager::state::env as container_env;
 use std::net::IpAddr;
 
@@ -38,7 +38,7 @@ pub fn run(args: MrJobTrackerArgs) -> anyhow::Result<()> {
         task_command: default_task_command()?,
     };
     let outcome = super::runtime::runtime(super::runtime::Workload::Serving)?
-        .block_on(jobtracker_daemon::run(setup))?;
+        .block_on(jobtracker::run(setup))?;
     match &outcome.diagnostics {
         Some(d) => eprintln!("Job {} {}: {d}", outcome.job_id, outcome.state),
         None => eprintln!("Job {} {}", outcome.job_id, outcome.state),

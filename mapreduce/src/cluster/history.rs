@@ -9,7 +9,7 @@
 //! counters plus every winning attempt's task counters), which is what users read.
 
 use super::layout::{history_file, staging_file};
-use super::submission::{HISTORY_DIR, RECOVERY_DIR};
+use super::submission::HISTORY_DIR;
 use crate::counters::Counters;
 use crate::jobtracker::JobHistory;
 use serde::{Deserialize, Serialize};
@@ -112,10 +112,8 @@ pub fn snapshot_seq(name: &str) -> Option<u64> {
         .ok()
 }
 
-/// The recovery directory of a staging directory.
-pub fn recovery_dir(staging: &str) -> String {
-    staging_file(staging, RECOVERY_DIR)
-}
+// Named in `layout`, with the rest of the staging directory.
+pub use super::layout::recovery_dir;
 
 /// Writes the finished job's history to `HISTORY_DIR/<job>.json` (creating the directory),
 /// replacing an earlier one of the same job (a repeated final step of a recovered JobTracker).

@@ -1,18 +1,36 @@
 //! Where a job's files live in the DFS: the one place that names them, for the submitter, the
 //! JobTracker and the task processes.
 //!
-//! - staging: `STAGING_ROOT/<user>/<unique>/` ([`staging_file`]), shipped files under
-//!   [`FILES_DIR`] ([`shipped_file`]), recovery snapshots under [`RECOVERY_DIR`];
+//! - staging: `STAGING_ROOT/<user>/<unique>/` ([`staging_dir`], [`staging_file`]): the
+//!   submission ([`submission_file`]), the plugin ([`plugin_file`]), shipped files under
+//!   [`FILES_DIR`] ([`shipped_file`]), recovery snapshots and the shuffle secret under
+//!   [`RECOVERY_DIR`] ([`recovery_dir`], [`shuffle_secret_file`]);
 //! - attempts: `OUT/_temporary/<app attempt>/attempt_…/` ([`attempt_output_dir`]), each writing
-//!   its task's [`output_file_name`]; committed ones under `OUT/_temporary/committed/`
+//!   its task's [`output_file_name`] (`OUT/_temporary/` is [`temporary_dir`]); committed ones
+//!   under `OUT/_temporary/committed/`
 //!   ([`committed_dir`]); the job commit expects exactly [`expected_outputs`];
 //! - history: `HISTORY_DIR/<job>.json` ([`history_file`]).
 
-use super::submission::{FILES_DIR, HISTORY_DIR};
+use super::submission::{
+    FILES_DIR, HISTORY_DIR, PLUGIN_FILE, RECOVERY_DIR, STAGING_ROOT, SUBMISSION_FILE,
+};
 use crate::fs::JobPath;
 use crate::jobtracker::{AttemptId, TaskId};
 use crate::local::{COMMITTED_DIR, TEMPORARY_DIR};
 use std::collections::BTreeSet;
+
+/// File of the recovery directory holding the job's shuffle secret: map outputs registered by an
+/// earlier JobTracker attempt's tasks stay under it on the shuffle services, so a recovered
+/// JobTracker must keep using it.
+const SECRET_FILE: &str = "shuffle.secret";
+
+/// A fresh staging directory name for `user`'s submission at `submit_ms`.
+pub fn staging_dir(user: &str, submit_ms: u64) -> String {
+    format!(
+        "{STAGING_ROOT}/{user}/{submit_ms}-{:08x}",
+        rand::random::<u32>()
+    )
+}
 
 /// The file `name` of DFS directory `dir` (an absolute DFS path; a staging directory's
 /// submission, plugin, recovery directory …).
@@ -20,9 +38,35 @@ pub fn staging_file(dir: &str, name: &str) -> String {
     format!("{}/{name}", dir.trim_end_matches('/'))
 }
 
+/// The directory of staging directory `dir` holding the files shipped with the job.
+pub fn files_dir(dir: &str) -> String {
+    staging_file(dir, FILES_DIR)
+}
+
 /// The staged copy of shipped file `name` in staging directory `dir`.
 pub fn shipped_file(dir: &str, name: &str) -> String {
     format!("{}/{FILES_DIR}/{name}", dir.trim_end_matches('/'))
+}
+
+/// The submission record of staging directory `dir`.
+pub fn submission_file(dir: &str) -> String {
+    staging_file(dir, SUBMISSION_FILE)
+}
+
+/// The staged plugin library of staging directory `dir`.
+pub fn plugin_file(dir: &str) -> String {
+    staging_file(dir, PLUGIN_FILE)
+}
+
+/// The recovery directory of staging directory `dir` (snapshots, output claim, shuffle secret).
+pub fn recovery_dir(dir: &str) -> String {
+    staging_file(dir, RECOVERY_DIR)
+}
+
+/// The job's shuffle secret, kept for later JobTracker attempts in the recovery directory of
+/// staging directory `dir`.
+pub fn shuffle_secret_file(dir: &str) -> String {
+    staging_file(&recovery_dir(dir), SECRET_FILE)
 }
 
 /// The DFS path of a finished job's history file.
@@ -67,9 +111,15 @@ pub fn attempt_output_dir(out: &JobPath, app_attempt: u32, attempt: AttemptId) -
         .join(&attempt_dir_name(attempt))
 }
 
+/// The temporary area of output directory `out` (an absolute DFS path): attempt outputs and
+/// committed task outputs until the job commit.
+pub fn temporary_dir(out: &str) -> String {
+    staging_file(out, TEMPORARY_DIR)
+}
+
 /// The directory of committed task outputs of output directory `out` (an absolute DFS path).
 pub fn committed_dir(out: &str) -> String {
-    staging_file(&staging_file(out, TEMPORARY_DIR), COMMITTED_DIR)
+    staging_file(&temporary_dir(out), COMMITTED_DIR)
 }
 
 /// The output files a job commits: one per reduce, or one per map of a map-only job.
@@ -122,6 +172,17 @@ mod tests {
             "/s/u/x/job.msgpack"
         );
         assert_eq!(shipped_file("/s/u/1-x/", "map.py"), "/s/u/1-x/files/map.py");
+        assert_eq!(files_dir("/s/u/x/"), "/s/u/x/files");
+        assert_eq!(submission_file("/s/u/x"), "/s/u/x/job.msgpack");
+        assert_eq!(plugin_file("/s/u/x/"), "/s/u/x/job.so");
+        assert_eq!(recovery_dir("/s/u/x"), "/s/u/x/recovery");
+        assert_eq!(
+            shuffle_secret_file("/s/u/x"),
+            "/s/u/x/recovery/shuffle.secret"
+        );
+        assert_eq!(temporary_dir("/out/"), "/out/_temporary");
+        let dir = staging_dir("alice", 42);
+        assert!(dir.starts_with("/sheaf/staging/alice/42-"), "{dir}");
         assert_eq!(
             history_file("job_1732590000000_0007"),
             "/sheaf/history/job_1732590000000_0007.json"

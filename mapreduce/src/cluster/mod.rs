@@ -1,5 +1,5 @@
 //! MapReduce on the cluster: what `sheaf job submit` stages in the DFS ([`submission`]), the
-//! JobTracker process that runs one job as a yarnlike application master (`jobtracker_daemon`),
+//! JobTracker process that runs one job as a yarnlike application master ([`jobtracker`]),
 //! the task processes it launches in containers (`task_runner`), and the typed protocol between
 //! them and the job's clients ([`protocol`]).
 //!
@@ -8,7 +8,7 @@
 
 pub mod client;
 pub mod history;
-pub mod jobtracker_daemon;
+pub mod jobtracker;
 pub mod layout;
 pub mod protocol;
 pub mod splits;

@@ -12,6 +12,7 @@
 // The job client still names these here; they live in `layout`.
 pub use super::layout::{history_file, shipped_file, staging_file};
 use serde::{Deserialize, Serialize};
+use sheaf_yarn::protocol::AppId;
 use std::collections::BTreeMap;
 
 /// DFS directory under which submissions are staged, per user.
@@ -142,6 +143,35 @@ pub fn application_of_job_id(job: &str) -> String {
     }
 }
 
+/// The application id of job `job_<cluster>_<seq>`; `None` for anything else.
+pub fn application_id_of_job(job: &str) -> Option<AppId> {
+    if !job.starts_with("job_") {
+        return None;
+    }
+    application_of_job_id(job).parse::<AppId>().ok()
+}
+
+/// True for SQL sessions (`sheaf sql` on the cluster): `sheaf job list` shows them too.
+pub fn is_sql_session(name: &str) -> bool {
+    name.strip_prefix(SQL_APPLICATION_NAME_PREFIX)
+        .is_some_and(|rest| rest.starts_with(' '))
+}
+
+/// True for applications submitted by the job client.
+pub fn is_mapreduce_application(name: &str) -> bool {
+    name == APPLICATION_NAME_PREFIX
+        || name
+            .strip_prefix(APPLICATION_NAME_PREFIX)
+            .is_some_and(|rest| rest.starts_with(' '))
+}
+
+/// The job name inside an application name `MAPREDUCE <job name>`.
+pub fn job_name_of_application(name: &str) -> &str {
+    name.strip_prefix(APPLICATION_NAME_PREFIX)
+        .map(str::trim_start)
+        .unwrap_or(name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,5 +184,27 @@ mod tests {
             application_of_job_id(&job),
             "application_1732590000000_0007"
         );
+    }
+
+    #[test]
+    fn job_ids_parse_to_applications() {
+        let app = application_id_of_job("job_1764115200000_0007").expect("parse");
+        assert_eq!(app.to_string(), "application_1764115200000_0007");
+        assert_eq!(application_id_of_job("application_1_0001"), None);
+        assert_eq!(application_id_of_job("job_x"), None);
+    }
+
+    #[test]
+    fn application_names_carry_the_job_name() {
+        assert!(is_mapreduce_application("MAPREDUCE wordcount"));
+        assert!(!is_mapreduce_application("MAPREDUCEX"));
+        assert!(!is_mapreduce_application("shell: hostname"));
+        assert!(is_sql_session("SQL sheaf-sql"));
+        assert!(!is_sql_session("SQLX"));
+        assert_eq!(
+            job_name_of_application("MAPREDUCE word count"),
+            "word count"
+        );
+        assert_eq!(job_name_of_application("other"), "other");
     }
 }

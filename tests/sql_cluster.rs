@@ -512,6 +512,41 @@ fn scans_split_along_blocks_run_next_to_their_replica_and_a_task_failing_four_ti
         "not every scan attempt ran next to its block: {scan}"
     );
 
+    // A group-by far over its tasks' memory budget spills on the executors and is right.
+    let out = cluster.sheaf(&[
+        "sql",
+        "--stats",
+        "--format",
+        "csv",
+        "-D",
+        "sheaf.sql.task-memory=2m",
+        "-e",
+        "SELECT count(*) AS groups, sum(n) AS rows, sum(total) AS total FROM \
+         (SELECT value % 500000 AS k, count(*) AS n, sum(value) AS total FROM range(1000000) GROUP BY value % 500000)",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!(
+            "groups,rows,total\n500000,1000000,{}\n",
+            (0..1_000_000u64).sum::<u64>()
+        )
+    );
+    let spilled: usize = stderr
+        .lines()
+        .filter(|l| l.starts_with("stage "))
+        .map(|l| {
+            let words: Vec<&str> = l.split([' ', ',']).filter(|w| !w.is_empty()).collect();
+            words
+                .iter()
+                .position(|w| *w == "spilled")
+                .map(|i| usize::from(words[i - 2] != "0"))
+                .unwrap_or(0)
+        })
+        .sum();
+    assert!(spilled > 0, "no stage spilled: {stderr}");
+
     // `now()` is one instant for the whole query: the executors plan with the master's.
     let now = cluster.ok(&[
         "sql",

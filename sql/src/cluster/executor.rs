@@ -205,7 +205,19 @@ impl Executor {
             settings.set(k, v)?;
         }
         settings.scratch_dir = self.setup.scratch.clone();
-        settings.task_memory = self.setup.memory;
+        // The executor's pool is shared by its slots: the container's share, or less when the
+        // session asked for a smaller per-task budget.
+        let asked = spec
+            .settings
+            .iter()
+            .any(|(k, _)| k == "sheaf.sql.task-memory");
+        settings.task_memory = if asked {
+            self.setup
+                .memory
+                .min(settings.task_memory.saturating_mul(self.setup.slots.max(1)))
+        } else {
+            self.setup.memory
+        };
         let empty_catalog = self.setup.scratch.join("no-metastore");
         let session = SqlSession::new(
             Some(self.dfs.clone()),

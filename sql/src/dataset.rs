@@ -22,7 +22,6 @@ use sheaf_dfs::config::DfsConfig;
 use sheaf_rpc::config::ConfigFile;
 use sheaf_rpc::TlsIdentity;
 use sheaf_yarn::config::YarnSections;
-use sheaf_yarn::protocol::Resource;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -78,17 +77,12 @@ impl SqlSession {
         let identity =
             TlsIdentity::load(&dfs_config.cluster.tls_dir, "user").map_err(|e| bad(&e))?;
         let dfs = DfsClient::connect(&dfs_config, identity.clone()).await?;
-        let options = ClusterSessionOptions {
-            resourcemanager: yarn.resourcemanager.address,
-            user: user.to_string(),
-            queue: "default".into(),
-            settings: settings.given.clone(),
+        let options = ClusterSessionOptions::new(
+            yarn.resourcemanager.address,
+            user.to_string(),
+            settings.given.clone(),
             sheaf_binary,
-            master_resource: Resource {
-                memory_mb: 1024,
-                vcores: 1,
-            },
-        };
+        );
         let client = ClusterSqlClient::start(&identity, options).await?;
         let session = SqlSession::new(
             Some(dfs.clone()),

@@ -11,7 +11,6 @@ use sheaf_sql::output::{write_rows, OutputFormat};
 use sheaf_sql::script::{split_statements, ScriptStatement};
 use sheaf_sql::{SqlSession, SqlSettings, StatementOutcome};
 use sheaf_yarn::config::YarnSections;
-use sheaf_yarn::protocol::Resource;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
@@ -99,17 +98,12 @@ pub async fn start_cluster_session(
     let config = super::config::client(None)?;
     let yarn = YarnSections::from_file(&config.file).context("invalid configuration")?;
     let sheaf_binary = std::env::current_exe().context("cannot locate the sheaf executable")?;
-    let options = ClusterSessionOptions {
-        resourcemanager: yarn.resourcemanager.address,
+    let options = ClusterSessionOptions::new(
+        yarn.resourcemanager.address,
         user,
-        queue: "default".into(),
-        settings: settings.given.clone(),
+        settings.given.clone(),
         sheaf_binary,
-        master_resource: Resource {
-            memory_mb: 1024,
-            vcores: 1,
-        },
-    };
+    );
     Ok(ClusterSqlClient::start(&config.identity, options).await?)
 }
 

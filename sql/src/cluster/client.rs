@@ -36,6 +36,28 @@ pub struct ClusterSessionOptions {
     pub master_resource: Resource,
 }
 
+impl ClusterSessionOptions {
+    /// A session of `user` in the default queue, its master in a 1 GB, 1-vcore container.
+    pub fn new(
+        resourcemanager: SocketAddr,
+        user: String,
+        settings: Vec<(String, String)>,
+        sheaf_binary: PathBuf,
+    ) -> ClusterSessionOptions {
+        ClusterSessionOptions {
+            resourcemanager,
+            user,
+            queue: "default".into(),
+            settings,
+            sheaf_binary,
+            master_resource: Resource {
+                memory_mb: 1024,
+                vcores: 1,
+            },
+        }
+    }
+}
+
 /// A running cluster session.
 pub struct ClusterSqlClient {
     rm: RmClient,

@@ -66,8 +66,8 @@ pub fn run(args: SqlArgs) -> anyhow::Result<()> {
 
 /// Where statements run: in this process (`--local`), or as a session on the cluster.
 enum Backend {
-    Local(SqlSession),
-    Cluster(ClusterSqlClient),
+    Local(Box<SqlSession>),
+    Cluster(Box<ClusterSqlClient>),
 }
 
 impl Backend {
@@ -129,7 +129,7 @@ async fn run_async(args: SqlArgs, settings: SqlSettings) -> anyhow::Result<()> {
         for w in session.warnings() {
             eprintln!("sheaf sql: warning: {w}");
         }
-        Backend::Local(session)
+        Backend::Local(Box::new(session))
     } else {
         if !cluster_configured {
             bail!("no cluster is configured (no sheaf.toml in the run dir and no --conf): start one with scripts/start-cluster.sh, or add --local to run every stage in this process");
@@ -137,7 +137,7 @@ async fn run_async(args: SqlArgs, settings: SqlSettings) -> anyhow::Result<()> {
         if args.metastore.is_some() {
             bail!("--metastore is for --local sessions; a cluster session keeps its catalog in the DFS");
         }
-        Backend::Cluster(start_cluster_session(user, &settings).await?)
+        Backend::Cluster(Box::new(start_cluster_session(user, &settings).await?))
     };
     let result = run_statements(&args, &backend).await;
     let closed = backend.close().await;

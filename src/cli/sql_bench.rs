@@ -208,7 +208,7 @@ async fn run_queries(
         let url = url::Url::parse("sheaf://").context("object store URL")?;
         alone.register_object_store(&url, store);
     }
-    for ddl in tpch::parquet_ddl(&data) {
+    for ddl in tpch::parquet_ddl(data) {
         session.execute(&ddl, &quiet).await?;
         alone.sql(&ddl).await?.collect().await?;
     }

@@ -255,16 +255,8 @@ fn slow_query_survives(octet: u8, whole_node: bool) {
     // re-runs of outputs lost with it).
     let (mut tasks, mut attempts) = (0usize, 0usize);
     for line in stderr.lines().filter(|l| l.starts_with("stage ")) {
-        let n = |word: &str| -> usize {
-            let words: Vec<&str> = line.split([' ', ',']).filter(|w| !w.is_empty()).collect();
-            words
-                .iter()
-                .position(|w| *w == word)
-                .and_then(|i| words[i - 1].parse().ok())
-                .unwrap_or(0)
-        };
-        tasks += n("tasks");
-        attempts += n("attempts");
+        tasks += figure(line, "tasks");
+        attempts += figure(line, "attempts");
     }
     assert!(tasks > 0, "no stage figures: {stderr}");
     assert!(

@@ -12,6 +12,7 @@ pub mod history;
 pub mod output;
 pub mod script;
 pub mod session;
+pub mod settings;
 pub mod stage_store;
 pub mod stages;
 pub mod tpch;

@@ -51,15 +51,21 @@ pub struct SqlArgs {
     stats: bool,
 }
 
-/// Runs `sheaf sql`.
-pub fn run(args: SqlArgs) -> anyhow::Result<()> {
+/// Session settings from `-D KEY=VALUE` arguments (`sheaf sql`, `sheaf bench tpch`).
+pub fn parse_settings(args: &[String]) -> anyhow::Result<SqlSettings> {
     let mut settings = SqlSettings::default();
-    for kv in &args.settings {
+    for kv in args {
         let (k, v) = kv
             .split_once('=')
             .ok_or_else(|| anyhow!("-D {kv}: expected KEY=VALUE"))?;
         settings.set(k.trim(), v.trim())?;
     }
+    Ok(settings)
+}
+
+/// Runs `sheaf sql`.
+pub fn run(args: SqlArgs) -> anyhow::Result<()> {
+    let settings = parse_settings(&args.settings)?;
     let runtime = super::runtime::runtime(super::runtime::Workload::Command)?;
     runtime.block_on(run_async(args, settings))
 }

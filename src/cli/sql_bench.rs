@@ -65,9 +65,10 @@ async fn run_async(args: TpchBenchArgs) -> anyhow::Result<()> {
         (None, Some(_)) => format!("sheaf:///bench/tpch/{scale_name}"),
         (None, None) => work.path().join(&scale_name).display().to_string(),
     };
+    let given = super::sql::parse_settings(&args.settings)?;
     let settings = SqlSettings {
         scratch_dir: work.path().join("scratch"),
-        ..session_settings(&args)?
+        ..given.clone()
     };
     // The benchmark's tables live in a catalog of their own: the user's is left alone.
     let session = SqlSession::new(
@@ -128,7 +129,7 @@ async fn run_async(args: TpchBenchArgs) -> anyhow::Result<()> {
     } else {
         let started = Instant::now();
         let user = std::env::var("USER").unwrap_or_else(|_| "bench".into());
-        let client = super::sql::start_cluster_session(user, &session_settings(&args)?).await?;
+        let client = super::sql::start_cluster_session(user, &given).await?;
         for ddl in tpch::parquet_ddl(&data) {
             // Temporary: the benchmark does not touch the cluster's catalog.
             let ddl = ddl.replacen("CREATE EXTERNAL", "CREATE EXTERNAL TEMPORARY", 1);
@@ -146,17 +147,6 @@ async fn run_async(args: TpchBenchArgs) -> anyhow::Result<()> {
         c.close().await?;
     }
     result
-}
-
-fn session_settings(args: &TpchBenchArgs) -> anyhow::Result<SqlSettings> {
-    let mut settings = SqlSettings::default();
-    for kv in &args.settings {
-        let (k, v) = kv
-            .split_once('=')
-            .with_context(|| format!("-D {kv}: expected KEY=VALUE"))?;
-        settings.set(k.trim(), v.trim())?;
-    }
-    Ok(settings)
 }
 
 /// Figures of one query in one mode.

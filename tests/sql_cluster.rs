@@ -549,6 +549,86 @@ fn scans_split_along_blocks_run_next_to_their_replica_and_a_task_failing_four_ti
     ]);
     assert_eq!(now, format!("n\n{rows}\n"));
 
+    // A LEFT JOIN keeping the unmatched rows of its small side runs partitioned on the
+    // executors, with the answer --local gives.
+    let left_join = "SELECT a.grp, count(b.id) AS matched FROM (SELECT DISTINCT grp FROM numbers) a \
+                     LEFT JOIN numbers b ON a.grp = b.grp AND b.id < 20 GROUP BY a.grp ORDER BY a.grp";
+    let on_cluster = cluster.ok(&["sql", "--format", "csv", "-e", left_join]);
+    assert_eq!(
+        on_cluster,
+        cluster.ok(&["sql", "--local", "--format", "csv", "-e", left_join])
+    );
+    assert_eq!(
+        on_cluster,
+        "grp,matched\n0,3\n1,3\n2,3\n3,3\n4,3\n5,3\n6,2\n"
+    );
+
+    // A join whose build partitions (750k rows of two i64 each) are larger than the tasks'
+    // memory: the hash join runs out of memory on the executors, and the statement runs again
+    // with sort-merge joins.
+    let out = cluster.sheaf(&[
+        "sql",
+        "--format",
+        "csv",
+        "-D",
+        "sheaf.sql.task-memory=12m",
+        "-D",
+        "sheaf.sql.broadcast-threshold=0",
+        "-e",
+        "SELECT count(*) AS n, sum(a.v + b.v) AS total FROM \
+         (SELECT value AS id, value * 3 AS v FROM range(3000000)) a JOIN \
+         (SELECT value AS id, value * 3 AS v FROM range(3000000)) b ON a.id = b.id",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}\n{}", cluster.log_tails());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("n,total\n3000000,{}\n", 6 * (0..3_000_000u64).sum::<u64>())
+    );
+    let jobs = cluster.ok(&["job", "list", "--all"]);
+    let job = jobs
+        .lines()
+        .filter(|l| l.contains("SQL sheaf-sql"))
+        .filter_map(|l| l.split_whitespace().next())
+        .max()
+        .expect("a SQL session")
+        .to_string();
+    cluster.wait_for("the session history", Duration::from_secs(10), || {
+        cluster.sheaf(&["job", "history", &job]).status.success()
+    });
+    let history = cluster.ok(&["job", "history", &job]);
+    assert!(
+        history.contains("ran again with sort-merge joins") && history.contains("SortMergeJoin"),
+        "{history}"
+    );
+
+    // A malformed row in the fifth block: the error names the file and the row's line in it,
+    // not its line within the block.
+    let mut malformed = String::from("id,grp,val,note\n");
+    for i in 0..rows {
+        if i == 300_000 {
+            malformed.push_str("oops\n");
+        } else {
+            malformed.push_str(&format!("{i},{},{i},row number {i:08}\n", i % 7));
+        }
+    }
+    let malformed_local = cluster.dir().join("malformed.csv");
+    std::fs::write(&malformed_local, &malformed).unwrap();
+    cluster.put(&malformed_local, "/malformed/m.csv");
+    let out = cluster.sheaf(&[
+        "sql",
+        "-e",
+        "CREATE EXTERNAL TEMPORARY TABLE m (id BIGINT, grp BIGINT, val BIGINT, note VARCHAR) STORED AS CSV LOCATION 'sheaf:///malformed/' OPTIONS ('format.has_header' 'true'); \
+         SELECT grp, count(*) FROM m GROUP BY grp",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the malformed table was read");
+    // Header on line 1, row i on line i + 2.
+    assert!(
+        stderr.contains("sheaf:///malformed/m.csv") && stderr.contains("line 300002"),
+        "{stderr}"
+    );
+
     // A task that fails every attempt (a value that is no integer, in one block): the query
     // fails after 4 attempts with the task's error, and leaves no output and no stage files.
     let mut bad = String::from("id,grp,val,note\n");

@@ -70,7 +70,8 @@ fn splittable(config: &FileScanConfig) -> bool {
         && matches!(config.file_source().file_type(), "csv" | "json" | "parquet")
 }
 
-fn file_scan(node: &Arc<dyn ExecutionPlan>) -> Option<&FileScanConfig> {
+/// The file scan `node` is, if it is one.
+pub(crate) fn file_scan(node: &Arc<dyn ExecutionPlan>) -> Option<&FileScanConfig> {
     node.downcast_ref::<DataSourceExec>()?
         .data_source()
         .downcast_ref::<FileScanConfig>()

@@ -42,22 +42,15 @@ pub enum SqlError {
     /// A setting (`-D key=value`, `SET`) is invalid.
     #[error("{0}")]
     Config(String),
+    /// A task of a cluster query ran out of its memory budget.
+    #[error("{0}")]
+    OutOfMemory(String),
 }
 
 /// DataFusion's messages carry a prefix per error layer ("Error during planning: …"); keep the
 /// layer name only where it tells the user something.
 fn clean_datafusion_message(e: &DataFusionError) -> String {
-    let mut e = e;
-    // Unwrap context layers added while executing: the innermost error is the one to act on.
-    loop {
-        match e {
-            DataFusionError::Context(_, inner) => e = inner,
-            DataFusionError::Shared(inner) => e = inner.as_ref(),
-            DataFusionError::Diagnostic(_, inner) => e = inner,
-            _ => break,
-        }
-    }
-    match e {
+    match innermost(e) {
         DataFusionError::SQL(inner, _) => format!("syntax error: {inner}"),
         DataFusionError::Plan(msg) => msg.clone(),
         DataFusionError::SchemaError(inner, _) => inner.to_string(),
@@ -70,7 +63,31 @@ fn clean_datafusion_message(e: &DataFusionError) -> String {
     }
 }
 
+/// The error under the context layers added while executing: the one to act on.
+pub(crate) fn innermost(mut e: &DataFusionError) -> &DataFusionError {
+    loop {
+        match e {
+            DataFusionError::Context(_, inner) => e = inner,
+            DataFusionError::Shared(inner) => e = inner.as_ref(),
+            DataFusionError::Diagnostic(_, inner) => e = inner,
+            _ => return e,
+        }
+    }
+}
+
 impl SqlError {
+    /// Whether an operator ran out of its memory budget (DataFusion's `ResourcesExhausted`, here
+    /// or in a cluster task).
+    pub fn is_out_of_memory(&self) -> bool {
+        match self {
+            SqlError::OutOfMemory(_) => true,
+            SqlError::DataFusion(e) => {
+                matches!(innermost(e), DataFusionError::ResourcesExhausted(_))
+            }
+            _ => false,
+        }
+    }
+
     /// An I/O error with what was being done.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> SqlError {
         SqlError::Io {

@@ -9,7 +9,7 @@ use crate::stages::{ExchangeKind, Stage, StageId, StagePlan};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::execution::context::SessionState;
 use datafusion::execution::TaskContext;
-use datafusion::physical_plan::{collect, ExecutionPlan};
+use datafusion::physical_plan::ExecutionPlan;
 use futures::stream::{self, StreamExt};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -158,7 +158,8 @@ async fn run_stages(
     let final_stage = &last[0];
     let started = Instant::now();
     let ctx = task_context(state, &inputs);
-    let batches = collect(Arc::clone(&final_stage.plan), ctx).await?;
+    let batches =
+        crate::scan_errors::collect_partitions(Arc::clone(&final_stage.plan), ctx).await?;
     let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
     progress(StageProgress {
         stage: final_stage.id,

@@ -30,6 +30,9 @@ use sheaf_dfs::client::DfsClient;
 use std::sync::Arc;
 use url::Url;
 
+/// How many times the partitions a statement runs again with after a join ran out of memory.
+const RETRY_PARTITION_FACTOR: usize = 4;
+
 /// A statement's text, as executors plan it again: DataFusion's display of `COPY` leaves the
 /// target unquoted, which does not parse back.
 fn statement_text(statement: &DfStatement) -> String {
@@ -116,6 +119,11 @@ pub struct SqlSession {
     last_run: std::sync::Mutex<Option<(String, Vec<StageStats>)>>,
     /// The cluster session Dataset actions run on (`None`: they run in this process).
     pub(crate) remote: tokio::sync::Mutex<Option<crate::cluster::client::ClusterSqlClient>>,
+    /// The last statement planned a hash join (so running out of memory may be its build side).
+    planned_hash_join: std::sync::atomic::AtomicBool,
+    /// Plan joins as sort-merge joins: set while a statement runs again after a hash join ran
+    /// out of memory.
+    sort_merge_joins: std::sync::atomic::AtomicBool,
 }
 
 impl SqlSession {
@@ -150,7 +158,13 @@ impl SqlSession {
                 "datafusion.execution.enable_file_stream_work_stealing",
                 false,
             )
-            .set_bool("datafusion.execution.collect_statistics", true);
+            .set_bool("datafusion.execution.collect_statistics", true)
+            // A sort reserves this much up front to merge its spill files; DataFusion's 10 MiB
+            // would be the whole of a small task budget, and the sort could not start.
+            .set_usize(
+                "datafusion.execution.sort_spill_reservation_bytes",
+                (settings.task_memory / 8).min(10 << 20),
+            );
         for (k, v) in &settings.datafusion {
             config
                 .options_mut()
@@ -203,6 +217,8 @@ impl SqlSession {
             runner: None,
             last_run: std::sync::Mutex::new(None),
             remote: tokio::sync::Mutex::new(None),
+            planned_hash_join: std::sync::atomic::AtomicBool::new(false),
+            sort_merge_joins: std::sync::atomic::AtomicBool::new(false),
         };
         session.warnings = session.replay_catalog().await?;
         Ok(session)
@@ -322,7 +338,95 @@ impl SqlSession {
     }
 
     /// Runs one statement.
+    ///
+    /// DataFusion's hash join does not spill: when one runs out of its task's memory, the
+    /// statement runs once more with sort-merge joins, whose sorts spill, over four times the
+    /// partitions (Spark's answers to a build side too big for memory). A failed statement leaves nothing behind, so the second
+    /// run starts clean.
     pub async fn execute(
+        &self,
+        sql: &str,
+        progress: &(dyn Fn(StageProgress) + Send + Sync),
+    ) -> SqlResult<StatementOutcome> {
+        use std::sync::atomic::Ordering;
+        self.planned_hash_join.store(false, Ordering::Relaxed);
+        let first = self.execute_once(sql, progress).await;
+        let hash_join_out_of_memory = matches!(&first, Err(e) if e.is_out_of_memory())
+            && self.planned_hash_join.load(Ordering::Relaxed)
+            && self
+                .ctx
+                .state()
+                .config()
+                .options()
+                .optimizer
+                .prefer_hash_join;
+        if !hash_join_out_of_memory {
+            return first;
+        }
+        let why = first.err().map(|e| e.to_string()).unwrap_or_default();
+        tracing::warn!(error = %why, "a hash join ran out of memory; running the statement again with sort-merge joins");
+        self.sort_merge_joins.store(true, Ordering::Relaxed);
+        let second = self.execute_once(sql, progress).await;
+        self.sort_merge_joins.store(false, Ordering::Relaxed);
+        match second {
+            Ok(outcome) => {
+                if let Ok(mut last) = self.last_run.lock() {
+                    if let Some((plan, _)) = last.as_mut() {
+                        plan.insert_str(0, &format!("-- ran again with sort-merge joins over {} partitions: {why}\n", self.retry_partitions()));
+                    }
+                }
+                Ok(outcome)
+            }
+            Err(e) => Err(SqlError::OutOfMemory(format!(
+                "{e} (the statement ran out of memory with hash joins and again with sort-merge joins: raise sheaf.sql.task-memory or sheaf.sql.shuffle-partitions)"
+            ))),
+        }
+    }
+
+    /// The session state statements are planned in (sort-merge joins while [`Self::execute`]
+    /// runs a statement again).
+    fn planning_state(&self) -> SessionState {
+        let mut state = self.ctx.state();
+        if self
+            .sort_merge_joins
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            let options = state.config_mut().options_mut();
+            options.optimizer.prefer_hash_join = false;
+            options.execution.target_partitions = self.retry_partitions();
+        }
+        state
+    }
+
+    /// Partitions of a statement run again after a join ran out of memory: four times as many,
+    /// so each task's sorts hold a quarter of the rows.
+    fn retry_partitions(&self) -> usize {
+        self.settings
+            .partitions
+            .saturating_mul(RETRY_PARTITION_FACTOR)
+    }
+
+    /// The settings executors plan a statement with: the session's, and sort-merge joins while
+    /// a statement runs again.
+    fn task_settings(&self) -> Vec<(String, String)> {
+        let mut settings = self.settings.given.clone();
+        if self
+            .sort_merge_joins
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            settings.push((
+                "datafusion.optimizer.prefer_hash_join".into(),
+                "false".into(),
+            ));
+            settings.push((
+                "sheaf.sql.shuffle-partitions".into(),
+                self.retry_partitions().to_string(),
+            ));
+        }
+        settings
+    }
+
+    async fn execute_once(
         &self,
         sql: &str,
         progress: &(dyn Fn(StageProgress) + Send + Sync),
@@ -423,7 +527,7 @@ impl SqlSession {
         statement: DfStatement,
         progress: &(dyn Fn(StageProgress) + Send + Sync),
     ) -> SqlResult<StatementOutcome> {
-        let state = self.ctx.state();
+        let state = self.planning_state();
         let text = statement_text(&statement);
         let logical = state.statement_to_plan(statement).await?;
         let is_query = !matches!(
@@ -443,9 +547,12 @@ impl SqlSession {
                 stages: Vec::new(),
             });
         }
-        let state = self.ctx.state();
         let start_time_ns = start_time_ns(&state);
         let physical = state.create_physical_plan(df.logical_plan()).await?;
+        if contains_hash_join(&physical) {
+            self.planned_hash_join
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         let schema = physical.schema();
         let (plan, hosts) = self.cut_stages(physical).await?;
         if let Ok(mut last) = self.last_run.lock() {
@@ -479,7 +586,7 @@ impl SqlSession {
     ) -> SqlResult<(StagePlan, BlockHosts)> {
         let (physical, hosts) = match &self.dfs {
             Some(dfs) => {
-                let target = self.ctx.state().config().target_partitions();
+                let target = self.planning_state().config().target_partitions();
                 block_splits::split_along_blocks(physical, dfs, target, self.settings.split_size)
                     .await?
             }
@@ -503,7 +610,7 @@ impl SqlSession {
                 hosts,
                 state,
                 tables: self.table_ddl(),
-                settings: self.settings.given.clone(),
+                settings: self.task_settings(),
                 locality_wait: self.settings.locality_wait,
                 start_time_ns,
             };
@@ -789,6 +896,20 @@ impl SqlSession {
         self.remove_prefix(&store, &prefix, location).await;
         Ok(())
     }
+}
+
+fn contains_hash_join(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    let mut pending = vec![Arc::clone(plan)];
+    while let Some(node) = pending.pop() {
+        if node
+            .downcast_ref::<datafusion::physical_plan::joins::HashJoinExec>()
+            .is_some()
+        {
+            return true;
+        }
+        pending.extend(node.children().into_iter().cloned());
+    }
+    false
 }
 
 fn has_extension(target: &str) -> bool {

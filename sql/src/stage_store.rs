@@ -247,7 +247,7 @@ impl LocalStageDir {
         ctx: Arc<TaskContext>,
         attempt_dir: &Path,
     ) -> SqlResult<TaskManifest> {
-        let mut stream = stage.plan.execute(task, ctx)?;
+        let mut stream = stage.plan.execute(task, Arc::clone(&ctx))?;
         let (tx, rx) = tokio::sync::mpsc::channel::<RecordBatch>(WRITE_QUEUE);
         let writer = PartitionWriter::new(
             attempt_dir.to_path_buf(),
@@ -279,7 +279,9 @@ impl LocalStageDir {
             )))
         });
         if let Some(e) = failure {
-            return Err(e.into());
+            return Err(crate::scan_errors::locate(e, &stage.plan, task, &ctx)
+                .await
+                .into());
         }
         written?
     }

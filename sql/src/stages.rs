@@ -14,7 +14,7 @@
 
 use crate::stage_store::StageInputs;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::JoinType;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
@@ -160,6 +160,7 @@ impl StagePlan {
 
 /// Cuts `plan` into stages at its exchanges.
 pub fn cut(plan: Arc<dyn ExecutionPlan>) -> Result<StagePlan> {
+    let plan = partition_build_emitting_joins(plan)?;
     let mut cutter = Cutter { stages: Vec::new() };
     let root = cutter.visit(plan)?;
     let id = cutter.stages.len();
@@ -178,6 +179,67 @@ pub fn cut(plan: Arc<dyn ExecutionPlan>) -> Result<StagePlan> {
     Ok(StagePlan {
         stages: cutter.stages,
     })
+}
+
+/// A broadcast join that emits build-side rows after probing (LEFT, LEFT SEMI/ANTI, LEFT MARK,
+/// FULL) learns which build rows matched from every probe partition, through state shared
+/// inside one plan instance; tasks in separate processes do not share it. Such joins become
+/// partitioned joins, both sides hash-partitioned by key, as Spark plans them (it never
+/// broadcasts the preserved side): each task then sees every probe row that can match its build
+/// rows. A null-aware anti join (`NOT IN`) needs to know whether *any* probe row is NULL, so it
+/// stays a broadcast and runs as one task ([`Cutter::single_probe_task_if_needed`]).
+fn partition_build_emitting_joins(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
+    plan.transform_up(|node| {
+        let Some(join) = node.downcast_ref::<HashJoinExec>() else {
+            return Ok(Transformed::no(node));
+        };
+        let partitions = join.right().output_partitioning().partition_count();
+        if *join.partition_mode() != PartitionMode::CollectLeft
+            || !emits_build_rows(join.join_type())
+            || join.null_aware
+            || partitions <= 1
+        {
+            return Ok(Transformed::no(node));
+        }
+        let build = match join.left().downcast_ref::<CoalescePartitionsExec>() {
+            Some(coalesce) => Arc::clone(coalesce.input()),
+            None => Arc::clone(join.left()),
+        };
+        let (build_keys, probe_keys): (Vec<_>, Vec<_>) = join
+            .on()
+            .iter()
+            .map(|(l, r)| (Arc::clone(l), Arc::clone(r)))
+            .unzip();
+        let build = Arc::new(RepartitionExec::try_new(
+            build,
+            Partitioning::Hash(build_keys, partitions),
+        )?);
+        let probe = Arc::new(RepartitionExec::try_new(
+            Arc::clone(join.right()),
+            Partitioning::Hash(probe_keys, partitions),
+        )?);
+        let partitioned = join
+            .builder()
+            .with_partition_mode(PartitionMode::Partitioned)
+            .with_new_children(vec![build, probe])?
+            .reset_state()
+            .recompute_properties()
+            .build_exec()?;
+        Ok(Transformed::yes(partitioned))
+    })
+    .map(|t| t.data)
+}
+
+/// Join types whose output includes build-side rows decided only after the whole probe side.
+fn emits_build_rows(join_type: &JoinType) -> bool {
+    matches!(
+        join_type,
+        JoinType::Left
+            | JoinType::LeftAnti
+            | JoinType::LeftSemi
+            | JoinType::LeftMark
+            | JoinType::Full
+    )
 }
 
 struct Cutter {
@@ -301,10 +363,9 @@ impl Cutter {
         )
     }
 
-    /// A broadcast join that emits build-side rows after probing (LEFT, LEFT SEMI/ANTI — `NOT IN`
-    /// —, LEFT MARK, FULL) learns which build rows matched from every probe partition, through
-    /// state shared inside one plan instance; tasks in separate processes do not share it. Such a
-    /// join runs as one task: its probe side is cut into a stage and coalesced.
+    /// A broadcast join that still emits build-side rows after probing (the null-aware anti join
+    /// of `NOT IN`, see [`partition_build_emitting_joins`]) runs as one task: its probe side is cut
+    /// into a stage and coalesced.
     fn single_probe_task_if_needed(
         &mut self,
         join: &Arc<dyn ExecutionPlan>,
@@ -313,15 +374,9 @@ impl Cutter {
         let Some(hash_join) = join.downcast_ref::<HashJoinExec>() else {
             return Ok(probe);
         };
-        let emits_build_rows = matches!(
-            hash_join.join_type(),
-            JoinType::Left
-                | JoinType::LeftAnti
-                | JoinType::LeftSemi
-                | JoinType::LeftMark
-                | JoinType::Full
-        );
-        if !emits_build_rows || probe.output_partitioning().partition_count() <= 1 {
+        if !emits_build_rows(hash_join.join_type())
+            || probe.output_partitioning().partition_count() <= 1
+        {
             return Ok(probe);
         }
         self.cut_below(

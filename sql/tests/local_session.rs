@@ -171,7 +171,58 @@ async fn a_malformed_csv_row_is_an_error_not_a_silently_dropped_row() {
         .await
         .unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains("line") && msg.contains("expected 2"), "{msg}");
+    // The file and its line: the header is line 1, the short row line 3.
+    let file = data.join("bad.csv").display().to_string();
+    assert!(
+        msg.contains(&file) && msg.contains("line 3") && msg.contains("expected 2"),
+        "{msg}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_row_deep_in_a_split_file_is_reported_at_its_line_in_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("split");
+    std::fs::create_dir_all(&data).unwrap();
+    let mut csv = String::from("a,b\n");
+    for line in 2..=400 {
+        if line == 350 {
+            csv.push_str("oops\n");
+        } else {
+            csv.push_str(&format!("{line},{line}\n"));
+        }
+    }
+    std::fs::write(data.join("split.csv"), csv).unwrap();
+    // DataFusion splits the file into byte ranges, as a DFS file is split along its blocks.
+    let s = session(
+        dir.path(),
+        &[("datafusion.optimizer.repartition_file_min_size", "64")],
+    )
+    .await;
+    done(
+        &s,
+        &format!(
+            "CREATE EXTERNAL TABLE split (a INT, b INT) STORED AS CSV LOCATION '{}/' OPTIONS ('format.has_header' 'true')",
+            data.display()
+        ),
+    )
+    .await;
+    let plan = s
+        .stage_plan("SELECT sum(a) FROM split", None)
+        .await
+        .unwrap();
+    let shown = plan.display();
+    assert!(
+        shown.contains("split.csv:"),
+        "the file is not split into ranges: {shown}"
+    );
+    let err = s
+        .execute("SELECT sum(a) FROM split", &no_progress())
+        .await
+        .unwrap_err()
+        .to_string();
+    let file = data.join("split.csv").display().to_string();
+    assert!(err.contains(&file) && err.contains("line 350"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -395,6 +446,111 @@ async fn over_the_threshold_both_sides_are_hash_partitioned() {
     let b = session(&dir.path().join("b"), &[]).await;
     join_tables(&b, &dir.path().join("b")).await;
     assert_eq!(got, table(&rows(&b, JOIN).await));
+}
+
+/// The answer DataFusion alone gives over the join tables.
+async fn datafusion_alone(dir: &Path, sql: &str) -> String {
+    let expected = SessionContext::new();
+    for t in ["facts", "dims"] {
+        expected
+            .register_parquet(t, dir.join(t).to_str().unwrap(), Default::default())
+            .await
+            .unwrap();
+    }
+    table(&expected.sql(sql).await.unwrap().collect().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_that_keep_unmatched_small_side_rows_run_partitioned_not_as_one_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = session(dir.path(), &[]).await;
+    join_tables(&s, dir.path()).await;
+    // The small side (dims) is the build side and its unmatched rows are kept: a broadcast
+    // would need every probe task's matches in one place.
+    for sql in [
+        "SELECT d.dim_id, count(f.id) AS n FROM dims d LEFT JOIN facts f ON d.dim_id = f.dim_id AND f.amount < 1000 GROUP BY d.dim_id ORDER BY d.dim_id",
+        "SELECT count(*) AS n FROM dims d WHERE NOT EXISTS (SELECT 1 FROM facts f WHERE f.dim_id = d.dim_id AND f.amount < 40)",
+        "SELECT count(*) AS n, count(d.dim_id) AS matched FROM dims d FULL JOIN (SELECT * FROM facts WHERE amount < 200) f ON d.dim_id = f.dim_id",
+    ] {
+        let plan = s.stage_plan(sql, None).await.unwrap();
+        let join_stage = plan
+            .stages
+            .iter()
+            .find(|st| {
+                let shown = datafusion::physical_plan::displayable(st.plan.as_ref())
+                    .indent(true)
+                    .to_string();
+                shown.contains("HashJoinExec")
+            })
+            .unwrap_or_else(|| panic!("no join: {}", plan.display()));
+        let shown = plan.display();
+        // DataFusion may swap the sides (a RIGHT ANTI join with the small side probing needs no
+        // shared state); a join that keeps its build side's unmatched rows is never a broadcast.
+        for kept in ["join_type=Left", "join_type=Full"] {
+            assert!(
+                !shown.contains(&format!("mode=CollectLeft, {kept}")),
+                "{sql}: {shown}"
+            );
+        }
+        if shown.contains("join_type=Left,") || shown.contains("join_type=Full") {
+            assert!(shown.contains("mode=Partitioned"), "{shown}");
+            assert!(join_stage.tasks() > 1, "the join runs as one task: {shown}");
+        }
+        assert_eq!(
+            table(&rows(&s, sql).await),
+            datafusion_alone(dir.path(), sql).await,
+            "{sql}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_whose_build_side_does_not_fit_runs_again_as_a_sort_merge_join() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = session(&dir.path().join("writer"), &[]).await;
+    done(
+        &writer,
+        &format!(
+            "COPY (SELECT value AS id, value * 3 AS v FROM range(3000000)) TO '{}' STORED AS PARQUET",
+            dir.path().join("big/part-0.parquet").display()
+        ),
+    )
+    .await;
+    let s = session(
+        dir.path(),
+        &[
+            ("sheaf.sql.task-memory", "12m"),
+            ("sheaf.sql.broadcast-threshold", "0"),
+        ],
+    )
+    .await;
+    done(
+        &s,
+        &format!(
+            "CREATE EXTERNAL TABLE big STORED AS PARQUET LOCATION '{}/'",
+            dir.path().join("big").display()
+        ),
+    )
+    .await;
+    // Each of 4 build partitions holds 750k rows of two i64: 12 MiB of rows alone, against a
+    // 12 MiB budget.
+    let sql = "SELECT count(*) AS n, sum(a.v + b.v) AS total FROM big a JOIN big b ON a.id = b.id";
+    let batches = rows(&s, sql).await;
+    let col = |i: usize| {
+        batches[0]
+            .column(i)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .map(|a| a.value(0))
+            .unwrap_or_else(|| panic!("column {i}: {:?}", batches[0].column(i).data_type()))
+    };
+    assert_eq!(col(0), 3_000_000);
+    assert_eq!(col(1), 6 * (0..3_000_000i64).sum::<i64>());
+    let (plan, _) = s.take_last_run().expect("the run is recorded");
+    assert!(
+        plan.starts_with("-- ran again with sort-merge joins") && plan.contains("SortMergeJoin"),
+        "{plan}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

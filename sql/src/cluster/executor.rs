@@ -170,7 +170,9 @@ impl Executor {
                 QmResponse::Task(spec) => {
                     let attempt = spec.attempt;
                     let outcome = self.run_task(*spec).await;
-                    if let TaskOutcome::Failed { error } = &outcome {
+                    if let TaskOutcome::Failed { error } | TaskOutcome::OutOfMemory { error } =
+                        &outcome
+                    {
                         tracing::warn!(%attempt, %error, "task failed");
                     }
                     if let Ok(mut n) = self.tasks_run.lock() {
@@ -256,6 +258,9 @@ impl Executor {
                     stage,
                     task,
                     error: why,
+                },
+                None if e.is_out_of_memory() => TaskOutcome::OutOfMemory {
+                    error: e.to_string(),
                 },
                 None => TaskOutcome::Failed {
                     error: e.to_string(),

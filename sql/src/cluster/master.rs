@@ -17,7 +17,6 @@ use crate::session::{
 use crate::stage_store::{LocalStageDir, StageInputs};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::execution::TaskContext;
-use datafusion::physical_plan::collect;
 use datafusion::physical_plan::execution_plan::reset_plan_states;
 use sheaf_dfs::client::DfsClient;
 use sheaf_dfs::config::DfsConfig;
@@ -169,6 +168,7 @@ impl MasterCore {
     /// [`EXECUTORS_WAIT`] since the session started.
     async fn wait_for_executors(&self) {
         loop {
+            let signal = self.next_change();
             {
                 let st = self.lock();
                 let alive = st.executors.values().filter(|e| e.alive).count() as f64;
@@ -179,14 +179,32 @@ impl MasterCore {
                     return;
                 }
             }
-            self.wait_change(Duration::from_millis(200)).await;
+            wait_change(signal, Duration::from_millis(200)).await;
         }
     }
 
-    /// Waits until something changes or `timeout` passes.
-    async fn wait_change(&self, timeout: Duration) {
-        let _ = tokio::time::timeout(timeout, self.changed.notified()).await;
+    /// A signal of the next change, armed now: take it *before* looking at the state, so a
+    /// change made between the look and the wait is not missed.
+    fn next_change(&self) -> ChangeSignal<'_> {
+        let mut signal = Box::pin(self.changed.notified());
+        signal.as_mut().enable();
+        signal
     }
+}
+
+/// An armed wait for the next change of [`MasterCore`]'s state.
+type ChangeSignal<'a> = std::pin::Pin<Box<tokio::sync::futures::Notified<'a>>>;
+
+/// Waits until `signal` fires or `timeout` passes.
+async fn wait_change(signal: ChangeSignal<'_>, timeout: Duration) {
+    let _ = tokio::time::timeout(timeout, signal).await;
+}
+
+/// How many executors of `each` fit in what a node has left.
+fn fits(capability: &Resource, used: &Resource, each: &Resource) -> u64 {
+    let memory = capability.memory_mb.saturating_sub(used.memory_mb) / each.memory_mb.max(1);
+    let vcores = capability.vcores.saturating_sub(used.vcores) / each.vcores.max(1);
+    memory.min(u64::from(vcores))
 }
 
 /// Runs the session's application to its end.
@@ -318,7 +336,14 @@ async fn drive(
     } else {
         setup.executors
     };
-    core.lock().wanted_executors = wanted;
+    // Queries wait for the executors that can start now: on a small cluster some asks never
+    // fit (the master's own container takes a node's only core), and waiting for them would
+    // cost every session's first query the whole of EXECUTORS_WAIT.
+    let placeable: u64 = reports
+        .iter()
+        .map(|n| fits(&n.capability, &n.used, &executor_resource))
+        .sum();
+    core.lock().wanted_executors = wanted.min(placeable.min(u64::from(u32::MAX)) as u32).max(1);
     core.changed.notify_waiters();
     let mut next_ask = 1u64;
     let mut asks: Vec<ContainerAsk> = (0..wanted)
@@ -529,16 +554,17 @@ impl DistributedRunner for ClusterRunner {
         let result = self
             .run_query(id, plan, query.state, &shapes, progress)
             .await;
-        // Stage outputs go whatever the outcome (on every node that may hold some).
+        // Stage outputs go whatever the outcome (on every node that may hold some), in the
+        // background: the result need not wait for the deletes. The aux service also removes a
+        // session's outputs when its application ends, should one of these be lost.
         core.lock().queries.remove(&id);
         for addr in core.shuffle_addresses() {
-            if let Err(e) = core
-                .service
-                .remove_job(addr, &shuffle_job, &core.secret)
-                .await
-            {
-                tracing::warn!(%addr, job = %shuffle_job, error = %e, "cannot remove stage outputs");
-            }
+            let (core, job) = (Arc::clone(core), shuffle_job.clone());
+            tokio::spawn(async move {
+                if let Err(e) = core.service.remove_job(addr, &job, &core.secret).await {
+                    tracing::warn!(%addr, %job, error = %e, "cannot remove stage outputs");
+                }
+            });
         }
         result
     }
@@ -561,6 +587,7 @@ impl ClusterRunner {
             let locations = loop {
                 // Figures are read under the lock and reported after it: the progress callback
                 // takes the same lock.
+                let signal = core.next_change();
                 let (reports, ready) = {
                     let st = core.lock();
                     let q = st
@@ -568,6 +595,9 @@ impl ClusterRunner {
                         .get(&id)
                         .ok_or_else(|| SqlError::Cluster("the query was dropped".into()))?;
                     if let Some(why) = q.scheduler.failure() {
+                        if q.scheduler.failed_out_of_memory() {
+                            return Err(SqlError::OutOfMemory(why.to_string()));
+                        }
                         return Err(SqlError::Cluster(why.to_string()));
                     }
                     let mut reports = Vec::with_capacity(shapes.len());
@@ -601,7 +631,7 @@ impl ClusterRunner {
                 if let Some(locations) = ready {
                     break locations;
                 }
-                core.wait_change(Duration::from_millis(250)).await;
+                wait_change(signal, Duration::from_millis(250)).await;
             };
             // The final stage, here.
             let lost = LostInputs::default();
@@ -623,7 +653,7 @@ impl ClusterRunner {
             let final_stage = plan.final_stage();
             let fragment = reset_plan_states(Arc::clone(&final_stage.plan))?;
             let final_started = Instant::now();
-            match collect(Arc::clone(&fragment), ctx).await {
+            match crate::scan_errors::collect_partitions(Arc::clone(&fragment), ctx).await {
                 Ok(batches) => {
                     let st = core.lock();
                     let q = st
@@ -708,6 +738,7 @@ impl Service for MasterService {
                 }
                 let deadline = Instant::now() + LONG_POLL;
                 loop {
+                    let signal = core.next_change();
                     {
                         let mut st = core.lock();
                         st.last_client = Some(Instant::now());
@@ -722,7 +753,7 @@ impl Service for MasterService {
                             return QmResponse::Running(s.progress.values().copied().collect());
                         }
                     }
-                    core.wait_change(Duration::from_millis(100)).await;
+                    wait_change(signal, Duration::from_millis(100)).await;
                 }
             }
             QmRequest::Close { token } => {
@@ -825,6 +856,9 @@ impl Service for MasterService {
                                 .succeeded(attempt, partitions, spilled_bytes, now),
                             TaskOutcome::Failed { error } => {
                                 q.scheduler.failed(attempt, error, now)
+                            }
+                            TaskOutcome::OutOfMemory { error } => {
+                                q.scheduler.out_of_memory(attempt, error, now)
                             }
                             TaskOutcome::FetchFailed { stage, task, error } => {
                                 q.scheduler.fetch_failed(attempt, (stage, task), error, now)

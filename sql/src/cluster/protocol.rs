@@ -93,6 +93,11 @@ pub enum TaskOutcome {
         /// Why.
         error: String,
     },
+    /// It ran out of its memory budget (fails the query at once: a retry would too).
+    OutOfMemory {
+        /// DataFusion's message.
+        error: String,
+    },
     /// An input could not be fetched: the producer's output is lost and must be recomputed
     /// (Spark's FetchFailed; does not count against this task).
     FetchFailed {

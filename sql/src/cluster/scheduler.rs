@@ -136,6 +136,8 @@ pub struct QueryScheduler {
     resubmissions: BTreeMap<u32, u32>,
     reruns: BTreeMap<u32, u32>,
     failure: Option<String>,
+    /// The failure is a task out of its memory budget (deterministic: not retried).
+    out_of_memory: bool,
     view: LocalityView,
     locality_wait_ms: u64,
     runnable_since: BTreeMap<u32, u64>,
@@ -159,6 +161,7 @@ impl QueryScheduler {
             resubmissions: BTreeMap::new(),
             reruns: BTreeMap::new(),
             failure: None,
+            out_of_memory: false,
             view: LocalityView::default(),
             locality_wait_ms: 3000,
             runnable_since: BTreeMap::new(),
@@ -200,6 +203,11 @@ impl QueryScheduler {
     /// Why the query failed, once it has.
     pub fn failure(&self) -> Option<&str> {
         self.failure.as_deref()
+    }
+
+    /// Whether the query failed because a task ran out of its memory budget.
+    pub fn failed_out_of_memory(&self) -> bool {
+        self.failure.is_some() && self.out_of_memory
     }
 
     fn stage(&self, id: u32) -> Option<&StageShape> {
@@ -412,6 +420,22 @@ impl QueryScheduler {
                     attempt.stage, attempt.task
                 ));
             }
+        }
+    }
+
+    /// The attempt ran out of its memory budget. The same fragment under the same budget fails
+    /// the same way, so the query fails now instead of after four attempts; the session then
+    /// re-plans it with operators that spill (sort-merge joins).
+    pub fn out_of_memory(&mut self, attempt: TaskAttemptId, error: String, now: Now) {
+        let id = Self::book_id(attempt);
+        let why = format!(
+            "stage {} task {} ran out of memory: {error}",
+            attempt.stage, attempt.task
+        );
+        self.book.failed(id, error, now);
+        if self.failure.is_none() {
+            self.failure = Some(why);
+            self.out_of_memory = true;
         }
     }
 

@@ -13,6 +13,10 @@ struct Cli {
     /// Configuration file (default: $SHEAF_RUN_DIR/sheaf.toml of a running pseudo-cluster).
     #[arg(long, global = true, env = "SHEAF_CONF", value_name = "FILE")]
     conf: Option<std::path::PathBuf>,
+    /// Act as the user whose certificate is in DIR (made by `sheaf admin user add`; default:
+    /// the run dir's admin identity).
+    #[arg(long, global = true, env = "SHEAF_IDENTITY", value_name = "DIR")]
+    identity: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -41,6 +45,9 @@ enum Command {
     Namenode(cli::namenode::NamenodeArgs),
     /// Create the cluster certificates (unless present) and an empty namespace.
     Format(cli::namenode::FormatArgs),
+    /// Cluster administration with the CA: `user add` issues a user's certificate.
+    #[command(subcommand)]
+    Admin(cli::admin::AdminCommand),
     /// The resource layer: nodes, applications, queues, and `run` (distributed shell).
     #[command(subcommand)]
     Yarn(cli::yarn::YarnCommand),
@@ -89,6 +96,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     cli::logging::init();
     cli::config::set_explicit(cli.conf.clone());
+    cli::config::set_identity(cli.identity.clone());
     let (verb, result) = match cli.command {
         Command::Job(cmd) => (cli::job::verb(&cmd), cli::job::run(cmd)),
         Command::Bench(BenchCommand::Wordcount(args)) => ("bench", cli::job_bench::wordcount(args)),
@@ -111,6 +119,7 @@ fn main() -> ExitCode {
         Command::Datanode(args) => ("datanode", cli::datanode::run(args)),
         Command::Namenode(args) => ("namenode", cli::namenode::run(args)),
         Command::Format(args) => ("format", cli::namenode::format(args)),
+        Command::Admin(cmd) => ("admin", cli::admin::run(cmd)),
         Command::Yarn(cmd) => (cli::yarn::verb(&cmd), cli::yarn::run(cmd)),
         Command::Resourcemanager(args) => {
             ("resourcemanager", cli::yarn_daemons::resourcemanager(args))

@@ -132,6 +132,9 @@ pub struct DfsClientConfig {
     pub packet_size: usize,
     /// Deadline for reaching the NameNode.
     pub connect_timeout_ms: u64,
+    /// Octal bits cleared from new files' (0666) and directories' (0777) modes (HDFS's
+    /// `fs.permissions.umask-mode`, default 022).
+    pub umask: String,
 }
 
 impl Default for DfsClientConfig {
@@ -142,6 +145,7 @@ impl Default for DfsClientConfig {
             data_transport: "tcp".into(),
             packet_size: 1 << 20,
             connect_timeout_ms: 3_000,
+            umask: "022".into(),
         }
     }
 }

@@ -252,12 +252,12 @@ pub enum ClientRequest {
     GetFileInfo { path: String },
     /// Entries of a directory (or the file itself).
     ListStatus { path: String },
-    /// Create a directory; with `parents` like `mkdir -p`.
+    /// Create a directory; with `parents` like `mkdir -p`. Owned by the caller (its
+    /// certificate's name), in the parent's group; `mode` has the client's umask applied.
     Mkdirs {
         path: String,
         parents: bool,
         mode: u16,
-        owner: String,
     },
     /// Create a file open for write, with a lease held by `client`. `client_host` lets
     /// placement put the first replica on the writer's node.
@@ -268,7 +268,6 @@ pub enum ClientRequest {
         block_size: u64,
         client: String,
         client_host: Option<IpAddr>,
-        owner: String,
         mode: u16,
     },
     /// Allocate the next block of a file being written; `previous` is the completed last block
@@ -320,6 +319,15 @@ pub enum ClientRequest {
     Rename { src: String, dst: String },
     /// Change a file's target replication.
     SetReplication { path: String, replication: u16 },
+    /// `chmod`: set a path's permission bits (owner or superuser).
+    SetPermission { path: String, mode: u16 },
+    /// `chown`/`chgrp`: set a path's owner (superuser only) and/or group (owner, to a group
+    /// it belongs to, or superuser).
+    SetOwner {
+        path: String,
+        owner: Option<String>,
+        group: Option<String>,
+    },
     /// Set modification time (`touchz` on an existing empty file, `cp -p`).
     SetTimes { path: String, mtime_ms: u64 },
     /// Sizes of a subtree.
@@ -482,6 +490,9 @@ pub enum NamenodeError {
     /// A renamed path would move a directory under itself, or similar.
     #[error("{0}")]
     InvalidOperation(String),
+    /// The caller may not do this (HDFS's `AccessControlException`).
+    #[error("Permission denied: {0}")]
+    PermissionDenied(String),
     /// The NameNode could not make the change durable.
     #[error("NameNode storage error: {0}")]
     Storage(String),

@@ -90,7 +90,6 @@ fn commit_latency_under_many_small_writes() {
                                     block_size: 1 << 20,
                                     client: name.clone(),
                                     client_host: None,
-                                    owner: "bench".into(),
                                     mode: 0o644,
                                 },
                             )

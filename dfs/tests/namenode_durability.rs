@@ -98,7 +98,6 @@ fn create(path: &str, client: &str) -> ClientRequest {
         block_size: 1 << 20,
         client: client.into(),
         client_host: None,
-        owner: "tester".into(),
         mode: 0o644,
     }
 }
@@ -114,7 +113,6 @@ async fn mutate(client: &RpcClient, addr: SocketAddr) -> ExtendedBlock {
             path: "/data/sub".into(),
             parents: true,
             mode: 0o750,
-            owner: "tester".into(),
         },
     )
     .await);
@@ -124,7 +122,6 @@ async fn mutate(client: &RpcClient, addr: SocketAddr) -> ExtendedBlock {
             path: format!("/many/d{i}"),
             parents: true,
             mode: 0o755,
-            owner: "tester".into(),
         })
         .collect();
     let results = futures::future::join_all(reqs.into_iter().map(|r| call(client, addr, r))).await;
@@ -254,7 +251,7 @@ async fn verify(client: &RpcClient, addr: SocketAddr, block: ExtendedBlock) {
     };
     assert_eq!(
         (f.kind, f.len, f.replication, f.owner.as_str()),
-        (FileKind::File, 12345, 2, "tester")
+        (FileKind::File, 12345, 2, "sheaf")
     );
     let Ok(NamenodeReply::FileInfo(Some(d))) = call(client, addr, info("/data/sub")).await else {
         panic!("dir lost")
@@ -339,7 +336,8 @@ fn acknowledged_mutations_survive_sigkill_and_safe_mode_exits_by_itself() {
     let addr = addr.expect("child printed no address");
 
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let user = TlsIdentity::load(&cfg.cluster.tls_dir, "user").unwrap();
+    // It registers a DataNode as well as writing: only the daemon certificate may.
+    let user = TlsIdentity::load(&cfg.cluster.tls_dir, "daemon").unwrap();
     let block = rt.block_on(async {
         let client = RpcClient::new(quic::client_endpoint(LOCAL, &user).unwrap());
         mutate(&client, addr).await
@@ -355,7 +353,7 @@ fn acknowledged_mutations_survive_sigkill_and_safe_mode_exits_by_itself() {
         let client = RpcClient::new(quic::client_endpoint(LOCAL, &user).unwrap());
         // One complete block and no DataNode yet: safe mode, mutations refused, reads served.
         assert!(nn.in_safe_mode());
-        let r = call(&client, addr, ClientRequest::Mkdirs { path: "/x".into(), parents: true, mode: 0o755, owner: "t".into() }).await;
+        let r = call(&client, addr, ClientRequest::Mkdirs { path: "/x".into(), parents: true, mode: 0o755 }).await;
         assert!(matches!(r, Err(NamenodeError::SafeMode(_))), "{r:?}");
         verify(&client, addr, block).await;
         // A DataNode that the restarted NameNode does not know is told to re-register.
@@ -376,7 +374,7 @@ fn acknowledged_mutations_survive_sigkill_and_safe_mode_exits_by_itself() {
             assert!(Instant::now() < deadline, "safe mode did not end by itself");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let r = call(&client, addr, ClientRequest::Mkdirs { path: "/x".into(), parents: true, mode: 0o755, owner: "t".into() }).await;
+        let r = call(&client, addr, ClientRequest::Mkdirs { path: "/x".into(), parents: true, mode: 0o755 }).await;
         assert!(r.is_ok(), "{r:?}");
         nn.shutdown().await.unwrap();
     });

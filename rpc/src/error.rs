@@ -38,6 +38,9 @@ pub enum RpcError {
         /// Our version.
         ours: u32,
     },
+    /// A certificate does not name a Sheaf identity (no name or role in its subject).
+    #[error("certificate identity: {0}")]
+    Identity(String),
     /// A frame could not be encoded or decoded.
     #[error("malformed message: {0}")]
     Codec(String),

@@ -1,6 +1,7 @@
 //! Sheaf's wire layer, shared by every daemon and client.
 //!
 //! - [`tls`]: the cluster CA that `sheaf format` creates, and the mutual-TLS configs built from it.
+//! - [`identity`]: who a peer is ([`Identity`]), read from its verified certificate.
 //! - [`frame`]: length-prefixed rmp-serde frames of typed messages.
 //! - [`quic`]: quinn endpoints tuned for a rack rather than the internet.
 //! - [`service`]: typed request/response RPC over QUIC ([`RpcServer`], [`RpcClient`]).
@@ -14,6 +15,7 @@ pub mod bulk;
 pub mod config;
 pub mod error;
 pub mod frame;
+pub mod identity;
 pub mod packet;
 pub mod quic;
 pub mod retry;
@@ -23,6 +25,7 @@ pub mod tls;
 
 pub use bulk::{BulkConnector, BulkListener, BulkStream, BulkTransport};
 pub use error::RpcError;
+pub use identity::{Identity, Role};
 pub use retry::RetryPolicy;
 pub use service::{PeerInfo, RpcClient, RpcServer, Service};
 pub use tls::{ClusterCa, TlsIdentity};

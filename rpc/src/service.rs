@@ -5,7 +5,7 @@
 //! request as its own task; [`RpcClient`] caches one connection per peer and bounds every call
 //! by a deadline, so an unreachable daemon is an error within seconds, never a hang.
 
-use crate::{frame, quic, RetryPolicy, RpcError};
+use crate::{frame, quic, Identity, RetryPolicy, RpcError};
 use quinn::{Connection, Endpoint};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -17,10 +17,27 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 /// Who sent a request.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct PeerInfo {
     /// The peer's UDP address.
     pub addr: SocketAddr,
+    /// Who the peer is, from the certificate its handshake presented (verified by the CA).
+    pub identity: Arc<Identity>,
+}
+
+/// The identity of a connection's verified client certificate.
+pub fn peer_identity(conn: &Connection) -> Result<Identity, RpcError> {
+    let certs = conn
+        .peer_identity()
+        .and_then(|any| {
+            any.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+                .ok()
+        })
+        .ok_or_else(|| RpcError::Identity("the peer presented no certificate".into()))?;
+    let leaf = certs
+        .first()
+        .ok_or_else(|| RpcError::Identity("the peer presented no certificate".into()))?;
+    Identity::from_certificate(leaf)
 }
 
 /// A daemon's request handler.
@@ -104,8 +121,17 @@ impl RpcServer {
 }
 
 async fn serve_connection<S: Service>(conn: Connection, service: Arc<S>, mut shutdown: Shutdown) {
+    let identity = match peer_identity(&conn) {
+        Ok(identity) => Arc::new(identity),
+        Err(e) => {
+            tracing::warn!(peer = %conn.remote_address(), error = %e, "refused connection");
+            conn.close(1u32.into(), b"no sheaf identity in the certificate");
+            return;
+        }
+    };
     let peer = PeerInfo {
         addr: conn.remote_address(),
+        identity,
     };
     loop {
         let (mut send, mut recv) = tokio::select! {
@@ -113,6 +139,7 @@ async fn serve_connection<S: Service>(conn: Connection, service: Arc<S>, mut shu
             s = conn.accept_bi() => match s { Ok(s) => s, Err(_) => return },
         };
         let service = service.clone();
+        let peer = peer.clone();
         tokio::spawn(async move {
             let req: S::Request = match frame::read_frame(&mut recv).await {
                 Ok(Some(r)) => r,
@@ -123,9 +150,10 @@ async fn serve_connection<S: Service>(conn: Connection, service: Arc<S>, mut shu
                     return;
                 }
             };
+            let addr = peer.addr;
             let resp = service.handle(req, peer).await;
             if let Err(e) = frame::write_frame(&mut send, &resp).await {
-                tracing::debug!(peer = %peer.addr, error = %e, "reply not delivered");
+                tracing::debug!(peer = %addr, error = %e, "reply not delivered");
                 return;
             }
             let _ = send.finish();
@@ -268,6 +296,7 @@ mod tests {
     enum EchoRequest {
         Echo(String),
         Add(u64, u64),
+        WhoAmI,
     }
     #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
     enum EchoResponse {
@@ -278,8 +307,9 @@ mod tests {
     impl Service for Echo {
         type Request = EchoRequest;
         type Response = EchoResponse;
-        async fn handle(self: Arc<Self>, req: EchoRequest, _peer: PeerInfo) -> EchoResponse {
+        async fn handle(self: Arc<Self>, req: EchoRequest, peer: PeerInfo) -> EchoResponse {
             match req {
+                EchoRequest::WhoAmI => EchoResponse::Echoed(peer.identity.to_string()),
                 EchoRequest::Echo(s) => EchoResponse::Echoed(s),
                 EchoRequest::Add(a, b) => EchoResponse::Sum(a + b),
             }
@@ -309,6 +339,10 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(r, EchoResponse::Echoed("hi".into()));
+        // The server knows who called from the certificate alone.
+        let who: EchoResponse = client.call(addr, &EchoRequest::WhoAmI).await.unwrap();
+        let me = user.identity().unwrap();
+        assert_eq!(who, EchoResponse::Echoed(format!("user {}", me.name)));
         // Many concurrent calls share one connection.
         let reqs: Vec<EchoRequest> = (0..50u64).map(|i| EchoRequest::Add(i, 1)).collect();
         let calls = reqs.iter().map(|r| client.call::<_, EchoResponse>(addr, r));

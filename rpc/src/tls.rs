@@ -2,11 +2,14 @@
 //! endpoint is built from.
 //!
 //! A TLS directory holds `ca.pem` (+ `ca-key.pem` where certificates are issued) and one
-//! certificate/key pair per role: `daemon.pem`/`daemon-key.pem` for NameNode, DataNodes and the
-//! other daemons, `user.pem`/`user-key.pem` for the CLI. Every certificate carries the DNS name
-//! [`CLUSTER_SERVER_NAME`]; peers are authenticated by the CA signature, not by IP address,
-//! so the same certificates work on any loopback address or host.
+//! certificate/key pair per identity: `daemon.pem`/`daemon-key.pem` for the daemons, and
+//! `user.pem`/`user-key.pem` for the CLI — in the run dir, the admin (superuser) identity made
+//! by `sheaf format`; in a directory made by `sheaf admin user add`, that user's. Each
+//! certificate's subject carries its [`Identity`]; every certificate also carries the DNS name
+//! [`CLUSTER_SERVER_NAME`], so peers are authenticated by the CA signature, not by IP address,
+//! and the same certificates work on any loopback address or host.
 
+use crate::identity::{os_user, Identity};
 use crate::RpcError;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -66,14 +69,43 @@ impl ClusterCa {
         })
     }
 
-    /// Issues a certificate for `common_name` (e.g. "daemon", "user") valid for the cluster name.
-    pub fn issue(&self, common_name: &str) -> Result<(String, String), RpcError> {
+    /// Loads the CA of a TLS directory (`ca.pem` and `ca-key.pem`) to issue certificates: only
+    /// `sheaf format` and `sheaf admin` do this; no daemon holds the CA key.
+    pub fn load(dir: &Path) -> Result<ClusterCa, RpcError> {
+        let cert_path = dir.join("ca.pem");
+        let key_path = dir.join("ca-key.pem");
+        let cert_pem =
+            String::from_utf8(read_pem(&cert_path)?).map_err(|e| material(&cert_path, e))?;
+        let key_pem =
+            String::from_utf8(read_pem(&key_path)?).map_err(|e| material(&key_path, e))?;
+        let key = KeyPair::from_pem(&key_pem).map_err(|e| material(&key_path, e))?;
+        let issuer =
+            Issuer::from_ca_cert_pem(&cert_pem, key).map_err(|e| material(&cert_path, e))?;
+        Ok(ClusterCa { cert_pem, issuer })
+    }
+
+    /// The CA certificate, PEM.
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// Issues a certificate for `identity`, valid for the cluster name; returns (cert, key) PEM.
+    pub fn issue(&self, identity: &Identity) -> Result<(String, String), RpcError> {
         let key = KeyPair::generate().map_err(|e| RpcError::TlsSetup(e.to_string()))?;
         let mut params = CertificateParams::new(vec![CLUSTER_SERVER_NAME.to_string()])
             .map_err(|e| RpcError::TlsSetup(e.to_string()))?;
         params
             .distinguished_name
-            .push(DnType::CommonName, common_name);
+            .push(DnType::CommonName, identity.name.as_str());
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, identity.role.as_str());
+        // One OU, groups comma-separated: a distinguished name holds one value per type here.
+        if !identity.groups.is_empty() {
+            params
+                .distinguished_name
+                .push(DnType::OrganizationalUnitName, identity.groups.join(","));
+        }
         params.not_before = rcgen::date_time_ymd(2024, 1, 1);
         params.not_after = rcgen::date_time_ymd(2124, 1, 1);
         let cert = params
@@ -82,8 +114,28 @@ impl ClusterCa {
         Ok((cert.pem(), key.serialize_pem()))
     }
 
-    /// Writes the CA and a certificate per role (`daemon`, `user`) into `dir`, keys mode 0600.
-    /// Refuses to overwrite an existing CA: a new CA would lock out every existing certificate.
+    /// Writes `identity`'s certificate and key as `<file>.pem`/`<file>-key.pem` (key 0600),
+    /// with the CA certificate beside them, into `dir` (created 0700).
+    pub fn write_identity(
+        &self,
+        dir: &Path,
+        file: &str,
+        identity: &Identity,
+    ) -> Result<(), RpcError> {
+        create_private_dir(dir)?;
+        let ca = dir.join("ca.pem");
+        if !ca.exists() {
+            write_file(&ca, &self.cert_pem, false)?;
+        }
+        let (cert, key) = self.issue(identity)?;
+        write_file(&dir.join(format!("{file}.pem")), &cert, false)?;
+        write_file(&dir.join(format!("{file}-key.pem")), &key, true)?;
+        Ok(())
+    }
+
+    /// Writes the CA, the daemons' identity and the admin identity (named after the OS user
+    /// formatting the cluster, in the supergroup) into `dir`, keys mode 0600. Refuses to
+    /// overwrite an existing CA: a new CA would lock out every existing certificate.
     pub fn create_dir(cluster: &str, dir: &Path) -> Result<(), RpcError> {
         if dir.join("ca.pem").exists() {
             return Err(material(
@@ -91,7 +143,7 @@ impl ClusterCa {
                 "already exists (the cluster is already formatted)",
             ));
         }
-        std::fs::create_dir_all(dir).map_err(|e| material(dir, e))?;
+        create_private_dir(dir)?;
         let ca = ClusterCa::generate(cluster)?;
         write_file(&dir.join("ca.pem"), &ca.cert_pem, false)?;
         write_file(
@@ -99,13 +151,27 @@ impl ClusterCa {
             &ca.issuer.key().serialize_pem(),
             true,
         )?;
-        for role in ["daemon", "user"] {
-            let (cert, key) = ca.issue(role)?;
-            write_file(&dir.join(format!("{role}.pem")), &cert, false)?;
-            write_file(&dir.join(format!("{role}-key.pem")), &key, true)?;
-        }
+        ca.write_identity(dir, "daemon", &Identity::daemon("sheaf"))?;
+        let admin = os_user();
+        ca.write_identity(
+            dir,
+            "user",
+            &Identity::user(&admin, &[admin.as_str(), crate::identity::SUPERGROUP]),
+        )?;
         Ok(())
     }
+}
+
+/// Creates `dir` (and parents) readable by its owner only: it holds private keys.
+fn create_private_dir(dir: &Path) -> Result<(), RpcError> {
+    std::fs::create_dir_all(dir).map_err(|e| material(dir, e))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| material(dir, e))?;
+    }
+    Ok(())
 }
 
 fn write_file(path: &Path, contents: &str, secret: bool) -> Result<(), RpcError> {
@@ -187,6 +253,11 @@ impl TlsIdentity {
             key: Arc::new(key_der),
             roots: Arc::new(roots),
         })
+    }
+
+    /// The identity this certificate was issued for.
+    pub fn identity(&self) -> Result<Identity, RpcError> {
+        Identity::from_certificate(&self.certs[0])
     }
 
     /// A server config that requires a client certificate signed by the cluster CA.

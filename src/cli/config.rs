@@ -15,6 +15,12 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 static EXPLICIT: OnceLock<Option<PathBuf>> = OnceLock::new();
+static IDENTITY: OnceLock<Option<PathBuf>> = OnceLock::new();
+
+/// Records the `--identity` flag (called once by `main`).
+pub fn set_identity(dir: Option<PathBuf>) {
+    let _ = IDENTITY.set(dir);
+}
 
 /// Records the `--conf` flag (called once by `main`).
 pub fn set_explicit(path: Option<PathBuf>) {
@@ -53,7 +59,8 @@ pub struct ClientConfig {
     pub file: ConfigFile,
     /// The `[cluster]`, `[namenode]`, `[datanode]` and `[dfs]` sections.
     pub dfs: DfsConfig,
-    /// The cluster's `user` certificate.
+    /// Who the user is: the certificate of `--identity DIR` (`SHEAF_IDENTITY`), else the run
+    /// dir's admin certificate.
     pub identity: TlsIdentity,
 }
 
@@ -65,8 +72,16 @@ pub fn client(namenode: Option<SocketAddr>) -> anyhow::Result<ClientConfig> {
     if let Some(addr) = namenode {
         dfs.namenode.address = addr;
     }
-    let dir = dfs.cluster.tls_dir.clone();
+    let explicit = IDENTITY.get().cloned().flatten();
+    let dir = explicit
+        .clone()
+        .unwrap_or_else(|| dfs.cluster.tls_dir.clone());
     let identity = TlsIdentity::load(&dir, "user").map_err(|e| match e {
+        sheaf_rpc::RpcError::TlsMaterial { path, .. } if explicit.is_some() && !path.exists() => anyhow!(
+            "no identity in {} (--identity / SHEAF_IDENTITY): {} is missing (create one with `sheaf admin user add NAME --out DIR`)",
+            dir.display(),
+            path.display()
+        ),
         sheaf_rpc::RpcError::TlsMaterial { path, .. } if !path.exists() => anyhow!(
             "no usable cluster certificate in {}: {} is missing (start the cluster with scripts/start-dfs.sh, or point [cluster] tls-dir at the cluster's certificates)",
             dir.display(),

@@ -1,5 +1,6 @@
 //! Subcommands of the `sheaf` binary, one module per command group.
 
+pub mod admin;
 pub mod config;
 pub mod daemon;
 pub mod datanode;

@@ -91,7 +91,17 @@ pub fn format(args: FormatArgs) -> anyhow::Result<()> {
             tls_dir.display()
         );
     }
-    let info = namenode::format(&config, args.force)?;
+    // The DFS's own directories, and those MapReduce and SQL write into on a user's behalf:
+    // sticky and world-writable, so each user's entries stay theirs.
+    let mut dirs: Vec<(&str, u16)> = namenode::BASE_DIRS.to_vec();
+    dirs.extend([
+        ("/sheaf", 0o755),
+        (sheaf_mapreduce::cluster::submission::STAGING_ROOT, 0o1777),
+        (sheaf_mapreduce::cluster::submission::HISTORY_DIR, 0o1777),
+        (sheaf_sql::catalog::METASTORE_DIR, 0o1777),
+        (sheaf_sql::catalog::WAREHOUSE_DIR, 0o1777),
+    ]);
+    let info = namenode::format_with(&config, args.force, &dirs)?;
     println!(
         "formatted an empty namespace in {} (cluster {}, namespace id {:016x})",
         config.namenode.data_dir.display(),

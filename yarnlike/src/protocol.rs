@@ -328,7 +328,8 @@ impl fmt::Display for FinalStatus {
 pub struct SubmitApplication {
     /// Human-readable name.
     pub name: String,
-    /// Submitting user.
+    /// Submitting user as the client says it; the RM replaces it with the name in the
+    /// client's certificate.
     pub user: String,
     /// Leaf queue name ("default", or a full path like "root.batch").
     pub queue: String,
@@ -598,6 +599,9 @@ pub enum RmResponse {
 /// Errors of the resource layer, carried over the wire as they are.
 #[derive(Debug, Clone, PartialEq, thiserror::Error, Serialize, Deserialize)]
 pub enum YarnError {
+    /// The caller may not do this (not the application's owner, or not a daemon).
+    #[error("Permission denied: {0}")]
+    PermissionDenied(String),
     /// No such queue, or not a leaf.
     #[error("unknown queue '{0}' (see `sheaf yarn queue status` for the leaf queues)")]
     UnknownQueue(String),

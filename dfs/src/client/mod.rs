@@ -36,10 +36,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-/// Default file mode of new files (before any umask: permissions are not enforced yet).
-const FILE_MODE: u16 = 0o644;
-/// Default mode of new directories.
-const DIR_MODE: u16 = 0o755;
+/// Mode of new files before the umask (HDFS: 0666).
+const FILE_MODE: u16 = 0o666;
+/// Mode of new directories before the umask (HDFS: 0777).
+const DIR_MODE: u16 = 0o777;
 
 /// A connection to one Sheaf cluster. Cheap to clone; clones share connections.
 #[derive(Clone)]
@@ -57,6 +57,9 @@ pub(crate) struct ClientInner {
     /// The host this client runs on, if it should be treated as a DataNode host for placement.
     pub(crate) client_host: Option<IpAddr>,
     pub(crate) user: String,
+    /// Bits cleared from the mode of new files and directories (`[dfs] umask`, HDFS's
+    /// `fs.permissions.umask-mode`).
+    pub(crate) umask: u16,
     /// Files open for write: the lease renewer only talks to the NameNode while this is > 0.
     pub(crate) open_writers: AtomicUsize,
 }
@@ -117,7 +120,20 @@ impl DfsClient {
             std::process::id(),
             rand::random::<u32>()
         );
-        let user = current_user();
+        // The NameNode believes the certificate, not us: name files after what it says.
+        let user = identity
+            .identity()
+            .map(|i| i.name)
+            .unwrap_or_else(|_| current_user());
+        let umask = u16::from_str_radix(config.dfs.umask.trim(), 8)
+            .ok()
+            .filter(|m| *m <= 0o777)
+            .ok_or_else(|| {
+                DfsError::Config(format!(
+                    "[dfs] umask = \"{}\" is not an octal mode such as 022",
+                    config.dfs.umask
+                ))
+            })?;
         let inner = Arc::new(ClientInner {
             config: config.clone(),
             namenode,
@@ -126,6 +142,7 @@ impl DfsClient {
             name,
             client_host: host,
             user,
+            umask,
             open_writers: AtomicUsize::new(0),
         });
         spawn_lease_renewer(Arc::downgrade(&inner), lease_renew_period(config));
@@ -182,8 +199,7 @@ impl DfsClient {
         let req = ClientRequest::Mkdirs {
             path,
             parents,
-            mode: DIR_MODE,
-            owner: self.inner.user.clone(),
+            mode: DIR_MODE & !self.inner.umask,
         };
         self.inner.call_idempotent(req).await.map(|_| ())
     }
@@ -219,6 +235,36 @@ impl DfsClient {
             .call_idempotent(ClientRequest::SetReplication { path, replication })
             .await
             .map(|_| ())
+    }
+
+    /// `chmod`: sets a path's permission bits (its owner or the superuser).
+    pub async fn set_permission(&self, path: &str, mode: u16) -> Result<(), DfsError> {
+        let path = crate::path::normalize(path)?;
+        self.inner
+            .call_idempotent(ClientRequest::SetPermission { path, mode })
+            .await
+            .map(|_| ())
+    }
+
+    /// `chown`/`chgrp`: sets a path's owner (superuser only) and/or group.
+    pub async fn set_owner(
+        &self,
+        path: &str,
+        owner: Option<&str>,
+        group: Option<&str>,
+    ) -> Result<(), DfsError> {
+        let path = crate::path::normalize(path)?;
+        let req = ClientRequest::SetOwner {
+            path,
+            owner: owner.map(str::to_string),
+            group: group.map(str::to_string),
+        };
+        self.inner.call_idempotent(req).await.map(|_| ())
+    }
+
+    /// Who this client is to the NameNode (its certificate's identity).
+    pub fn user(&self) -> &str {
+        &self.inner.user
     }
 
     /// Sets a path's modification time.
@@ -325,8 +371,7 @@ impl DfsClient {
             block_size,
             client: self.inner.name.clone(),
             client_host: self.inner.client_host,
-            owner: self.inner.user.clone(),
-            mode: FILE_MODE,
+            mode: FILE_MODE & !self.inner.umask,
         };
         match self.inner.call_once(req).await? {
             NamenodeReply::Created(status) => Ok(DfsWriter::new(self.inner.clone(), path, status)),

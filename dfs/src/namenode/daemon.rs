@@ -83,7 +83,7 @@ impl Service for NamenodeService {
         let outcome = tokio::task::spawn_blocking(move || {
             let now = shared.clock.now();
             let mut sys = shared.lock();
-            let reply = sys.handle(req, now, peer.addr.ip());
+            let reply = sys.handle(req, now, peer.addr.ip(), &peer.identity);
             (reply, sys.namespace().store().last_seq())
         })
         .await;

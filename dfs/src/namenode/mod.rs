@@ -6,6 +6,7 @@
 //! - [`block_manager`], [`placement`], [`topology`]: replica locations, DataNode liveness,
 //!   rack-aware placement and the replication monitor.
 //! - [`leases`], [`safe_mode`]: writers' leases and safe mode.
+//! - [`permissions`]: HDFS's owner/group/mode checks against the caller's certificate.
 //! - [`namesystem`]: all of the above behind one request/tick interface (the client and the
 //!   DataNode protocol), with lease recovery.
 //! - [`daemon`]: the QUIC service and the monitor timers.
@@ -18,6 +19,7 @@ pub mod edit_log;
 pub mod leases;
 pub mod namespace;
 pub mod namesystem;
+pub mod permissions;
 pub mod placement;
 pub mod safe_mode;
 pub mod store;
@@ -86,6 +88,20 @@ impl Namenode {
 /// Creates a fresh, empty namespace in `[namenode] data-dir` named after `[cluster] name`.
 /// Refuses if one exists, unless `force` (which destroys it). Blocking (disk I/O).
 pub fn format(config: &DfsConfig, force: bool) -> Result<store::FormatInfo, StartError> {
+    format_with(config, force, BASE_DIRS)
+}
+
+/// Directories every namespace starts with, as a Hadoop installation sets them up: a
+/// world-writable, sticky `/tmp` and the parent of the home directories.
+pub const BASE_DIRS: &[(&str, u16)] = &[("/tmp", 0o1777), ("/user", 0o755)];
+
+/// [`format`] with `dirs` (path, mode) created, owned by the formatting user in the
+/// supergroup: the directories the layers above the DFS need before any user writes there.
+pub fn format_with(
+    config: &DfsConfig,
+    force: bool,
+    dirs: &[(&str, u16)],
+) -> Result<store::FormatInfo, StartError> {
     let dir = &config.namenode.data_dir;
     store::create_empty(dir, force).map_err(StartError::Store)?;
     let window = Duration::from_micros(config.namenode.group_commit_window_us);
@@ -95,12 +111,16 @@ pub fn format(config: &DfsConfig, force: bool) -> Result<store::FormatInfo, Star
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
-    let owner = std::env::var("USER")
-        .ok()
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| "sheaf".into());
-    ns.init_root(&owner, "supergroup", now)
+    // The superuser is whoever formats, as HDFS's is the user who formats and runs the
+    // NameNode; `sheaf format` names the admin certificate after the same user.
+    let owner = sheaf_rpc::identity::os_user();
+    ns.init_root(&owner, sheaf_rpc::identity::SUPERGROUP, now)
         .map_err(StartError::Namespace)?;
+    for (path, mode) in dirs {
+        ns.mkdirs(path, true, 0o755, &owner, now)
+            .and_then(|()| ns.set_permission(path, *mode))
+            .map_err(StartError::Namespace)?;
+    }
     ns.store_mut().checkpoint().map_err(StartError::Store)?;
     drop(ns);
     let info = store::FormatInfo {

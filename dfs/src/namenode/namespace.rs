@@ -124,6 +124,31 @@ impl Inode {
     }
 }
 
+/// A path's existing inodes (see [`Namespace::resolve`]).
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// The normalized path.
+    pub path: String,
+    /// Existing directories above the path, root first, with their paths (the root itself has
+    /// none). Stops at the first missing component.
+    pub ancestors: Vec<(String, Inode)>,
+    /// Every directory above the path exists: the last ancestor is its parent.
+    pub parent_exists: bool,
+    /// The inode at the path, if it exists.
+    pub target: Option<Inode>,
+}
+
+impl Resolved {
+    /// The parent directory, when it exists.
+    pub fn parent(&self) -> Option<&(String, Inode)> {
+        if self.parent_exists {
+            self.ancestors.last()
+        } else {
+            None
+        }
+    }
+}
+
 /// What a delete removed, for the block manager and the lease manager.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Removed {
@@ -312,6 +337,85 @@ impl Namespace {
             Err(NamenodeError::NotADirectory(_)) => Ok(None),
             other => other,
         }
+    }
+
+    /// The existing inodes along `path`, for permission checks: the directories above it
+    /// (root first, as far as they exist) and the inode itself if it exists.
+    pub fn resolve(&self, path: &str) -> Result<Resolved, NamenodeError> {
+        let path = valid(path)?;
+        let root = self
+            .inode(ROOT_ID)?
+            .ok_or_else(|| NamenodeError::Storage("root inode missing".into()))?;
+        let comps: Vec<&str> = path::components(&path).collect();
+        if comps.is_empty() {
+            return Ok(Resolved {
+                path,
+                ancestors: Vec::new(),
+                parent_exists: false,
+                target: Some(root),
+            });
+        }
+        let mut ancestors = vec![("/".to_string(), root)];
+        let mut walked = String::new();
+        for (i, comp) in comps.iter().enumerate() {
+            let (_, cur) = &ancestors[ancestors.len() - 1];
+            if !cur.is_dir() {
+                break;
+            }
+            let child = self.child(cur.id, comp)?;
+            walked.push('/');
+            walked.push_str(comp);
+            if i + 1 == comps.len() {
+                return Ok(Resolved {
+                    path,
+                    parent_exists: ancestors.last().is_some_and(|(_, d)| d.is_dir()),
+                    ancestors,
+                    target: child,
+                });
+            }
+            match child {
+                Some(c) => ancestors.push((walked.clone(), c)),
+                None => break,
+            }
+        }
+        Ok(Resolved {
+            path,
+            ancestors,
+            parent_exists: false,
+            target: None,
+        })
+    }
+
+    /// Sets a path's permission bits (`chmod`).
+    pub fn set_permission(&mut self, p: &str, mode: u16) -> Result<(), NamenodeError> {
+        let p = valid(p)?;
+        let mut node = self
+            .lookup(&p)?
+            .ok_or_else(|| NamenodeError::NotFound(p.clone()))?;
+        node.mode = mode & 0o7777;
+        self.put_inode(&node)?;
+        Ok(())
+    }
+
+    /// Sets a path's owner and/or group (`chown`, `chgrp`).
+    pub fn set_owner(
+        &mut self,
+        p: &str,
+        owner: Option<&str>,
+        group: Option<&str>,
+    ) -> Result<(), NamenodeError> {
+        let p = valid(p)?;
+        let mut node = self
+            .lookup(&p)?
+            .ok_or_else(|| NamenodeError::NotFound(p.clone()))?;
+        if let Some(o) = owner {
+            node.owner = o.to_string();
+        }
+        if let Some(g) = group {
+            node.group = g.to_string();
+        }
+        self.put_inode(&node)?;
+        Ok(())
     }
 
     /// Like [`Namespace::lookup`] but a file in the middle of the path is `NotADirectory`.

@@ -172,3 +172,42 @@ pub struct TailArgs {
     /// The file.
     pub(super) path: String,
 }
+
+/// `chmod`.
+#[derive(clap::Args)]
+pub struct ChmodArgs {
+    /// Apply to every entry under each directory too.
+    #[arg(short = 'R')]
+    pub(super) recursive: bool,
+    /// Octal (`640`, `1777`) or symbolic (`u+x,go-w`, `a=rX`, `+t`).
+    pub(super) mode: String,
+    /// Paths (globs allowed).
+    #[arg(required = true)]
+    pub(super) paths: Vec<String>,
+}
+
+/// `chown`.
+#[derive(clap::Args)]
+pub struct ChownArgs {
+    /// Apply to every entry under each directory too.
+    #[arg(short = 'R')]
+    pub(super) recursive: bool,
+    /// `OWNER`, `OWNER:GROUP` or `:GROUP`.
+    pub(super) owner: String,
+    /// Paths (globs allowed).
+    #[arg(required = true)]
+    pub(super) paths: Vec<String>,
+}
+
+/// `chgrp`.
+#[derive(clap::Args)]
+pub struct ChgrpArgs {
+    /// Apply to every entry under each directory too.
+    #[arg(short = 'R')]
+    pub(super) recursive: bool,
+    /// The new group.
+    pub(super) group: String,
+    /// Paths (globs allowed).
+    #[arg(required = true)]
+    pub(super) paths: Vec<String>,
+}

@@ -1,6 +1,7 @@
 //! `sheaf dfs …`, the Hadoop FileSystem shell: the command tree, its dispatch and what every
 //! command starts with (parse the path arguments, connect, expand globs). The verbs are in
-//! [`transfer`] (put/get/cat/cp) and [`namespace`] (everything else).
+//! [`transfer`] (put/get/cat/cp), [`permissions`] (chmod/chown/chgrp) and [`namespace`]
+//! (everything else).
 //!
 //! Paths are `/abs/path` or `sheaf:///abs/path` (the cluster of the configuration) or
 //! `sheaf://host:port/path` (the NameNode address overridden), parsed by
@@ -8,13 +9,14 @@
 
 mod args;
 mod namespace;
+mod permissions;
 mod transfer;
 
 use super::runtime::{runtime, Workload};
 use anyhow::anyhow;
 use args::{
-    CpArgs, DfArgs, DuArgs, GetArgs, LsArgs, MkdirArgs, MvArgs, PathsArgs, PutArgs, RmArgs,
-    SetrepArgs, StatArgs, TailArgs, TestArgs,
+    ChgrpArgs, ChmodArgs, ChownArgs, CpArgs, DfArgs, DuArgs, GetArgs, LsArgs, MkdirArgs, MvArgs,
+    PathsArgs, PutArgs, RmArgs, SetrepArgs, StatArgs, TailArgs, TestArgs,
 };
 use sheaf_dfs::client::{DfsClient, DfsError};
 use sheaf_dfs::protocol::{FileKind, FileStatus, NamenodeError};
@@ -59,6 +61,12 @@ pub enum DfsCommand {
     Tail(TailArgs),
     /// Print files' MD5-of-MD5-of-CRC32 checksums.
     Checksum(PathsArgs),
+    /// Change permission bits (owner or superuser): `chmod [-R] 640|u+x,go-w PATH…`.
+    Chmod(ChmodArgs),
+    /// Change owner and/or group (the owner: superuser only): `chown [-R] OWNER[:GROUP] PATH…`.
+    Chown(ChownArgs),
+    /// Change group (to one of the owner's groups): `chgrp [-R] GROUP PATH…`.
+    Chgrp(ChgrpArgs),
 }
 
 /// The verb for error messages: `dfs put`, `dfs ls`, ….
@@ -80,6 +88,9 @@ pub fn verb(cmd: &DfsCommand) -> &'static str {
         DfsCommand::Touchz(_) => "dfs touchz",
         DfsCommand::Tail(_) => "dfs tail",
         DfsCommand::Checksum(_) => "dfs checksum",
+        DfsCommand::Chmod(_) => "dfs chmod",
+        DfsCommand::Chown(_) => "dfs chown",
+        DfsCommand::Chgrp(_) => "dfs chgrp",
     }
 }
 
@@ -148,6 +159,9 @@ async fn run_async(cmd: DfsCommand) -> anyhow::Result<()> {
         DfsCommand::Touchz(a) => namespace::touchz(a).await,
         DfsCommand::Tail(a) => namespace::tail(a).await,
         DfsCommand::Checksum(a) => namespace::checksum(a).await,
+        DfsCommand::Chmod(a) => permissions::chmod(a).await,
+        DfsCommand::Chown(a) => permissions::chown(a).await,
+        DfsCommand::Chgrp(a) => permissions::chgrp(a).await,
     }
 }
 

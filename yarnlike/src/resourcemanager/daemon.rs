@@ -9,7 +9,7 @@ use crate::resourcemanager::scheduler::default_queues;
 use crate::resourcemanager::state::{RmState, StoreOp};
 use crate::resourcemanager::store::RmStore;
 use sheaf_rpc::service::Shutdown;
-use sheaf_rpc::{quic, PeerInfo, RpcServer, Service, TlsIdentity};
+use sheaf_rpc::{quic, PeerInfo, Role, RpcServer, Service, TlsIdentity};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{oneshot, Notify};
@@ -178,14 +178,41 @@ impl Service for ResourceManager {
     type Request = RmRequest;
     type Response = RmResponse;
 
-    async fn handle(self: Arc<Self>, req: RmRequest, _peer: PeerInfo) -> RmResponse {
+    async fn handle(self: Arc<Self>, req: RmRequest, peer: PeerInfo) -> RmResponse {
         let now = Instant::now();
         let done = |r: Result<(), YarnError>| match r {
             Ok(()) => RmResponse::Done,
             Err(e) => RmResponse::Error(e),
         };
+        let caller = &peer.identity;
+        if matches!(
+            req,
+            RmRequest::RegisterNode(_) | RmRequest::NodeHeartbeat(_)
+        ) && caller.role != Role::Daemon
+        {
+            return RmResponse::Error(YarnError::PermissionDenied(format!(
+                "{caller} holds a user certificate and cannot act as a NodeManager (register or heartbeat); NodeManagers run with the cluster's daemon certificate"
+            )));
+        }
         match req {
-            RmRequest::Submit(sub) => self.submit(sub).await,
+            RmRequest::Submit(mut sub) => {
+                // The owner is who the certificate names, whatever the request says.
+                sub.user = caller.name.clone();
+                self.submit(sub).await
+            }
+            RmRequest::Kill(id) if !caller.is_superuser() => {
+                let owner = match self.lock().report(id) {
+                    Ok(r) => r.user,
+                    Err(e) => return RmResponse::Error(e),
+                };
+                if owner != caller.name {
+                    return RmResponse::Error(YarnError::PermissionDenied(format!(
+                        "user={} cannot kill {id}: it belongs to {owner} (only its owner and the cluster's administrators may)",
+                        caller.name
+                    )));
+                }
+                done(self.mutate(|s| s.kill(id, now)))
+            }
             RmRequest::GetApplication(id) => match self.lock().report(id) {
                 Ok(r) => RmResponse::Application(r),
                 Err(e) => RmResponse::Error(e),

@@ -23,12 +23,14 @@ mod tests;
 use super::block_manager::{BlockManager, BlockManagerConfig};
 use super::leases::LeaseManager;
 use super::namespace::{FileData, Inode, Namespace, Removed};
+use super::permissions::Caller;
 use super::safe_mode::SafeMode;
 use super::topology::Topology;
 use crate::config::NamenodeConfig;
 use crate::path;
 use crate::protocol::{ExtendedBlock, NamenodeError, NamenodeRequest, NamenodeResponse};
 use recovery::Recovery;
+use sheaf_rpc::{Identity, Role};
 use std::collections::HashMap;
 use std::net::IpAddr;
 
@@ -168,10 +170,30 @@ impl Namesystem {
         self.safe_mode.is_on()
     }
 
-    /// Handles one request; `peer` is the caller's address (default for the client host).
-    pub fn handle(&mut self, req: NamenodeRequest, now: Now, peer: IpAddr) -> NamenodeResponse {
+    /// Handles one request; `peer` is the caller's address (default for the client host) and
+    /// `identity` who its certificate names: client requests are checked against it, and only
+    /// a daemon certificate may speak the DataNode protocol.
+    pub fn handle(
+        &mut self,
+        req: NamenodeRequest,
+        now: Now,
+        peer: IpAddr,
+        identity: &Identity,
+    ) -> NamenodeResponse {
         match req {
-            NamenodeRequest::Client(req) => self.handle_client(req, now, peer),
+            NamenodeRequest::Client(req) => {
+                let caller = Caller {
+                    user: identity.name.clone(),
+                    groups: identity.groups.clone(),
+                    superuser: identity.is_superuser(),
+                };
+                self.handle_client(req, now, peer, &caller)
+            }
+            NamenodeRequest::Datanode(_) if identity.role != Role::Daemon => {
+                Err(NamenodeError::PermissionDenied(format!(
+                    "{identity} holds a user certificate and cannot act as a DataNode (register, heartbeat or report blocks); DataNodes run with the cluster's daemon certificate"
+                )))
+            }
             NamenodeRequest::Datanode(req) => self.handle_datanode(req, now),
         }
     }

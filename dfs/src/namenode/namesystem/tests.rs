@@ -63,7 +63,13 @@ fn dn(i: u8) -> DatanodeAddr {
 const CLIENT: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1));
 
 fn call(sys: &mut Namesystem, req: impl Into<NamenodeRequest>, now: u64) -> NamenodeResponse {
-    sys.handle(req.into(), at(now), CLIENT)
+    // The cluster's own daemons (DataNodes) and its superuser (the clients here).
+    sys.handle(
+        req.into(),
+        at(now),
+        CLIENT,
+        &sheaf_rpc::Identity::daemon("test"),
+    )
 }
 
 fn register_all(sys: &mut Namesystem, now: u64) {
@@ -116,7 +122,6 @@ fn create(
             block_size: MB,
             client: client.into(),
             client_host: host,
-            owner: "u".into(),
             mode: 0o644,
         },
         now,
@@ -190,7 +195,6 @@ fn write_read_and_complete_waits_for_a_replica() {
             path: "/d".into(),
             parents: false,
             mode: 0o755,
-            owner: "u".into(),
         },
         1,
     )
@@ -361,7 +365,6 @@ fn restart_enters_safe_mode_until_blocks_are_reported() {
             path: "/x".into(),
             parents: true,
             mode: 0o755,
-            owner: "u".into(),
         },
         1,
     );
@@ -493,7 +496,6 @@ fn expired_lease_triggers_block_recovery_and_commit_closes_the_file() {
             block_size: MB,
             client: "other".into(),
             client_host: None,
-            owner: "u".into(),
             mode: 0o644,
         },
         730,

@@ -36,6 +36,19 @@ fn files_of_every_size_around_block_boundaries_round_trip_byte_identical() {
         let cat = dfs.sheaf(&["dfs", "cat", &dst]);
         assert!(cat.status.success());
         assert!(cat.stdout == bytes, "cat of {size} bytes differs");
+        // Ranged reads ask the DataNodes for exactly their bytes, across block boundaries too.
+        let head = dfs.sheaf(&["dfs", "head", &dst]);
+        assert!(head.status.success());
+        assert!(
+            head.stdout == bytes[..(*size).min(1024)],
+            "head of {size} bytes differs"
+        );
+        let tail = dfs.sheaf(&["dfs", "tail", &dst]);
+        assert!(tail.status.success());
+        assert!(
+            tail.stdout == bytes[size.saturating_sub(1024)..],
+            "tail of {size} bytes differs"
+        );
         let stat = dfs.ok(&["dfs", "stat", "%b %r %o %F", &dst]);
         assert_eq!(stat.trim(), format!("{size} 3 {BLOCK} regular file"));
     }

@@ -25,8 +25,6 @@ use tokio::sync::{mpsc, oneshot};
 
 /// The `store` name object_store errors carry.
 const STORE: &str = "SheafDfs";
-/// Bytes per read when an object is streamed (a few DFS packets).
-const STREAM_CHUNK: u64 = 4 << 20;
 
 /// An [`ObjectStore`] over one DFS cluster.
 #[derive(Clone)]
@@ -238,37 +236,32 @@ impl ObjectStore for DfsObjectStore {
                 attributes: Default::default(),
             });
         }
-        let reader = self
+        let mut reader = self
             .client
             .open(&path)
             .await
             .map_err(|e| store_error(&path, e))?;
+        reader.seek(range.start);
+        reader.set_end(range.end);
         let stream_path = path.clone();
-        let body = stream::try_unfold(
-            (reader, range.start, range.end),
-            move |(mut reader, at, end)| {
-                let path = stream_path.clone();
-                async move {
-                    if at >= end {
-                        return Ok(None);
-                    }
-                    let want = (end - at).min(STREAM_CHUNK);
-                    let bytes = reader
-                        .read_range(at, want)
-                        .await
-                        .map_err(|e| store_error(&path, e))?;
-                    if bytes.is_empty() {
-                        return Err(object_store::Error::Generic {
-                            store: STORE,
-                            source: format!("{path}: file ended at {at}, expected {end} bytes")
-                                .into(),
-                        });
-                    }
-                    let next = at + bytes.len() as u64;
-                    Ok(Some((Bytes::from(bytes), (reader, next, end))))
+        let end = range.end;
+        let body = stream::try_unfold(reader, move |mut reader| {
+            let path = stream_path.clone();
+            async move {
+                let at = reader.position();
+                if at >= end {
+                    return Ok(None);
                 }
-            },
-        )
+                match reader.next_chunk().await {
+                    Ok(Some(bytes)) => Ok(Some((bytes, reader))),
+                    Ok(None) => Err(object_store::Error::Generic {
+                        store: STORE,
+                        source: format!("{path}: file ended at {at}, expected {end} bytes").into(),
+                    }),
+                    Err(e) => Err(store_error(&path, e)),
+                }
+            }
+        })
         .boxed();
         Ok(GetResult {
             payload: GetResultPayload::Stream(body),
@@ -283,34 +276,55 @@ impl ObjectStore for DfsObjectStore {
         location: &Path,
         ranges: &[Range<u64>],
     ) -> object_store::Result<Vec<Bytes>> {
-        // One reader for all ranges: Parquet asks for many small ranges of one file.
+        // Parquet asks for many small ranges of one file: the NameNode is asked for its blocks
+        // once, nearby ranges are merged and the rest are read at once, each exactly (as
+        // object_store's own stores merge and parallelise them).
         let path = dfs_path(location);
-        let mut reader = self
+        let reader = self
             .client
             .open(&path)
             .await
             .map_err(|e| store_error(&path, e))?;
-        let mut out = Vec::with_capacity(ranges.len());
-        for r in ranges {
-            let bytes = reader
-                .read_range(r.start, r.end.saturating_sub(r.start))
-                .await
-                .map_err(|e| store_error(&path, e))?;
-            if (bytes.len() as u64) < r.end.saturating_sub(r.start) {
-                return Err(object_store::Error::Generic {
-                    store: STORE,
-                    source: format!(
-                        "{path}: range {}..{} is past the end of the file ({} bytes)",
-                        r.start,
-                        r.end,
-                        reader.len()
-                    )
-                    .into(),
-                });
-            }
-            out.push(Bytes::from(bytes));
+        let len = reader.len();
+        if let Some(r) = ranges.iter().find(|r| r.end > len) {
+            return Err(object_store::Error::Generic {
+                store: STORE,
+                source: format!(
+                    "{path}: range {}..{} is past the end of the file ({len} bytes)",
+                    r.start, r.end
+                )
+                .into(),
+            });
         }
-        Ok(out)
+        object_store::coalesce_ranges(
+            ranges,
+            |r| {
+                let mut reader = reader.fork();
+                let path = path.clone();
+                async move {
+                    let want = r.end.saturating_sub(r.start);
+                    let bytes = reader
+                        .read_range(r.start, want)
+                        .await
+                        .map_err(|e| store_error(&path, e))?;
+                    if (bytes.len() as u64) < want {
+                        return Err(object_store::Error::Generic {
+                            store: STORE,
+                            source: format!(
+                                "{path}: range {}..{} ended early at {}",
+                                r.start,
+                                r.end,
+                                r.start + bytes.len() as u64
+                            )
+                            .into(),
+                        });
+                    }
+                    Ok(Bytes::from(bytes))
+                }
+            },
+            object_store::OBJECT_STORE_COALESCE_DEFAULT,
+        )
+        .await
     }
 
     fn delete_stream(

@@ -10,6 +10,7 @@ pub mod executor;
 pub mod hidden_files;
 pub mod history;
 pub mod output;
+pub mod scan_caches;
 pub mod scan_errors;
 pub mod script;
 pub mod session;

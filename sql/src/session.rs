@@ -9,6 +9,7 @@ use crate::dfs_store::DfsObjectStore;
 use crate::error::{SqlError, SqlResult};
 use crate::executor::{self, StageProgress, StageStats};
 use crate::hidden_files::HiddenFilesStore;
+use crate::scan_caches::ScanCaches;
 pub use crate::settings::{parse_bytes, parse_duration, SqlSettings};
 use crate::stage_store::LocalStageDir;
 use crate::stages::{self, StagePlan};
@@ -134,6 +135,17 @@ impl SqlSession {
         settings: SqlSettings,
         user: String,
     ) -> SqlResult<SqlSession> {
+        Self::new_sharing(dfs, metastore, settings, user, &ScanCaches::default()).await
+    }
+
+    /// [`SqlSession::new`], reusing what earlier sessions read of their files' footers.
+    pub async fn new_sharing(
+        dfs: Option<DfsClient>,
+        metastore: Metastore,
+        settings: SqlSettings,
+        user: String,
+        caches: &ScanCaches,
+    ) -> SqlResult<SqlSession> {
         let mut config = SessionConfig::new()
             .with_target_partitions(settings.partitions)
             .with_information_schema(true)
@@ -183,6 +195,7 @@ impl SqlSession {
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_pool(Arc::new(pool))
             .with_temp_file_path(spill)
+            .with_cache_manager(caches.config())
             .build_arc()?;
         // `SELECT * FROM 'sheaf:///data/x.csv'` reads a file without a CREATE TABLE, as in datafusion-cli.
         let ctx = SessionContext::new_with_config_rt(config, runtime).enable_url_table();
@@ -294,6 +307,11 @@ impl SqlSession {
     /// Warnings from setting the session up (tables that could not be registered).
     pub fn warnings(&self) -> &[String] {
         &self.warnings
+    }
+
+    /// The footer and statistics caches of this session, for later sessions to share.
+    pub fn scan_caches(&self) -> ScanCaches {
+        ScanCaches::of(&self.ctx.runtime_env())
     }
 
     /// The DataFusion context (for the DataFrame front end).

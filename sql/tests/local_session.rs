@@ -647,3 +647,65 @@ async fn the_dataset_api_joins_aggregates_and_writes_partitioned_parquet() {
         3
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_session_reuses_the_parquet_footers_an_earlier_one_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = session(dir.path(), &[]).await;
+    let out = dir.path().join("numbers");
+    done(
+        &first,
+        &format!(
+            "COPY (SELECT value AS n FROM generate_series(1, 5000)) TO '{}/' STORED AS PARQUET",
+            out.display()
+        ),
+    )
+    .await;
+    let ddl = format!(
+        "CREATE EXTERNAL TEMPORARY TABLE numbers STORED AS PARQUET LOCATION '{}/'",
+        out.display()
+    );
+    done(&first, &ddl).await;
+    let sum = "SELECT sum(n) AS s FROM numbers";
+    let want = table(&rows(&first, sum).await);
+    let footers = |s: &SqlSession| {
+        s.context()
+            .runtime_env()
+            .cache_manager
+            .get_file_metadata_cache()
+    };
+    assert!(
+        !footers(&first).is_empty(),
+        "the first session read no footer"
+    );
+
+    // An executor's next statement: a session of its own sharing the first one's caches.
+    let settings = SqlSettings {
+        scratch_dir: dir.path().join("scratch2"),
+        ..SqlSettings::default()
+    };
+    let second = SqlSession::new_sharing(
+        None,
+        Metastore::Local(dir.path().join("metastore2")),
+        settings,
+        "alice".into(),
+        &first.scan_caches(),
+    )
+    .await
+    .unwrap();
+    let hits =
+        |s: &SqlSession| -> usize { footers(s).list_entries().values().map(|e| e.hits).sum() };
+    assert_eq!(
+        footers(&second).len(),
+        footers(&first).len(),
+        "the second session does not see the footers the first one read"
+    );
+    let before = hits(&second);
+    done(&second, &ddl).await;
+    assert_eq!(table(&rows(&second, sum).await), want);
+    assert!(
+        hits(&second) > before,
+        "the second session read the footers again instead of using the cached ones"
+    );
+    assert!(want.contains("12502500"), "{want}");
+}

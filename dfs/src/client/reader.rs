@@ -27,6 +27,9 @@ pub struct DfsReader {
     len: u64,
     blocks: Vec<LocatedBlock>,
     pos: u64,
+    /// Where reads stop (the file's length unless `set_end` narrowed it): streams ask the
+    /// DataNode for nothing past it.
+    end: u64,
     current: Option<BlockStream>,
     /// (block id, DataNode uuid) pairs that failed for this reader.
     failed: HashSet<(u64, String)>,
@@ -35,7 +38,7 @@ pub struct DfsReader {
 struct BlockStream {
     /// File offset of the next byte `pending` or the channel will yield.
     next: u64,
-    /// File offset where this stream ends.
+    /// File offset where this stream ends (the block's end, or the reader's end before it).
     end: u64,
     index: usize,
     node: DatanodeAddr,
@@ -64,9 +67,32 @@ impl DfsReader {
             len: located.file_len,
             blocks: located.blocks,
             pos: 0,
+            end: located.file_len,
             current: None,
             failed: HashSet::new(),
         })
+    }
+
+    /// Another reader of the same file at offset 0, without asking the NameNode again (for
+    /// reading several ranges at once).
+    pub fn fork(&self) -> DfsReader {
+        DfsReader {
+            inner: self.inner.clone(),
+            path: self.path.clone(),
+            len: self.len,
+            blocks: self.blocks.clone(),
+            pos: 0,
+            end: self.len,
+            current: None,
+            failed: self.failed.clone(),
+        }
+    }
+
+    /// Stops reads at file offset `end` (clamped to the length): `next_chunk` and `read` see
+    /// the end of the file there, and no DataNode is asked for bytes past it (a ranged read
+    /// does not make the DataNode read, checksum and send the rest of the block).
+    pub fn set_end(&mut self, end: u64) {
+        self.end = end.min(self.len);
     }
 
     /// The file's length.
@@ -101,7 +127,7 @@ impl DfsReader {
     /// The next bytes from the position (up to one packet), `None` at the end of the file.
     pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, DfsError> {
         loop {
-            if self.pos >= self.len {
+            if self.pos >= self.end {
                 return Ok(None);
             }
             if self
@@ -117,7 +143,12 @@ impl DfsReader {
                 continue;
             };
             if !cur.pending.is_empty() {
-                let chunk = std::mem::take(&mut cur.pending);
+                let mut chunk = std::mem::take(&mut cur.pending);
+                // A stream opened before `set_end` narrowed the reader may run past the end.
+                let room = (self.end - self.pos) as usize;
+                if chunk.len() > room {
+                    cur.pending = chunk.split_off(room);
+                }
                 cur.next += chunk.len() as u64;
                 self.pos += chunk.len() as u64;
                 return Ok(Some(chunk));
@@ -146,8 +177,12 @@ impl DfsReader {
             return Ok(0);
         }
         if let Some(cur) = self.current.as_mut() {
-            if !cur.pending.is_empty() && cur.next == self.pos {
-                let n = cur.pending.len().min(buf.len());
+            if !cur.pending.is_empty() && cur.next == self.pos && self.pos < self.end {
+                let n = cur
+                    .pending
+                    .len()
+                    .min(buf.len())
+                    .min((self.end - self.pos) as usize);
                 buf[..n].copy_from_slice(&cur.pending[..n]);
                 let _ = cur.pending.split_to(n);
                 cur.next += n as u64;
@@ -171,8 +206,17 @@ impl DfsReader {
         Ok(n)
     }
 
-    /// `len` bytes from `offset` (fewer at the end of the file).
+    /// `len` bytes from `offset` (fewer at the end of the file). The DataNodes are asked for
+    /// exactly these bytes, as HDFS's positional read does.
     pub async fn read_range(&mut self, offset: u64, len: u64) -> Result<Vec<u8>, DfsError> {
+        let end = self.end;
+        self.set_end(offset.saturating_add(len));
+        let read = self.read_exactly(offset, len).await;
+        self.end = end;
+        read
+    }
+
+    async fn read_exactly(&mut self, offset: u64, len: u64) -> Result<Vec<u8>, DfsError> {
         self.seek(offset);
         let want = len.min(self.len.saturating_sub(offset));
         let mut out = Vec::with_capacity(want as usize);
@@ -271,7 +315,7 @@ impl DfsReader {
         node: &DatanodeAddr,
     ) -> Result<BlockStream, ReadFailure> {
         let in_block = self.pos - lb.offset;
-        let want = lb.block.len - in_block;
+        let want = (lb.block.len - in_block).min(self.end.saturating_sub(self.pos));
         let mut stream = self
             .inner
             .bulk
@@ -391,7 +435,7 @@ impl DfsReader {
         });
         Ok(BlockStream {
             next: self.pos,
-            end: lb.offset + lb.block.len,
+            end: self.pos + want,
             index,
             node: node.clone(),
             pending: Bytes::new(),

@@ -10,6 +10,7 @@ use super::shuffle_source::{map_id, LostInputs, ShuffleStageSource};
 use crate::catalog::Metastore;
 use crate::error::{SqlError, SqlResult};
 use crate::executor::spilled_bytes;
+use crate::scan_caches::ScanCaches;
 use crate::session::{SqlSession, SqlSettings};
 use crate::stage_store::{LocalStageDir, StageInputs};
 use crate::stages::StagePlan;
@@ -74,6 +75,8 @@ struct Executor {
     fetcher: Arc<ShuffleFetcher>,
     service: ShuffleServiceClient,
     plans: tokio::sync::Mutex<VecDeque<Arc<Planned>>>,
+    /// Footers and statistics the statements' sessions read, shared by the next ones.
+    caches: Mutex<ScanCaches>,
     tasks_run: Mutex<u64>,
 }
 
@@ -113,6 +116,7 @@ pub async fn run_executor(setup: ExecutorSetup) -> SqlResult<u64> {
         fetcher,
         service,
         plans: tokio::sync::Mutex::new(VecDeque::new()),
+        caches: Mutex::new(ScanCaches::default()),
         tasks_run: Mutex::new(0),
     });
     let mut loops = tokio::task::JoinSet::new();
@@ -221,13 +225,18 @@ impl Executor {
             self.setup.memory
         };
         let empty_catalog = self.setup.scratch.join("no-metastore");
-        let session = SqlSession::new(
+        let caches = self.caches.lock().map(|c| c.clone()).unwrap_or_default();
+        let session = SqlSession::new_sharing(
             Some(self.dfs.clone()),
             Metastore::Local(empty_catalog),
             settings,
             String::new(),
+            &caches,
         )
         .await?;
+        if let Ok(mut c) = self.caches.lock() {
+            *c = session.scan_caches();
+        }
         session.register_tables(&spec.tables).await?;
         let plan = session
             .stage_plan(&spec.statement, spec.start_time_ns)

@@ -163,6 +163,13 @@ pub struct TestArgs {
     pub(super) path: String,
 }
 
+/// `head`.
+#[derive(clap::Args)]
+pub struct HeadArgs {
+    /// The file.
+    pub(super) path: String,
+}
+
 /// `tail`.
 #[derive(clap::Args)]
 pub struct TailArgs {

@@ -15,8 +15,8 @@ mod transfer;
 use super::runtime::{runtime, Workload};
 use anyhow::anyhow;
 use args::{
-    ChgrpArgs, ChmodArgs, ChownArgs, CpArgs, DfArgs, DuArgs, GetArgs, LsArgs, MkdirArgs, MvArgs,
-    PathsArgs, PutArgs, RmArgs, SetrepArgs, StatArgs, TailArgs, TestArgs,
+    ChgrpArgs, ChmodArgs, ChownArgs, CpArgs, DfArgs, DuArgs, GetArgs, HeadArgs, LsArgs, MkdirArgs,
+    MvArgs, PathsArgs, PutArgs, RmArgs, SetrepArgs, StatArgs, TailArgs, TestArgs,
 };
 use sheaf_dfs::client::{DfsClient, DfsError};
 use sheaf_dfs::protocol::{FileKind, FileStatus, NamenodeError};
@@ -57,6 +57,8 @@ pub enum DfsCommand {
     Test(TestArgs),
     /// Create an empty file (fails on an existing non-empty file).
     Touchz(PathsArgs),
+    /// Print the first kilobyte of a file.
+    Head(HeadArgs),
     /// Print the last kilobyte of a file.
     Tail(TailArgs),
     /// Print files' MD5-of-MD5-of-CRC32 checksums.
@@ -86,6 +88,7 @@ pub fn verb(cmd: &DfsCommand) -> &'static str {
         DfsCommand::Setrep(_) => "dfs setrep",
         DfsCommand::Test(_) => "dfs test",
         DfsCommand::Touchz(_) => "dfs touchz",
+        DfsCommand::Head(_) => "dfs head",
         DfsCommand::Tail(_) => "dfs tail",
         DfsCommand::Checksum(_) => "dfs checksum",
         DfsCommand::Chmod(_) => "dfs chmod",
@@ -157,6 +160,7 @@ async fn run_async(cmd: DfsCommand) -> anyhow::Result<()> {
         DfsCommand::Setrep(a) => namespace::setrep(a).await,
         DfsCommand::Test(a) => namespace::test(a).await,
         DfsCommand::Touchz(a) => namespace::touchz(a).await,
+        DfsCommand::Head(a) => namespace::head(a).await,
         DfsCommand::Tail(a) => namespace::tail(a).await,
         DfsCommand::Checksum(a) => namespace::checksum(a).await,
         DfsCommand::Chmod(a) => permissions::chmod(a).await,

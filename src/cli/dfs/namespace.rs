@@ -1,9 +1,9 @@
 //! Commands on the namespace (names, metadata, replication), not on file contents: `ls`,
-//! `mkdir`, `rm`, `mv`, `stat`, `du`, `df`, `setrep`, `test`, `touchz`, `tail`, `checksum`.
+//! `mkdir`, `rm`, `mv`, `stat`, `du`, `df`, `setrep`, `test`, `touchz`, `head`, `tail`, `checksum`.
 
 use super::args::{
-    DfArgs, DuArgs, LsArgs, MkdirArgs, MvArgs, PathsArgs, RmArgs, SetrepArgs, StatArgs, TailArgs,
-    TestArgs,
+    DfArgs, DuArgs, HeadArgs, LsArgs, MkdirArgs, MvArgs, PathsArgs, RmArgs, SetrepArgs, StatArgs,
+    TailArgs, TestArgs,
 };
 use super::transfer::{map_write_error, write_stdout};
 use super::{
@@ -12,8 +12,9 @@ use super::{
 use crate::cli::exit::SilentExit;
 use crate::cli::format::{format_stat, human_size, listing_lines};
 use anyhow::{anyhow, bail};
-use sheaf_dfs::client::DfsClient;
+use sheaf_dfs::client::{DfsClient, DfsReader};
 use sheaf_dfs::protocol::{FileKind, FileStatus, NamenodeError};
+use sheaf_dfs::uri::DfsUri;
 use std::time::Duration;
 
 pub(super) async fn ls(a: LsArgs) -> anyhow::Result<()> {
@@ -334,8 +335,9 @@ pub(super) async fn touchz(a: PathsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(super) async fn tail(a: TailArgs) -> anyhow::Result<()> {
-    let (client, p) = connect_one(&a.path).await?;
+/// Opens the file `arg` names for reading (a directory is an error, as in Hadoop).
+async fn open_file(arg: &str) -> anyhow::Result<(DfsClient, DfsUri, DfsReader)> {
+    let (client, p) = connect_one(arg).await?;
     let status = client
         .status(&p.path)
         .await?
@@ -343,7 +345,17 @@ pub(super) async fn tail(a: TailArgs) -> anyhow::Result<()> {
     if status.kind == FileKind::Directory {
         bail!("{}: Is a directory", p.path);
     }
-    let mut reader = client.open(&p.path).await?;
+    let reader = client.open(&p.path).await?;
+    Ok((client, p, reader))
+}
+
+pub(super) async fn head(a: HeadArgs) -> anyhow::Result<()> {
+    let (_, _, mut reader) = open_file(&a.path).await?;
+    write_stdout(&reader.read_range(0, 1024).await?)
+}
+
+pub(super) async fn tail(a: TailArgs) -> anyhow::Result<()> {
+    let (client, p, mut reader) = open_file(&a.path).await?;
     let start = reader.len().saturating_sub(1024);
     let bytes = reader.read_range(start, 1024).await?;
     let mut shown = start + bytes.len() as u64;

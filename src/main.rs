@@ -3,7 +3,7 @@
 
 mod cli;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::process::ExitCode;
 
 /// Sheaf: a distributed filesystem, a resource manager and MapReduce in one binary.
@@ -32,7 +32,9 @@ enum Command {
     #[command(subcommand)]
     Bench(BenchCommand),
     /// The DFS shell (Hadoop's `hdfs dfs`): put, get, cat, ls, mkdir, rm, mv, cp, stat, du, df, ….
-    #[command(subcommand)]
+    /// Verbs may be spelled `-ls` as in Hadoop; `-D KEY=VALUE`, `-fs sheaf://HOST:PORT` and
+    /// `-conf FILE` before the verb set configuration for this command.
+    #[command(subcommand, visible_alias = "fs")]
     Dfs(cli::dfs::DfsCommand),
     /// Check the health of every file and block under a path.
     Fsck(cli::dfsadmin::FsckArgs),
@@ -93,9 +95,22 @@ enum BenchCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // `sheaf dfs -ls /`, `sheaf fs …` and Hadoop's generic options, in Sheaf's spelling.
+    let commands = Cli::command();
+    let dfs = commands.find_subcommand("dfs");
+    let is_verb = |v: &str| dfs.is_some_and(|d| d.find_subcommand(v).is_some());
+    let (argv, generic) =
+        match cli::generic_options::rewrite(std::env::args_os().collect(), is_verb) {
+            Ok(rewritten) => rewritten,
+            Err(e) => {
+                eprintln!("sheaf dfs: {e}");
+                return ExitCode::from(2);
+            }
+        };
+    let cli = Cli::parse_from(argv);
     cli::logging::init();
-    cli::config::set_explicit(cli.conf.clone());
+    cli::config::set_explicit(cli.conf.clone().or(generic.conf));
+    cli::config::set_defines(generic.defines);
     cli::config::set_identity(cli.identity.clone());
     let (verb, result) = match cli.command {
         Command::Job(cmd) => (cli::job::verb(&cmd), cli::job::run(cmd)),

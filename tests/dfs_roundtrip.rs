@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::mini_dfs::{data, MiniDfs, MiniDfsOptions, BLOCK};
+use common::mini_dfs::{data, one_line_error, MiniDfs, MiniDfsOptions, BLOCK};
 use std::io::Write;
 use std::process::Stdio;
 
@@ -251,7 +251,9 @@ fn shell_commands_behave_like_hadoop() {
     // rm: a non-empty directory needs -r
     let e = common::mini_dfs::one_line_error(&dfs.sheaf(&["dfs", "rm", "/a"]));
     assert!(e.starts_with("sheaf dfs rm: /a: Is a directory"), "{e}");
-    assert!(dfs.ok(&["dfs", "rm", "-r", "/a"]).contains("Deleted /a"));
+    assert!(dfs
+        .ok(&["dfs", "rm", "-r", "-skipTrash", "/a"])
+        .contains("Deleted /a"));
     assert_eq!(
         dfs.sheaf(&["dfs", "test", "-e", "/a"]).status.code(),
         Some(1)
@@ -265,5 +267,131 @@ fn shell_commands_behave_like_hadoop() {
     assert_eq!(
         dfs.ok(&["dfsadmin", "safemode", "get"]).trim(),
         "Safe mode is OFF"
+    );
+
+    // Hadoop's spellings: `-verb`, `fs` for `dfs`, generic options before the verb.
+    dfs.ok(&["dfs", "-mkdir", "-p", "/h"]);
+    dfs.ok(&["fs", "-put", src.to_str().unwrap(), "/h/x.txt"]);
+    assert_eq!(
+        dfs.ok(&["fs", "-ls", "/h"]),
+        dfs.ok(&["dfs", "ls", "/h"]),
+        "-ls and ls differ"
+    );
+    assert_eq!(dfs.ok(&["dfs", "-cat", "/h/x.txt"]), "hello sheaf\n");
+    dfs.ok(&[
+        "dfs",
+        "-D",
+        "dfs.replication=2",
+        "-Ddfs.blocksize=128k",
+        "-put",
+        bigf.to_str().unwrap(),
+        "/h/two",
+    ]);
+    assert_eq!(
+        dfs.ok(&["dfs", "-stat", "%r %o", "/h/two"]).trim(),
+        "2 131072"
+    );
+    dfs.ok(&["dfs", "-D", "dfs.umask=077", "-touchz", "/h/private"]);
+    assert!(dfs
+        .ok(&["dfs", "-ls", "/h/private"])
+        .contains("-rw------- "));
+    // -fs names the NameNode, -conf the configuration file (no --conf here).
+    let fs = format!("sheaf://{}", dfs.namenode_addr);
+    let conf = dfs.conf.to_str().unwrap();
+    let out = common::mini_dfs::sheaf_command()
+        .args(["dfs", "-conf", conf, "-fs", &fs, "-cat", "/h/x.txt"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.stdout,
+        b"hello sheaf\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A NameNode that is not there is not silently replaced by the configured one.
+    let out = dfs.sheaf(&["dfs", "-fs", "sheaf://127.0.0.1:1", "-ls", "/"]);
+    assert!(!out.status.success());
+    let bad = dfs.sheaf(&["dfs", "-D", "nosuchkey=1", "-ls", "/"]);
+    assert_eq!(bad.status.code(), Some(2));
+    let e = common::mini_dfs::one_line_error(&bad);
+    assert!(e.contains("-D nosuchkey: not a configuration key"), "{e}");
+    let help = dfs.ok(&["dfs", "-help", "put"]);
+    assert!(help.contains("Usage:") && help.contains("put"), "{help}");
+}
+
+#[test]
+fn rm_moves_to_the_trash_expunge_checkpoints_and_the_namenode_empties_old_checkpoints() {
+    let mut opts = MiniDfsOptions::new(1, OCTET);
+    opts.replication = 1;
+    opts.dfs_extra = vec!["trash-interval-ms = 4000".into()];
+    let dfs = MiniDfs::start(opts);
+    let user = dfs.ok(&["dfs", "stat", "%u", "/"]).trim().to_string();
+    let trash = format!("/user/{user}/.Trash");
+    let nn = format!("sheaf://{}", dfs.namenode_addr);
+    let src = dfs.dir.path().join("f.txt");
+    std::fs::write(&src, b"keep me\n").unwrap();
+    let in_trash = |name: &str| {
+        dfs.ok(&["dfs", "ls", "-R", &trash])
+            .lines()
+            .filter(|l| l.contains(name))
+            .count()
+    };
+
+    dfs.ok(&["dfs", "mkdir", "/d"]);
+    dfs.ok(&["dfs", "put", src.to_str().unwrap(), "/d/f"]);
+    let moved = dfs.ok(&["dfs", "rm", "-r", "/d"]);
+    assert_eq!(
+        moved.trim(),
+        format!("Moved: '{nn}/d' to trash at: {nn}{trash}/Current/d")
+    );
+    assert_eq!(
+        dfs.sheaf(&["dfs", "test", "-e", "/d"]).status.code(),
+        Some(1)
+    );
+    assert_eq!(in_trash("/d/f"), 1, "the file is not in the trash");
+    // The same path deleted again: the second copy gets a suffix, the first is kept.
+    dfs.ok(&["dfs", "mkdir", "/d"]);
+    dfs.ok(&["dfs", "put", src.to_str().unwrap(), "/d/f"]);
+    let again = dfs.ok(&["dfs", "rm", "-r", "/d"]);
+    assert!(
+        again.contains(&format!("{trash}/Current/d")) && !again.trim().ends_with("/Current/d"),
+        "{again}"
+    );
+    assert_eq!(in_trash("/f"), 2);
+    // -skipTrash deletes at once; the trash itself cannot go to the trash.
+    dfs.ok(&["dfs", "put", src.to_str().unwrap(), "/gone"]);
+    assert_eq!(
+        dfs.ok(&["dfs", "rm", "-skipTrash", "/gone"]).trim(),
+        "Deleted /gone"
+    );
+    let e = one_line_error(&dfs.sheaf(&["dfs", "rm", "-r", &format!("/user/{user}")]));
+    assert!(
+        e.contains("as it contains the trash") && e.contains("-skipTrash"),
+        "{e}"
+    );
+    // expunge makes a checkpoint of Current.
+    dfs.ok(&["dfs", "put", src.to_str().unwrap(), "/e"]);
+    dfs.ok(&["dfs", "rm", "/e"]);
+    let expunged = dfs.ok(&["dfs", "-expunge"]);
+    assert!(
+        expunged.contains(&format!("Created trash checkpoint: {trash}/")) || in_trash("/e") == 1,
+        "{expunged}"
+    );
+    // The NameNode's emptier deletes checkpoints older than the interval by itself.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while in_trash("/f") + in_trash("/e") > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the trash was not emptied: {}",
+            dfs.ok(&["dfs", "ls", "-R", &trash])
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    // With the trash off (-D fs.trash.interval=0), rm deletes at once.
+    dfs.ok(&["dfs", "put", src.to_str().unwrap(), "/now"]);
+    assert_eq!(
+        dfs.ok(&["dfs", "-D", "fs.trash.interval=0", "-rm", "/now"])
+            .trim(),
+        "Deleted /now"
     );
 }

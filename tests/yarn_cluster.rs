@@ -451,6 +451,57 @@ fn bad_input_is_refused_with_clear_errors() {
 }
 
 #[test]
+fn only_the_owner_or_an_administrator_may_kill_an_application() {
+    let y = MiniYarn::start(1, 1024, "");
+    let mallory = y.dir.path().join("mallory");
+    let out = y.sheaf(&[
+        "admin",
+        "user",
+        "add",
+        "mallory",
+        "--out",
+        mallory.to_str().unwrap(),
+        "--no-home",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut run = y.spawn_run(&["--", "sleep", "30"]);
+    let app = y.app_id("shell: sleep 30", Duration::from_secs(10));
+    y.wait_status(&app, Duration::from_secs(10), |s| {
+        s.contains("State:        RUNNING")
+    });
+    let as_mallory = y.sheaf(&[
+        "--identity",
+        mallory.to_str().unwrap(),
+        "yarn",
+        "app",
+        "kill",
+        &app,
+    ]);
+    assert!(!as_mallory.status.success());
+    let stderr = String::from_utf8_lossy(&as_mallory.stderr);
+    assert!(
+        stderr.contains("user=mallory cannot kill") && stderr.contains("only its owner"),
+        "{stderr}"
+    );
+    let status = y.stdout(&["yarn", "app", "status", &app]);
+    assert!(status.contains("State:        RUNNING"), "{status}");
+    // Its owner (the administrator who submitted it) may.
+    let out = y.sheaf(&["yarn", "app", "kill", &app]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    y.wait_status(&app, Duration::from_secs(10), |s| s.contains("KILLED"));
+    let _ = run.kill();
+    let _ = run.wait();
+}
+
+#[test]
 fn an_unreachable_resourcemanager_is_an_error_within_seconds() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().display();

@@ -148,7 +148,33 @@ fn nodemanagers_share_the_datanodes_racks_and_logs_are_aggregated_into_the_dfs()
         assert!(!local.exists(), "{} still exists", local.display());
     }
     let user_dir = dfs.ok(&["dfs", "ls", "/sheaf/logs"]);
-    assert!(!user_dir.is_empty());
+    assert!(
+        user_dir.lines().any(|l| l.starts_with("drwx------")),
+        "{user_dir}"
+    );
+    // Another user cannot read them (the owner and the administrators can).
+    let mallory = d.join("mallory");
+    dfs.ok(&[
+        "admin",
+        "user",
+        "add",
+        "mallory",
+        "--out",
+        mallory.to_str().unwrap(),
+    ]);
+    let out = dfs.sheaf(&[
+        "--identity",
+        mallory.to_str().unwrap(),
+        "yarn",
+        "logs",
+        &app,
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("Permission denied") && stderr.contains("user=mallory"),
+        "{stderr}"
+    );
 
     // DFS files are localized into each container's working dir under their link name.
     let local = d.join("payload.txt");

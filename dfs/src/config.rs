@@ -134,7 +134,26 @@ pub struct DfsClientConfig {
     pub connect_timeout_ms: u64,
     /// Octal bits cleared from new files' (0666) and directories' (0777) modes (HDFS's
     /// `fs.permissions.umask-mode`, default 022).
+    #[serde(deserialize_with = "octal_digits")]
     pub umask: String,
+    /// How long `rm` keeps deleted paths in the user's trash (Hadoop's `fs.trash.interval`,
+    /// which is in minutes); 0 deletes at once. The NameNode empties older checkpoints.
+    pub trash_interval_ms: u64,
+}
+
+/// Octal digits written as a string (`"022"`) or, from `-D dfs.umask=022` or the environment, a
+/// number whose decimal digits are the octal ones (`22`).
+fn octal_digits<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Digits {
+        Text(String),
+        Number(u64),
+    }
+    Ok(match Digits::deserialize(d)? {
+        Digits::Text(s) => s,
+        Digits::Number(n) => format!("{n:03}"),
+    })
 }
 
 impl Default for DfsClientConfig {
@@ -146,6 +165,7 @@ impl Default for DfsClientConfig {
             packet_size: 1 << 20,
             connect_timeout_ms: 3_000,
             umask: "022".into(),
+            trash_interval_ms: 24 * 60 * 60 * 1000,
         }
     }
 }

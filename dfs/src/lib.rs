@@ -11,4 +11,5 @@ pub mod datanode;
 pub mod namenode;
 pub mod path;
 pub mod protocol;
+pub mod trash;
 pub mod uri;

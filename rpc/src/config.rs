@@ -4,7 +4,8 @@
 //!
 //! Override rule: `SHEAF_<SECTION>_<KEY>` with the key upper-cased and `-` written as `_`
 //! (`[dfs] block-size` ← `SHEAF_DFS_BLOCK_SIZE=1048576`). Values are parsed as TOML scalars
-//! (integers, floats, booleans) and fall back to strings.
+//! (integers, floats, booleans) and fall back to strings. A command line's `-D section.key=value`
+//! ([`ConfigFile::set`]) beats both the file and the environment.
 
 use crate::RpcError;
 use serde::de::DeserializeOwned;
@@ -15,6 +16,8 @@ use std::path::{Path, PathBuf};
 pub struct ConfigFile {
     table: toml::Table,
     source: Option<PathBuf>,
+    /// `-D` values: (section, key, value), applied after the environment.
+    overrides: Vec<(String, String, String)>,
 }
 
 impl ConfigFile {
@@ -46,7 +49,18 @@ impl ConfigFile {
                     .unwrap_or_else(|| "<text>".into()),
                 reason: e.to_string().replace('\n', " "),
             })?;
-        Ok(ConfigFile { table, source })
+        Ok(ConfigFile {
+            table,
+            source,
+            overrides: Vec::new(),
+        })
+    }
+
+    /// Sets `[section] key` to `value` (parsed like an environment override), over the file's
+    /// value and the environment's.
+    pub fn set(&mut self, section: &str, key: &str, value: &str) {
+        self.overrides
+            .push((section.to_string(), key.to_string(), value.to_string()));
     }
 
     /// The file this configuration came from.
@@ -92,6 +106,9 @@ impl ConfigFile {
                 section.insert(key, scalar(&v));
             }
         }
+        for (_, key, value) in self.overrides.iter().filter(|(s, _, _)| s == name) {
+            section.insert(key.clone(), scalar(value));
+        }
         toml::Value::Table(section)
             .try_into()
             .map_err(|e: toml::de::Error| RpcError::Config {
@@ -132,6 +149,18 @@ mod tests {
                 name: "x".into(),
             }
         }
+    }
+
+    #[test]
+    fn set_values_beat_the_environment_and_the_file() {
+        let mut cfg = ConfigFile::parse("[dfs]\nreplication = 2\n", None).unwrap();
+        cfg.set("dfs", "replication", "1");
+        cfg.set("namenode", "replication", "9");
+        let env = vec![("SHEAF_DFS_REPLICATION".to_string(), "5".to_string())];
+        let d: Dfs = cfg.section_with_env("dfs", env).unwrap();
+        assert_eq!(d.replication, 1);
+        cfg.set("dfs", "no-such-key", "1");
+        assert!(cfg.section_with_env::<Dfs>("dfs", vec![]).is_err());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //!
 //! - [`tls`]: the cluster CA that `sheaf format` creates, and the mutual-TLS configs built from it.
 //! - [`identity`]: who a peer is ([`Identity`]), read from its verified certificate.
+//! - [`token`]: constant-time comparison of bearer tokens and secrets.
 //! - [`frame`]: length-prefixed rmp-serde frames of typed messages.
 //! - [`quic`]: quinn endpoints tuned for a rack rather than the internet.
 //! - [`service`]: typed request/response RPC over QUIC ([`RpcServer`], [`RpcClient`]).
@@ -22,6 +23,7 @@ pub mod retry;
 pub mod service;
 pub mod time;
 pub mod tls;
+pub mod token;
 
 pub use bulk::{BulkConnector, BulkListener, BulkStream, BulkTransport};
 pub use error::RpcError;

@@ -3,14 +3,14 @@
 //! its rows are collected. This is `sheaf sql --local`: the same planner and stage cutting as on the
 //! cluster, so what runs locally is what runs distributed.
 
-use crate::error::SqlResult;
+use crate::error::{SqlError, SqlResult};
 use crate::stage_store::{LocalStageDir, StageInputs, TaskManifest};
 use crate::stages::{ExchangeKind, Stage, StageId, StagePlan};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::execution::context::SessionState;
 use datafusion::execution::TaskContext;
 use datafusion::physical_plan::ExecutionPlan;
-use futures::stream::{self, StreamExt};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -106,6 +106,17 @@ fn task_context(state: &SessionState, inputs: &StageInputs) -> Arc<TaskContext> 
     Arc::new(TaskContext::from(state).with_session_config(config))
 }
 
+/// A producer stage's figures while its tasks run.
+#[derive(Default)]
+struct StageRun {
+    next_task: usize,
+    done: usize,
+    rows: u64,
+    bytes: u64,
+    started: Option<Instant>,
+    elapsed: Duration,
+}
+
 async fn run_stages(
     plan: &StagePlan,
     state: &SessionState,
@@ -114,42 +125,71 @@ async fn run_stages(
     progress: &(dyn Fn(StageProgress) + Send + Sync),
 ) -> SqlResult<(Vec<RecordBatch>, Vec<StageStats>)> {
     let inputs = StageInputs::new(Arc::new(scratch.clone()));
-    let mut stats = Vec::with_capacity(plan.stages.len());
     let (producers, last) = plan.stages.split_at(plan.stages.len() - 1);
-    for stage in producers {
-        let started = Instant::now();
-        let tasks = stage.tasks();
-        let mut done = 0usize;
-        let (mut rows, mut bytes) = (0u64, 0u64);
-        let mut runs = stream::iter(0..tasks)
-            .map(|task| {
-                let ctx = task_context(state, &inputs);
-                async move { scratch.run_task(stage, task, 0, ctx).await }
-            })
-            .buffer_unordered(parallelism);
-        while let Some(result) = runs.next().await {
-            let manifest: TaskManifest = result?;
-            done += 1;
-            rows += manifest.rows();
-            bytes += manifest.bytes();
-            progress(StageProgress {
-                stage: stage.id,
-                stages: plan.stages.len(),
-                done,
-                total: tasks,
-                rows,
-                bytes,
+    // Stages run as the cluster runs them: a stage's tasks may start once every stage it reads
+    // is complete, so independent stages (the two sides of a join) run side by side. Each task
+    // is a tokio task of its own: the plans are CPU-bound and must run on different workers.
+    let position: HashMap<StageId, usize> = producers
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.id, i))
+        .collect();
+    let mut runs: Vec<StageRun> = producers.iter().map(|_| StageRun::default()).collect();
+    let complete = |runs: &[StageRun], id: &StageId| {
+        position
+            .get(id)
+            .is_none_or(|&i| runs[i].done == producers[i].tasks())
+    };
+    let mut running = tokio::task::JoinSet::new();
+    loop {
+        while running.len() < parallelism {
+            let ready = producers.iter().enumerate().find(|(i, s)| {
+                runs[*i].next_task < s.tasks() && s.inputs.iter().all(|d| complete(&runs, d))
             });
+            let Some((i, stage)) = ready else { break };
+            let task = runs[i].next_task;
+            runs[i].next_task += 1;
+            runs[i].started.get_or_insert_with(Instant::now);
+            let (stage, scratch) = (stage.clone(), scratch.clone());
+            let ctx = task_context(state, &inputs);
+            running.spawn(async move { (i, scratch.run_task(&stage, task, 0, ctx).await) });
         }
+        let Some(joined) = running.join_next().await else {
+            break;
+        };
+        let (i, result) = joined.map_err(|e| {
+            SqlError::DataFusion(datafusion::error::DataFusionError::Execution(format!(
+                "a stage task panicked: {e}"
+            )))
+        })?;
+        let manifest: TaskManifest = result?;
+        let run = &mut runs[i];
+        run.done += 1;
+        run.rows += manifest.rows();
+        run.bytes += manifest.bytes();
+        if run.done == producers[i].tasks() {
+            run.elapsed = run.started.map(|t| t.elapsed()).unwrap_or_default();
+        }
+        progress(StageProgress {
+            stage: producers[i].id,
+            stages: plan.stages.len(),
+            done: run.done,
+            total: producers[i].tasks(),
+            rows: run.rows,
+            bytes: run.bytes,
+        });
+    }
+    let mut stats = Vec::with_capacity(plan.stages.len());
+    for (stage, run) in producers.iter().zip(&runs) {
         stats.push(StageStats {
             stage: stage.id,
             exchange: stage.exchange,
-            tasks,
-            output_rows: rows,
-            output_bytes: bytes,
+            tasks: stage.tasks(),
+            output_rows: run.rows,
+            output_bytes: run.bytes,
             spilled_bytes: spilled_bytes(&stage.plan),
-            elapsed: started.elapsed(),
-            attempts: tasks,
+            elapsed: run.elapsed,
+            attempts: stage.tasks(),
             reruns: 0,
             data_local: 0,
             rack_local: 0,

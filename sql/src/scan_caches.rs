@@ -27,11 +27,13 @@ impl ScanCaches {
         }
     }
 
-    /// A runtime's cache configuration using these caches (DataFusion's defaults for the rest:
-    /// file listings are not shared, a table's files may change between statements).
+    /// A runtime's cache configuration using these caches. File listings are not cached at
+    /// all: a table's files change under Sheaf's commits (`COPY`, CTAS, a dropped and re-created
+    /// table), which DataFusion's listing cache would not see; a listing is one NameNode call.
     pub(crate) fn config(&self) -> CacheManagerConfig {
         CacheManagerConfig::default()
             .with_file_statistics_cache(self.statistics.clone())
             .with_file_metadata_cache(self.metadata.clone())
+            .with_list_files_cache_limit(0)
     }
 }

@@ -12,6 +12,7 @@ use crate::hidden_files::HiddenFilesStore;
 use crate::scan_caches::ScanCaches;
 pub use crate::settings::{parse_bytes, parse_duration, SqlSettings};
 use crate::stage_store::LocalStageDir;
+use crate::stage_store::StageWriteOptions;
 use crate::stages::{self, StagePlan};
 use datafusion::arrow::array::{RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -146,7 +147,7 @@ impl SqlSession {
         user: String,
         caches: &ScanCaches,
     ) -> SqlResult<SqlSession> {
-        let mut config = SessionConfig::new()
+        let config = SessionConfig::new()
             .with_target_partitions(settings.partitions)
             .with_information_schema(true)
             // Scan parallelism comes from splitting files along blocks, never from a round-robin
@@ -177,6 +178,9 @@ impl SqlSession {
                 "datafusion.execution.sort_spill_reservation_bytes",
                 (settings.task_memory / 8).min(10 << 20),
             );
+        let mut config = config.with_extension(Arc::new(StageWriteOptions {
+            compress: settings.shuffle_compression,
+        }));
         for (k, v) in &settings.datafusion {
             config
                 .options_mut()

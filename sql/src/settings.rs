@@ -26,6 +26,9 @@ pub struct SqlSettings {
     /// How long a scan task waits for a slot on a host holding its block before it runs
     /// elsewhere (`sheaf.sql.locality-wait`, default 3 s like Spark's `spark.locality.wait`).
     pub locality_wait: std::time::Duration,
+    /// Whether stage outputs are lz4-compressed (`sheaf.sql.shuffle-compression` = `lz4` or
+    /// `none`, like Spark's `spark.shuffle.compress`).
+    pub shuffle_compression: bool,
     /// `datafusion.*` settings passed through.
     pub datafusion: Vec<(String, String)>,
     /// Every setting as given, in order (executors of a cluster session apply the same).
@@ -42,6 +45,7 @@ impl Default for SqlSettings {
             local_parallelism: 2,
             split_size: 128 << 20,
             locality_wait: std::time::Duration::from_secs(3),
+            shuffle_compression: true,
             datafusion: Vec::new(),
             given: Vec::new(),
         }
@@ -73,6 +77,13 @@ impl SqlSettings {
             "sheaf.sql.locality-wait" => {
                 self.locality_wait = parse_duration(value).ok_or_else(|| bad("expected a duration such as 3s or 500ms"))?
             }
+            "sheaf.sql.shuffle-compression" => {
+                self.shuffle_compression = match value {
+                    "lz4" => true,
+                    "none" => false,
+                    _ => return Err(bad("expected lz4 or none")),
+                }
+            }
             "sheaf.sql.local-parallelism" => {
                 self.local_parallelism = value.parse().ok().filter(|n| *n > 0).ok_or_else(|| bad("expected a positive number"))?
             }
@@ -84,7 +95,7 @@ impl SqlSettings {
             }
             _ => {
                 return Err(bad(
-                    "unknown setting (sheaf.sql.shuffle-partitions, sheaf.sql.broadcast-threshold, sheaf.sql.task-memory, sheaf.sql.scratch-dir, sheaf.sql.local-parallelism, sheaf.sql.split-size, sheaf.sql.locality-wait, or any datafusion.* key)",
+                    "unknown setting (sheaf.sql.shuffle-partitions, sheaf.sql.broadcast-threshold, sheaf.sql.task-memory, sheaf.sql.scratch-dir, sheaf.sql.local-parallelism, sheaf.sql.split-size, sheaf.sql.locality-wait, sheaf.sql.shuffle-compression, or any datafusion.* key)",
                 ))
             }
         }

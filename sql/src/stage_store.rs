@@ -1,4 +1,5 @@
-//! Stage outputs: each task writes its output partitions as Arrow IPC streams (lz4), one file per
+//! Stage outputs: each task writes its output partitions as Arrow IPC streams (lz4 unless
+//! `sheaf.sql.shuffle-compression=none`), one file per
 //! partition with a CRC32 of its bytes, and a manifest written last that makes the task's output
 //! visible (an attempt writes into its own directory and renames it into place, so a half-written
 //! attempt is never read). Readers verify the checksum of every file they read.
@@ -9,6 +10,7 @@
 use crate::error::{SqlError, SqlResult};
 use crate::stages::{Stage, StageId, StageOutput};
 use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::compute::BatchCoalescer;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::ipc::reader::StreamReader;
 use datafusion::arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
@@ -95,6 +97,19 @@ pub trait StageSource: Send + Sync + fmt::Debug {
         Ok(Box::pin(
             datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, merged),
         ))
+    }
+}
+
+/// The session-config extension saying how a session's tasks write their outputs.
+#[derive(Debug, Clone, Copy)]
+pub struct StageWriteOptions {
+    /// lz4-compress the IPC buffers (`sheaf.sql.shuffle-compression`).
+    pub compress: bool,
+}
+
+impl Default for StageWriteOptions {
+    fn default() -> Self {
+        StageWriteOptions { compress: true }
     }
 }
 
@@ -249,12 +264,18 @@ impl LocalStageDir {
     ) -> SqlResult<TaskManifest> {
         let mut stream = stage.plan.execute(task, Arc::clone(&ctx))?;
         let (tx, rx) = tokio::sync::mpsc::channel::<RecordBatch>(WRITE_QUEUE);
+        let options = ctx
+            .session_config()
+            .get_extension::<StageWriteOptions>()
+            .map(|o| *o)
+            .unwrap_or_default();
         let writer = PartitionWriter::new(
             attempt_dir.to_path_buf(),
             stage.plan.schema(),
             &stage.output,
-            task,
-            stage.tasks(),
+            (task, stage.tasks()),
+            options,
+            ctx.session_config().batch_size(),
         )?;
         let writing = tokio::task::spawn_blocking(move || writer.write_all(rx));
         let mut failure = None;
@@ -399,13 +420,17 @@ pub fn read_partition(
     Ok(())
 }
 
-/// Writes a task's output partitions from batches arriving on a channel.
+/// Writes a task's output partitions from batches arriving on a channel. A hash partitioner
+/// cuts each batch into one small piece per partition: pieces are gathered into batches of the
+/// session's batch size before they are written, so the files hold few, large IPC messages.
 struct PartitionWriter {
     dir: PathBuf,
     schema: SchemaRef,
     partitioner: Option<BatchPartitioner>,
     files: Vec<Option<StreamWriter<CrcWriter<BufWriter<File>>>>>,
+    pending: Vec<BatchCoalescer>,
     rows: Vec<u64>,
+    options: StageWriteOptions,
 }
 
 impl PartitionWriter {
@@ -413,8 +438,9 @@ impl PartitionWriter {
         dir: PathBuf,
         schema: SchemaRef,
         output: &StageOutput,
-        task: usize,
-        tasks: usize,
+        (task, tasks): (usize, usize),
+        options: StageWriteOptions,
+        batch_size: usize,
     ) -> SqlResult<PartitionWriter> {
         let partitioner = match output {
             StageOutput::Passthrough => None,
@@ -428,10 +454,14 @@ impl PartitionWriter {
         let n = output.partitions();
         Ok(PartitionWriter {
             dir,
+            pending: (0..n)
+                .map(|_| BatchCoalescer::new(Arc::clone(&schema), batch_size.max(1)))
+                .collect(),
             schema,
             partitioner,
             files: (0..n).map(|_| None).collect(),
             rows: vec![0; n],
+            options,
         })
     }
 
@@ -444,7 +474,7 @@ impl PartitionWriter {
                 continue;
             }
             match self.partitioner.as_mut() {
-                None => self.write(0, &batch)?,
+                None => self.gather(0, batch)?,
                 Some(partitioner) => {
                     let mut parts = Vec::new();
                     partitioner.partition(batch, |p, b| {
@@ -452,12 +482,36 @@ impl PartitionWriter {
                         Ok(())
                     })?;
                     for (p, b) in parts {
-                        self.write(p, &b)?;
+                        self.gather(p, b)?;
                     }
                 }
             }
         }
+        for part in 0..self.pending.len() {
+            self.pending[part]
+                .finish_buffered_batch()
+                .map_err(DataFusionError::from)?;
+            self.write_completed(part)?;
+        }
         self.finish()
+    }
+
+    /// Adds a piece of partition `part`, writing the batches it completes.
+    fn gather(&mut self, part: usize, batch: RecordBatch) -> SqlResult<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        self.pending[part]
+            .push_batch(batch)
+            .map_err(DataFusionError::from)?;
+        self.write_completed(part)
+    }
+
+    fn write_completed(&mut self, part: usize) -> SqlResult<()> {
+        while let Some(batch) = self.pending[part].next_completed_batch() {
+            self.write(part, &batch)?;
+        }
+        Ok(())
     }
 
     fn write(&mut self, part: usize, batch: &RecordBatch) -> SqlResult<()> {
@@ -469,7 +523,7 @@ impl PartitionWriter {
             let file = File::create(&path)
                 .map_err(|e| SqlError::io(format!("creating {}", path.display()), e))?;
             let options = IpcWriteOptions::default()
-                .try_with_compression(Some(CompressionType::LZ4_FRAME))
+                .try_with_compression(self.options.compress.then_some(CompressionType::LZ4_FRAME))
                 .map_err(DataFusionError::from)?;
             let writer = StreamWriter::try_new_with_options(
                 CrcWriter::new(BufWriter::with_capacity(1 << 20, file)),

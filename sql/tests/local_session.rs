@@ -709,3 +709,40 @@ async fn a_later_session_reuses_the_parquet_footers_an_earlier_one_read() {
     );
     assert!(want.contains("12502500"), "{want}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stage_outputs_are_lz4_unless_shuffle_compression_is_none() {
+    let dir = tempfile::tempdir().unwrap();
+    // Repetitive values: lz4 shrinks them a lot; the answer is the same either way.
+    let sql = "SELECT k, count(*) AS n, max(s) AS s FROM \
+               (SELECT value % 50000 AS k, repeat('sheaf', 20) AS s FROM range(200000)) GROUP BY k ORDER BY k";
+    let mut answers = Vec::new();
+    let mut written = Vec::new();
+    for setting in ["lz4", "none"] {
+        let s = session(
+            &dir.path().join(setting),
+            &[("sheaf.sql.shuffle-compression", setting)],
+        )
+        .await;
+        match s.execute(sql, &no_progress()).await {
+            Ok(StatementOutcome::Rows {
+                batches, stages, ..
+            }) => {
+                answers.push(table(&batches));
+                written.push(stages.iter().map(|st| st.output_bytes).sum::<u64>());
+            }
+            other => panic!("{setting}: {other:?}"),
+        }
+    }
+    assert_eq!(answers[0], answers[1]);
+    assert!(
+        written[1] > 2 * written[0],
+        "uncompressed {} bytes vs lz4 {} bytes",
+        written[1],
+        written[0]
+    );
+    let bad = SqlSettings::default()
+        .set("sheaf.sql.shuffle-compression", "zip")
+        .unwrap_err();
+    assert!(bad.to_string().contains("expected lz4 or none"), "{bad}");
+}

@@ -4,8 +4,10 @@
 //! Order: `--conf FILE` (or `SHEAF_CONF`), then `$SHEAF_RUN_DIR/sheaf.toml` (default run dir
 //! `/tmp/sheaf`, written by the start scripts), then built-in defaults. Daemons read the file
 //! with [`load`]; user commands get it, the DFS sections and the user certificate from
-//! [`client`].
+//! [`client`]. A command line's `-D key=value` and `-fs` (see [`super::generic_options`]) go
+//! over the file and the environment.
 
+use super::generic_options::Define;
 use anyhow::{anyhow, Context};
 use sheaf_dfs::config::DfsConfig;
 use sheaf_rpc::config::ConfigFile;
@@ -16,6 +18,13 @@ use std::sync::OnceLock;
 
 static EXPLICIT: OnceLock<Option<PathBuf>> = OnceLock::new();
 static IDENTITY: OnceLock<Option<PathBuf>> = OnceLock::new();
+static DEFINES: OnceLock<Vec<Define>> = OnceLock::new();
+
+/// Records the `-D`/`-fs` generic options (called once by `main`): they beat the file and the
+/// environment.
+pub fn set_defines(defines: Vec<Define>) {
+    let _ = DEFINES.set(defines);
+}
 
 /// Records the `--identity` flag (called once by `main`).
 pub fn set_identity(dir: Option<PathBuf>) {
@@ -43,13 +52,25 @@ pub fn config_path() -> Option<PathBuf> {
     in_run_dir.exists().then_some(in_run_dir)
 }
 
-/// Loads the configuration (see the module doc for the search order).
+/// Loads the configuration (see the module doc for the search order), with the command line's
+/// `-D`/`-fs` values over it.
 pub fn load() -> anyhow::Result<ConfigFile> {
-    match config_path() {
+    let mut file = match config_path() {
         Some(p) => ConfigFile::load(&p)
-            .with_context(|| "cannot load configuration (check --conf / SHEAF_CONF)"),
-        None => Ok(ConfigFile::empty()),
+            .with_context(|| "cannot load configuration (check --conf / SHEAF_CONF)")?,
+        None => ConfigFile::empty(),
+    };
+    for define in DEFINES.get().into_iter().flatten() {
+        match define {
+            Define::Key {
+                section,
+                key,
+                value,
+            } => file.set(section, key, value),
+            Define::DefaultFs(addr) => file.set("namenode", "address", &addr.to_string()),
+        }
     }
+    Ok(file)
 }
 
 /// What a user command (`sheaf dfs`, `job`, `yarn`, `fsck`, `dfsadmin`, `bench dfsio`) needs

@@ -9,6 +9,7 @@ pub mod dfs_bench;
 pub mod dfsadmin;
 pub mod exit;
 pub mod format;
+pub mod generic_options;
 pub mod job;
 pub mod job_bench;
 pub mod job_cluster;

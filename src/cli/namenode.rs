@@ -57,10 +57,28 @@ pub fn run(args: NamenodeArgs) -> anyhow::Result<()> {
     runtime.block_on(async {
         let running = Namenode::start(&config, identity).await?;
         tracing::info!(addr = %running.local_addr(), data_dir = %config.namenode.data_dir.display(), "NameNode started");
-        daemon::wait_for_signal().await?;
-        tracing::info!("termination signal received; stopping");
-        running.shutdown().await?;
-        Ok(())
+        let failure = tokio::select! {
+            signal = daemon::wait_for_signal() => {
+                signal?;
+                None
+            }
+            why = running.storage_failure() => Some(why),
+        };
+        match failure {
+            None => {
+                tracing::info!("termination signal received; stopping");
+                running.shutdown().await?;
+                Ok(())
+            }
+            // Fail-stop, as HDFS's NameNode does when it cannot sync its edits.
+            Some(why) => {
+                running.abort().await;
+                anyhow::bail!(
+                    "stopped: {why}; changes not in the edit log were never acknowledged, and a restart replays every one that was: fix the storage of {} and start the NameNode again",
+                    config.namenode.data_dir.display()
+                )
+            }
+        }
     })
 }
 

@@ -28,6 +28,8 @@ pub struct MiniDfsOptions {
     pub octet: u8,
     /// Extra environment of every DataNode (e.g. `SHEAF_DATANODE_RESERVED_BYTES`).
     pub datanode_env: Vec<(String, String)>,
+    /// Extra `key = value` lines of the `[dfs]` section (e.g. `trash-interval-ms = 3000`).
+    pub dfs_extra: Vec<String>,
 }
 
 impl MiniDfsOptions {
@@ -38,6 +40,7 @@ impl MiniDfsOptions {
             replication: 3,
             octet,
             datanode_env: Vec::new(),
+            dfs_extra: Vec::new(),
         }
     }
 }
@@ -171,10 +174,12 @@ block-size = {BLOCK}
 replication = {repl}
 packet-size = 262144
 connect-timeout-ms = 2000
+{extra}
 "#,
             b1 = base[1],
             b2 = base[2],
             repl = opts.replication,
+            extra = opts.dfs_extra.join("\n"),
         );
         let conf = dir.path().join("sheaf.toml");
         std::fs::write(&conf, conf_text).unwrap();

@@ -23,6 +23,9 @@ pub enum DfsError {
         /// What TLS said.
         reason: String,
     },
+    /// A path cannot go to the trash.
+    #[error("{0}")]
+    Trash(String),
     /// The NameNode refused the operation (not found, exists, safe mode, …).
     #[error("{0}")]
     Namenode(#[from] NamenodeError),

@@ -119,6 +119,30 @@ impl RunningNamenode {
         self.shared.lock().in_safe_mode()
     }
 
+    /// Resolves when the edit log fails (a write or fsync error), with the reason. The
+    /// NameNode must then stop ([`RunningNamenode::abort`]): its namespace in memory may hold
+    /// changes the log does not, and serving them would show what a restart forgets.
+    pub async fn storage_failure(&self) -> String {
+        let mut rx = self.shared.durability.clone();
+        let failed = rx
+            .wait_for(|d| matches!(d, Durability::Failed(_)))
+            .await
+            .map(|d| match &*d {
+                Durability::Failed(e) => e.clone(),
+                Durability::Synced(_) => String::new(),
+            });
+        failed.unwrap_or_else(|_| "the edit log committer stopped".into())
+    }
+
+    /// Stops serving and the monitors at once, without a checkpoint (after a storage failure).
+    pub async fn abort(mut self) {
+        self.trigger.trigger();
+        for t in self.tasks.drain(..) {
+            let _ = t.await;
+        }
+        tracing::error!("NameNode stopped after a storage failure");
+    }
+
     /// Stops serving, stops the monitors and checkpoints the namespace.
     pub async fn shutdown(mut self) -> Result<(), StartError> {
         self.trigger.trigger();
@@ -175,7 +199,8 @@ pub(super) async fn start(
     let clock = Clock {
         start: Instant::now(),
     };
-    let cfg = NamesystemConfig::from_config(&nn);
+    let mut cfg = NamesystemConfig::from_config(&nn);
+    cfg.trash_interval_ms = config.dfs.trash_interval_ms;
     let window = Duration::from_micros(nn.group_commit_window_us);
     let data_dir = nn.data_dir.clone();
     let checkpoint_log_bytes = nn.checkpoint_log_bytes;
@@ -214,12 +239,22 @@ pub(super) async fn start(
         |sys, now| sys.tick(now),
     ));
     let replication_every = Duration::from_millis(nn.replication_interval_ms);
+    let shutdown_for_trash = shutdown.clone();
     tasks.push(spawn_monitor(
         shared.clone(),
         shutdown,
         replication_every,
         |sys, now| sys.replication_pass(now),
     ));
+    if config.dfs.trash_interval_ms > 0 {
+        // Hadoop's emptier runs once per checkpoint interval, which defaults to the interval.
+        tasks.push(spawn_monitor(
+            shared.clone(),
+            shutdown_for_trash,
+            Duration::from_millis(config.dfs.trash_interval_ms),
+            |sys, now| sys.empty_trash(now),
+        ));
+    }
     tracing::info!(%addr, safe_mode = safe, "NameNode serving");
     Ok(RunningNamenode {
         addr,
@@ -254,4 +289,53 @@ fn spawn_monitor(
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::client::DfsClient;
+    use crate::config::DfsConfig;
+    use crate::namenode::Namenode;
+    use sheaf_rpc::tls::ClusterCa;
+    use sheaf_rpc::TlsIdentity;
+    use std::time::Duration;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_edit_log_sync_refuses_the_change_and_stops_the_namenode() {
+        let dir = tempfile::tempdir().unwrap();
+        let tls = dir.path().join("tls");
+        ClusterCa::create_dir("t", &tls).unwrap();
+        let mut config = DfsConfig::default();
+        config.cluster.tls_dir = tls.clone();
+        config.namenode.address = "127.0.0.1:0".parse().unwrap();
+        config.namenode.data_dir = dir.path().join("nn");
+        config.namenode.safemode_extension_ms = 0;
+        crate::namenode::format(&config, false).unwrap();
+        let running = Namenode::start(&config, TlsIdentity::load(&tls, "daemon").unwrap())
+            .await
+            .unwrap();
+        config.namenode.address = running.local_addr();
+        let client = DfsClient::connect(&config, TlsIdentity::load(&tls, "user").unwrap())
+            .await
+            .unwrap();
+        client.mkdirs("/before", false).await.unwrap();
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        running
+            .shared
+            .lock()
+            .namespace()
+            .store()
+            .edit_log()
+            .replace_file(full);
+        let err = client.mkdirs("/after", false).await.unwrap_err();
+        assert!(err.to_string().contains("No space left"), "{err}");
+        let why = tokio::time::timeout(Duration::from_secs(5), running.storage_failure())
+            .await
+            .expect("the failure was not reported");
+        assert!(why.contains("fsync of the edit log failed"), "{why}");
+        running.abort().await;
+    }
 }

@@ -11,8 +11,15 @@
 //! synced the batch containing their record. Mutations arriving while a sync is in flight, or
 //! within `group-commit-window-us` of the first one, share the next sync.
 //!
-//! Record format: `u32 len (BE) | u32 crc32 of payload (BE) | payload`. A torn or corrupt tail
-//! (power cut mid-write) ends the log at the last intact record.
+//! Record format: `u32 len (BE) | u32 crc32 of payload (BE) | payload`. Each synced batch ends
+//! with a marker record ([`BATCH_END`] and the batch's last sequence number).
+//!
+//! Torn tail or damage: a power cut mid-write can leave any part of the last batch unwritten,
+//! and nothing of it was acknowledged, so a bad record there ends the log at the last intact
+//! one. The committer writes a batch only after the previous one's fsync returned, so a bad
+//! record followed by an intact end marker and then an intact record (of a later batch) was
+//! synced and acknowledged: the log is damaged, not torn, and reading it fails with the offset
+//! instead of silently dropping every acknowledged record after it.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -78,6 +85,16 @@ pub enum EditLogError {
     /// An earlier write or sync failed; the log accepts nothing more.
     #[error("edit log failed earlier: {0}")]
     Failed(String),
+    /// A record before acknowledged ones does not verify: the log is damaged, not torn.
+    #[error("edit log {path}: the record at offset {offset} is damaged and acknowledged records follow it (from offset {intact_after}); refusing to start rather than drop them: restore the NameNode's data dir from a backup, or move the log aside to start from the last checkpoint")]
+    Damaged {
+        /// The log file.
+        path: PathBuf,
+        /// Where the damaged record starts.
+        offset: u64,
+        /// Where the first intact batch after it starts.
+        intact_after: u64,
+    },
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -85,8 +102,47 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// First bytes of a batch-end marker's payload. 0xC1 never begins a MessagePack value, so no
+/// edit record (MessagePack) starts like a marker.
+const BATCH_END: [u8; 4] = [0xC1, b'E', b'N', b'D'];
+
+/// The record at `pos` of `data`: its payload's range, if its header and checksum are intact.
+fn intact_record(data: &[u8], pos: usize) -> Option<std::ops::Range<usize>> {
+    let header = data.get(pos..pos.checked_add(8)?)?;
+    let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
+    let crc = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+    let payload = pos + 8..(pos + 8).checked_add(len)?;
+    let bytes = data.get(payload.clone())?;
+    (crc32fast::hash(bytes) == crc).then_some(payload)
+}
+
+fn is_marker(payload: &[u8]) -> bool {
+    payload.len() == BATCH_END.len() + 8 && payload.starts_with(&BATCH_END)
+}
+
+/// A batch-end marker record for a batch whose last record has sequence number `seq`.
+fn marker(seq: u64) -> Vec<u8> {
+    let mut payload = BATCH_END.to_vec();
+    payload.extend_from_slice(&seq.to_be_bytes());
+    let mut rec = Vec::with_capacity(8 + payload.len());
+    rec.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    rec.extend_from_slice(&crc32fast::hash(&payload).to_be_bytes());
+    rec.extend_from_slice(&payload);
+    rec
+}
+
+/// True if a later, acknowledged batch follows the bad record at `bad`: an intact end marker
+/// after it, directly followed by an intact record.
+fn synced_data_follows(data: &[u8], bad: usize) -> Option<usize> {
+    (bad + 1..data.len().saturating_sub(8)).find(|&q| {
+        intact_record(data, q)
+            .is_some_and(|p| is_marker(&data[p.clone()]) && intact_record(data, p.end).is_some())
+    })
+}
+
 /// Reads every intact record of the log at `path` and truncates a torn tail. Returns the
-/// payloads in order (empty if the file does not exist).
+/// payloads in order (empty if the file does not exist). A damaged record before acknowledged
+/// ones is an error naming its offset (see the module doc).
 pub fn read_records(path: &Path) -> Result<Vec<Vec<u8>>, EditLogError> {
     let io = |source| EditLogError::Io {
         path: path.to_path_buf(),
@@ -101,16 +157,20 @@ pub fn read_records(path: &Path) -> Result<Vec<Vec<u8>>, EditLogError> {
     file.read_to_end(&mut data).map_err(io)?;
     let mut records = Vec::new();
     let mut pos = 0usize;
-    while pos + 8 <= data.len() {
-        let len =
-            u32::from_be_bytes([data[pos], data[pos + 1], data[pos + 2], data[pos + 3]]) as usize;
-        let crc = u32::from_be_bytes([data[pos + 4], data[pos + 5], data[pos + 6], data[pos + 7]]);
-        let end = pos + 8 + len;
-        if end > data.len() || crc32fast::hash(&data[pos + 8..end]) != crc {
-            break;
+    while let Some(payload) = intact_record(&data, pos) {
+        if !is_marker(&data[payload.clone()]) {
+            records.push(data[payload.clone()].to_vec());
         }
-        records.push(data[pos + 8..end].to_vec());
-        pos = end;
+        pos = payload.end;
+    }
+    if pos != data.len() {
+        if let Some(later) = synced_data_follows(&data, pos) {
+            return Err(EditLogError::Damaged {
+                path: path.to_path_buf(),
+                offset: pos as u64,
+                intact_after: later as u64,
+            });
+        }
     }
     if pos != data.len() {
         tracing::warn!(path = %path.display(), intact = pos, total = data.len(), "edit log has a torn tail; truncating");
@@ -162,6 +222,12 @@ impl EditLog {
             committer: Some(committer),
             path: path.to_path_buf(),
         })
+    }
+
+    /// Replaces the file under the committer (tests: a file whose writes fail).
+    #[cfg(test)]
+    pub(crate) fn replace_file(&self, file: File) {
+        *lock(&self.shared.file) = file;
     }
 
     /// Appends a record with sequence number `seq` (strictly increasing). It is durable once
@@ -299,8 +365,9 @@ fn committer_loop(shared: &LogShared) {
                 .unwrap_or_else(|p| p.into_inner());
             st = s;
         }
-        let batch = std::mem::take(&mut st.buf);
+        let mut batch = std::mem::take(&mut st.buf);
         let upto = st.last_appended;
+        batch.extend_from_slice(&marker(upto));
         st.writing = true;
         drop(st);
 
@@ -315,13 +382,13 @@ fn committer_loop(shared: &LogShared) {
             Ok(()) => {
                 shared.syncs.fetch_add(1, Ordering::Relaxed);
                 st.synced = upto;
-                let _ = shared.durability.send(Durability::Synced(upto));
+                shared.durability.send_replace(Durability::Synced(upto));
             }
             Err(e) => {
                 let msg = format!("write/fsync of the edit log failed: {e}");
                 tracing::error!("{msg}");
                 st.failed = Some(msg.clone());
-                let _ = shared.durability.send(Durability::Failed(msg));
+                shared.durability.send_replace(Durability::Failed(msg));
             }
         }
         shared.changed.notify_all();
@@ -360,6 +427,60 @@ mod tests {
         assert_eq!(recs[4], b"record 5");
         // The tail was truncated: reading again gives the same and the file ends cleanly.
         assert_eq!(read_records(&path).unwrap().len(), 5);
+    }
+
+    #[test]
+    fn a_damaged_record_before_acknowledged_ones_is_an_error_naming_its_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("edits.log");
+        {
+            // Zero window: every append is its own synced batch.
+            let log = EditLog::open(&path, 0, Duration::ZERO).unwrap();
+            for i in 1..=4u64 {
+                log.append(i, format!("record {i}").as_bytes()).unwrap();
+                log.wait_synced(i).unwrap();
+            }
+        }
+        let clean = std::fs::read(&path).unwrap();
+        // Flip a payload byte of the second record (the first record is 8 + 8 bytes, then its
+        // 20-byte marker).
+        let second = 8 + 8 + 20;
+        let mut bad = clean.clone();
+        bad[second + 8] ^= 0xff;
+        std::fs::write(&path, &bad).unwrap();
+        match read_records(&path) {
+            Err(EditLogError::Damaged { offset, .. }) => assert_eq!(offset, second as u64),
+            other => panic!("expected a damaged log, got {other:?}"),
+        }
+        // Nothing was cut: the file is as it was.
+        assert_eq!(std::fs::read(&path).unwrap(), bad);
+        // The same damage in the last batch is a torn tail: nothing after it was acknowledged.
+        let last = clean.len() - (8 + 8 + 20);
+        let mut torn = clean.clone();
+        torn[last + 8] ^= 0xff;
+        std::fs::write(&path, &torn).unwrap();
+        assert_eq!(read_records(&path).unwrap().len(), 3);
+        assert_eq!(std::fs::read(&path).unwrap().len(), last);
+    }
+
+    #[test]
+    fn a_failed_write_fails_the_log_for_good() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EditLog::open(&dir.path().join("edits.log"), 0, Duration::ZERO).unwrap();
+        log.append(1, b"one").unwrap();
+        log.wait_synced(1).unwrap();
+        // Writes to /dev/full fail with ENOSPC, as on a full disk.
+        log.replace_file(OpenOptions::new().write(true).open("/dev/full").unwrap());
+        log.append(2, b"two").unwrap();
+        assert!(matches!(log.wait_synced(2), Err(EditLogError::Failed(_))));
+        assert!(matches!(
+            *log.durability().borrow(),
+            Durability::Failed(ref e) if e.contains("No space left")
+        ));
+        assert!(matches!(
+            log.append(3, b"three"),
+            Err(EditLogError::Failed(_))
+        ));
     }
 
     #[test]

@@ -338,6 +338,12 @@ impl NamespaceStore {
         self.last_seq
     }
 
+    /// The edit log (tests inject faults into it).
+    #[cfg(test)]
+    pub(crate) fn edit_log(&self) -> &EditLog {
+        &self.log
+    }
+
     /// A watch of how far the edit log is durable.
     pub fn durability(&self) -> watch::Receiver<Durability> {
         self.log.durability()

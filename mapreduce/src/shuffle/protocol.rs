@@ -141,8 +141,14 @@ pub const JOB_SECRET_LEN: usize = 32;
 /// served only if its MAC, computed with this secret, verifies. Like Hadoop's job token, this
 /// keeps one job's reducers (or any other cluster member) from reading another job's data,
 /// which mutual TLS alone cannot do since every task presents the same cluster certificate.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Eq)]
 pub struct JobSecret([u8; JOB_SECRET_LEN]);
+
+impl PartialEq for JobSecret {
+    fn eq(&self, other: &Self) -> bool {
+        sheaf_rpc::token::same(&self.0, &other.0)
+    }
+}
 
 impl fmt::Debug for JobSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

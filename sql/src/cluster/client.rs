@@ -65,6 +65,8 @@ pub struct ClusterSqlClient {
     app: AppId,
     master: SocketAddr,
     token: Vec<u8>,
+    /// Statements sent so far (the next one's number is one more).
+    sent: std::sync::atomic::AtomicU64,
 }
 
 impl ClusterSqlClient {
@@ -149,6 +151,7 @@ impl ClusterSqlClient {
             app,
             master,
             token,
+            sent: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -163,7 +166,9 @@ impl ClusterSqlClient {
             match self.rpc.call::<_, QmResponse>(self.master, req).await {
                 Ok(QmResponse::Refused(why)) => return Err(SqlError::Cluster(why)),
                 Ok(r) => return Ok(r),
+                // Every request is safe to repeat (a poll's outcome stays until the next statement).
                 Err(e) if e.is_transient() && tries < 3 => {
+                    tracing::warn!(error = %e, "query master call failed; retrying");
                     tries += 1;
                     tokio::time::sleep(Duration::from_millis(300)).await;
                 }
@@ -187,14 +192,20 @@ impl ClusterSqlClient {
         statement: &str,
         progress: &(dyn Fn(StageProgress) + Send + Sync),
     ) -> SqlResult<StatementOutcome> {
+        // Counted once started: a statement the master never got keeps its number.
+        let seq = self.sent.load(std::sync::atomic::Ordering::SeqCst) + 1;
         let id = match self
             .call(&QmRequest::Execute {
                 token: self.token.clone(),
+                seq,
                 statement: statement.to_string(),
             })
             .await?
         {
-            QmResponse::Started { id } => id,
+            QmResponse::Started { id } => {
+                self.sent.store(seq, std::sync::atomic::Ordering::SeqCst);
+                id
+            }
             other => return Err(SqlError::Cluster(format!("unexpected answer {other:?}"))),
         };
         loop {

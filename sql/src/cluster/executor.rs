@@ -6,7 +6,7 @@
 
 use super::cluster_err;
 use super::protocol::{QmRequest, QmResponse, TaskOutcome, TaskSpec};
-use super::shuffle_source::{map_id, LostInputs, ShuffleStageSource};
+use super::shuffle_source::{map_id, LocalOutputs, LostInputs, ShuffleStageSource};
 use crate::catalog::Metastore;
 use crate::error::{SqlError, SqlResult};
 use crate::executor::spilled_bytes;
@@ -63,9 +63,13 @@ pub struct ExecutorSetup {
 
 struct Planned {
     fingerprint: u64,
-    session: SqlSession,
+    session: Arc<SqlSession>,
     plan: StagePlan,
 }
+
+/// Sessions kept per executor (one per set of tables and settings: a whole `sheaf sql` script
+/// usually needs one).
+const SESSION_CACHE: usize = 4;
 
 struct Executor {
     setup: ExecutorSetup,
@@ -77,6 +81,10 @@ struct Executor {
     plans: tokio::sync::Mutex<VecDeque<Arc<Planned>>>,
     /// Footers and statistics the statements' sessions read, shared by the next ones.
     caches: Mutex<ScanCaches>,
+    /// Sessions by the hash of their tables and settings: a statement over the same tables
+    /// with the same settings is planned in the session the previous one used (its tables
+    /// registered once, not once per statement).
+    sessions: tokio::sync::Mutex<VecDeque<(u64, Arc<SqlSession>)>>,
     tasks_run: Mutex<u64>,
 }
 
@@ -117,6 +125,7 @@ pub async fn run_executor(setup: ExecutorSetup) -> SqlResult<u64> {
         service,
         plans: tokio::sync::Mutex::new(VecDeque::new()),
         caches: Mutex::new(ScanCaches::default()),
+        sessions: tokio::sync::Mutex::new(VecDeque::new()),
         tasks_run: Mutex::new(0),
     });
     let mut loops = tokio::task::JoinSet::new();
@@ -206,6 +215,38 @@ impl Executor {
         if let Some(p) = plans.iter().find(|p| p.fingerprint == spec.fingerprint) {
             return Ok(Arc::clone(p));
         }
+        let session = self.session_for(spec).await?;
+        let plan = session
+            .stage_plan(&spec.statement, spec.start_time_ns)
+            .await?;
+        let fingerprint = super::fingerprint(&plan);
+        if fingerprint != spec.fingerprint {
+            return Err(SqlError::Cluster(format!(
+                "the executor on {} planned the statement differently from the master (the tables' files or settings changed while it ran?): {}",
+                self.setup.host, spec.statement
+            )));
+        }
+        let planned = Arc::new(Planned {
+            fingerprint,
+            session,
+            plan,
+        });
+        plans.push_front(Arc::clone(&planned));
+        plans.truncate(PLAN_CACHE);
+        Ok(planned)
+    }
+
+    /// A session with `spec`'s tables and settings: the one an earlier statement used, or a new
+    /// one.
+    async fn session_for(&self, spec: &TaskSpec) -> SqlResult<Arc<SqlSession>> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (&spec.tables, &spec.settings).hash(&mut h);
+        let key = h.finish();
+        let mut sessions = self.sessions.lock().await;
+        if let Some((_, s)) = sessions.iter().find(|(k, _)| *k == key) {
+            return Ok(Arc::clone(s));
+        }
         let mut settings = SqlSettings::default();
         for (k, v) in &spec.settings {
             settings.set(k, v)?;
@@ -238,24 +279,10 @@ impl Executor {
             *c = session.scan_caches();
         }
         session.register_tables(&spec.tables).await?;
-        let plan = session
-            .stage_plan(&spec.statement, spec.start_time_ns)
-            .await?;
-        let fingerprint = super::fingerprint(&plan);
-        if fingerprint != spec.fingerprint {
-            return Err(SqlError::Cluster(format!(
-                "the executor on {} planned the statement differently from the master (the tables' files or settings changed while it ran?): {}",
-                self.setup.host, spec.statement
-            )));
-        }
-        let planned = Arc::new(Planned {
-            fingerprint,
-            session,
-            plan,
-        });
-        plans.push_front(Arc::clone(&planned));
-        plans.truncate(PLAN_CACHE);
-        Ok(planned)
+        let session = Arc::new(session);
+        sessions.push_front((key, Arc::clone(&session)));
+        sessions.truncate(SESSION_CACHE);
+        Ok(session)
     }
 
     async fn run_task(&self, spec: TaskSpec) -> TaskOutcome {
@@ -296,20 +323,24 @@ impl Executor {
             secret: secret.clone(),
         };
         let spill = self.setup.scratch.join("fetch").join(a.to_string());
+        let dir = LocalStageDir::new(self.setup.shuffle_dir.join(&spec.shuffle_job));
         let source = ShuffleStageSource::new(
             Arc::clone(&self.fetcher),
             job,
             &spec.inputs,
             spill.clone(),
             lost,
-        );
+        )
+        .with_local(LocalOutputs {
+            shuffle: self.setup.shuffle,
+            dir: dir.clone(),
+        });
         let state = planned.session.context().state();
         let config = state
             .config()
             .clone()
             .with_extension(Arc::new(StageInputs::new(Arc::new(source))));
         let ctx = Arc::new(TaskContext::from(&state).with_session_config(config));
-        let dir = LocalStageDir::new(self.setup.shuffle_dir.join(&spec.shuffle_job));
         let result = dir.run_task(&stage, a.task as usize, a.attempt, ctx).await;
         let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(spill)).await;
         let manifest = result?;

@@ -716,13 +716,31 @@ impl Service for MasterService {
     async fn handle(self: Arc<Self>, req: QmRequest, _peer: PeerInfo) -> QmResponse {
         let core = &self.core;
         match req {
-            QmRequest::Execute { token, statement } => {
-                if token != core.client_token {
+            QmRequest::Execute {
+                token,
+                seq,
+                statement,
+            } => {
+                if !sheaf_rpc::token::same(&token, &core.client_token) {
                     return QmResponse::Refused("not this session's client".into());
                 }
                 let id = {
                     let mut st = core.lock();
                     st.last_client = Some(Instant::now());
+                    if seq < st.next_statement {
+                        // A repeat whose first answer was lost: the statement already started.
+                        return QmResponse::Started { id: seq };
+                    }
+                    if seq > st.next_statement {
+                        return QmResponse::Refused(format!(
+                            "statement {seq} out of order (the next is {})",
+                            st.next_statement
+                        ));
+                    }
+                    // The client runs one statement at a time: a new one means it has the
+                    // outcomes of the earlier ones (kept until now, so a poll whose reply was
+                    // lost can be repeated).
+                    st.statements.retain(|_, s| s.outcome.is_none());
                     let id = st.next_statement;
                     st.next_statement += 1;
                     st.statements.insert(id, StatementState::default());
@@ -733,7 +751,7 @@ impl Service for MasterService {
                 QmResponse::Started { id }
             }
             QmRequest::Poll { token, id } => {
-                if token != core.client_token {
+                if !sheaf_rpc::token::same(&token, &core.client_token) {
                     return QmResponse::Refused("not this session's client".into());
                 }
                 let deadline = Instant::now() + LONG_POLL;
@@ -746,7 +764,6 @@ impl Service for MasterService {
                             return QmResponse::Refused(format!("no statement {id}"));
                         };
                         if let Some(outcome) = s.outcome.clone() {
-                            st.statements.remove(&id);
                             return QmResponse::Outcome(outcome);
                         }
                         if Instant::now() >= deadline {
@@ -757,7 +774,7 @@ impl Service for MasterService {
                 }
             }
             QmRequest::Close { token } => {
-                if token != core.client_token {
+                if !sheaf_rpc::token::same(&token, &core.client_token) {
                     return QmResponse::Refused("not this session's client".into());
                 }
                 core.lock().closed = true;
@@ -770,7 +787,7 @@ impl Service for MasterService {
                 host,
                 shuffle,
             } => {
-                if token != core.executor_token {
+                if !sheaf_rpc::token::same(&token, &core.executor_token) {
                     return QmResponse::Refused("not an executor of this session".into());
                 }
                 let mut st = core.lock();
@@ -791,7 +808,7 @@ impl Service for MasterService {
                 QmResponse::Registered { executor: id }
             }
             QmRequest::NextTask { token, executor } => {
-                if token != core.executor_token {
+                if !sheaf_rpc::token::same(&token, &core.executor_token) {
                     return QmResponse::Refused("not an executor of this session".into());
                 }
                 let deadline = Instant::now() + LONG_POLL;
@@ -840,7 +857,7 @@ impl Service for MasterService {
                 attempt,
                 outcome,
             } => {
-                if token != core.executor_token {
+                if !sheaf_rpc::token::same(&token, &core.executor_token) {
                     return QmResponse::Refused("not an executor of this session".into());
                 }
                 let now = core.clock.now();

@@ -130,11 +130,14 @@ pub enum WireOutcome {
 /// Requests to the query master.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum QmRequest {
-    /// Client: start running a statement; answered with [`QmResponse::Started`].
+    /// Client: start running a statement; answered with [`QmResponse::Started`]. Safe to
+    /// repeat: a repeated `seq` is answered with the statement it started.
     Execute {
         /// The session's client token.
         #[serde(with = "serde_bytes")]
         token: Vec<u8>,
+        /// The client's number for the statement: 1, 2, … (its id at the master).
+        seq: u64,
         /// The statement.
         statement: String,
     },

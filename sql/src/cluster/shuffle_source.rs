@@ -3,10 +3,13 @@
 //! partition's length and CRC32 against the producer's manifest, and decodes the Arrow IPC on a
 //! blocking thread. A producer whose output cannot be fetched is remembered in [`LostInputs`]
 //! so the task can report it as a fetch failure (its output runs again; the task is not blamed).
+//!
+//! A producer that ran on this node is read from its data file directly, as Spark reads local
+//! shuffle blocks from disk: the bytes do not go through the shuffle service and QUIC twice.
 
 use super::protocol::{ProducerOutput, StageLocations};
 use crate::error::SqlError;
-use crate::stage_store::{read_partition, read_partition_file, StageSource};
+use crate::stage_store::{read_partition, read_partition_file, LocalStageDir, StageSource};
 use crate::stages::StageId;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::error::{DataFusionError, Result};
@@ -15,6 +18,7 @@ use datafusion::physical_plan::SendableRecordBatchStream;
 use sheaf_mapreduce::shuffle::fetcher::{FetchedSegment, MapOutputLocation, ShuffleJob};
 use sheaf_mapreduce::shuffle::{MapAttemptId, ShuffleFetcher};
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -55,6 +59,16 @@ pub struct ShuffleStageSource {
     inputs: BTreeMap<u32, BTreeMap<u32, ProducerOutput>>,
     spill_dir: PathBuf,
     lost: LostInputs,
+    local: Option<LocalOutputs>,
+}
+
+/// This node's shuffle service and the directory its producers' outputs of the job are in.
+#[derive(Debug, Clone)]
+pub struct LocalOutputs {
+    /// The shuffle service of this node (producers reporting it ran here).
+    pub shuffle: SocketAddr,
+    /// The job's stage outputs on this node.
+    pub dir: LocalStageDir,
 }
 
 impl std::fmt::Debug for ShuffleStageSource {
@@ -91,8 +105,36 @@ impl ShuffleStageSource {
             inputs,
             spill_dir,
             lost,
+            local: None,
         }
     }
+
+    /// Reads the outputs of producers that ran on this node from `local`'s files.
+    pub fn with_local(mut self, local: LocalOutputs) -> ShuffleStageSource {
+        self.local = Some(local);
+        self
+    }
+}
+
+/// Decodes a producer's partition from its data file on this node.
+async fn read_local(
+    dir: &LocalStageDir,
+    (stage, part): (u32, u32),
+    p: &ProducerOutput,
+    tx: tokio::sync::mpsc::Sender<Result<datafusion::arrow::array::RecordBatch>>,
+) -> std::result::Result<Result<()>, String> {
+    let expected = p
+        .partitions
+        .get(part as usize)
+        .cloned()
+        .ok_or_else(|| format!("stage {stage} task {} wrote no partition {part}", p.task))?;
+    let path = dir.data_path(stage as StageId, p.task as usize);
+    tokio::task::spawn_blocking(move || {
+        let emit = |b| tx.blocking_send(Ok(b)).is_ok();
+        read_partition_file(&path, &expected, emit)
+    })
+    .await
+    .map_err(|e| format!("decoding a local partition: {e}"))
 }
 
 impl StageSource for ShuffleStageSource {
@@ -132,8 +174,27 @@ impl StageSource for ShuffleStageSource {
         let lost = self.lost.clone();
         let mut builder = RecordBatchReceiverStream::builder(schema, 2);
         let tx = builder.tx();
+        let local = self.local.clone();
         builder.spawn(async move {
-            for (part, producers) in by_part {
+            for (part, mut producers) in by_part {
+                if let Some(local) = &local {
+                    let (here, remote): (Vec<_>, Vec<_>) = producers
+                        .into_iter()
+                        .partition(|p| p.shuffle == local.shuffle);
+                    producers = remote;
+                    for p in &here {
+                        match read_local(&local.dir, (stage, part), p, tx.clone()).await {
+                            Ok(decoded) => decoded?,
+                            Err(why) => {
+                                lost.record((stage, p.task), why.clone());
+                                return Err(DataFusionError::Execution(why));
+                            }
+                        }
+                    }
+                }
+                if producers.is_empty() {
+                    continue;
+                }
                 let maps: Vec<MapOutputLocation> = producers
                     .iter()
                     .map(|p| MapOutputLocation {

@@ -66,6 +66,9 @@ pub struct RmArgs {
     /// No error for missing paths.
     #[arg(short = 'f')]
     pub(super) force: bool,
+    /// Delete at once instead of moving to the trash (Hadoop's `-skipTrash`).
+    #[arg(long = "skip-trash")]
+    pub(super) skip_trash: bool,
     /// Paths to delete.
     #[arg(required = true)]
     pub(super) paths: Vec<String>,
@@ -161,6 +164,15 @@ pub struct TestArgs {
     pub(super) zero: bool,
     /// The path to test.
     pub(super) path: String,
+}
+
+/// `expunge`.
+#[derive(clap::Args)]
+pub struct ExpungeArgs {
+    /// Delete everything in the trash now, not only checkpoints older than the interval
+    /// (Hadoop's `-immediate`).
+    #[arg(long)]
+    pub(super) immediate: bool,
 }
 
 /// `head`.

@@ -15,8 +15,9 @@ mod transfer;
 use super::runtime::{runtime, Workload};
 use anyhow::anyhow;
 use args::{
-    ChgrpArgs, ChmodArgs, ChownArgs, CpArgs, DfArgs, DuArgs, GetArgs, HeadArgs, LsArgs, MkdirArgs,
-    MvArgs, PathsArgs, PutArgs, RmArgs, SetrepArgs, StatArgs, TailArgs, TestArgs,
+    ChgrpArgs, ChmodArgs, ChownArgs, CpArgs, DfArgs, DuArgs, ExpungeArgs, GetArgs, HeadArgs,
+    LsArgs, MkdirArgs, MvArgs, PathsArgs, PutArgs, RmArgs, SetrepArgs, StatArgs, TailArgs,
+    TestArgs,
 };
 use sheaf_dfs::client::{DfsClient, DfsError};
 use sheaf_dfs::protocol::{FileKind, FileStatus, NamenodeError};
@@ -37,8 +38,10 @@ pub enum DfsCommand {
     Ls(LsArgs),
     /// Create directories.
     Mkdir(MkdirArgs),
-    /// Delete files or directories.
+    /// Delete files or directories (into the trash unless `-skipTrash` or the trash is off).
     Rm(RmArgs),
+    /// Checkpoint the trash and delete checkpoints older than the trash interval.
+    Expunge(ExpungeArgs),
     /// Move (rename) paths.
     Mv(MvArgs),
     /// Copy within the DFS.
@@ -80,6 +83,7 @@ pub fn verb(cmd: &DfsCommand) -> &'static str {
         DfsCommand::Ls(_) => "dfs ls",
         DfsCommand::Mkdir(_) => "dfs mkdir",
         DfsCommand::Rm(_) => "dfs rm",
+        DfsCommand::Expunge(_) => "dfs expunge",
         DfsCommand::Mv(_) => "dfs mv",
         DfsCommand::Cp(_) => "dfs cp",
         DfsCommand::Stat(_) => "dfs stat",
@@ -152,6 +156,7 @@ async fn run_async(cmd: DfsCommand) -> anyhow::Result<()> {
         DfsCommand::Ls(a) => namespace::ls(a).await,
         DfsCommand::Mkdir(a) => namespace::mkdir(a).await,
         DfsCommand::Rm(a) => namespace::rm(a).await,
+        DfsCommand::Expunge(a) => namespace::expunge(a).await,
         DfsCommand::Mv(a) => namespace::mv(a).await,
         DfsCommand::Cp(a) => transfer::cp(a).await,
         DfsCommand::Stat(a) => namespace::stat(a).await,

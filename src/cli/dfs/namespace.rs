@@ -2,8 +2,8 @@
 //! `mkdir`, `rm`, `mv`, `stat`, `du`, `df`, `setrep`, `test`, `touchz`, `head`, `tail`, `checksum`.
 
 use super::args::{
-    DfArgs, DuArgs, HeadArgs, LsArgs, MkdirArgs, MvArgs, PathsArgs, RmArgs, SetrepArgs, StatArgs,
-    TailArgs, TestArgs,
+    DfArgs, DuArgs, ExpungeArgs, HeadArgs, LsArgs, MkdirArgs, MvArgs, PathsArgs, RmArgs,
+    SetrepArgs, StatArgs, TailArgs, TestArgs,
 };
 use super::transfer::{map_write_error, write_stdout};
 use super::{
@@ -112,6 +112,24 @@ pub(super) async fn rm(a: RmArgs) -> anyhow::Result<()> {
             failed = Some(anyhow!("/: refusing to delete the root directory"));
             continue;
         }
+        if client.config().dfs.trash_interval_ms > 0 && !a.skip_trash {
+            match client.move_to_trash(&p.path).await {
+                Ok(Some(target)) => {
+                    let nn = client.namenode_addr();
+                    println!(
+                        "Moved: 'sheaf://{nn}{}' to trash at: sheaf://{nn}{target}",
+                        p.path
+                    );
+                    continue;
+                }
+                // Already in the trash: deleted for good below.
+                Ok(None) => {}
+                Err(e) => {
+                    failed = Some(e.into());
+                    continue;
+                }
+            }
+        }
         match client.delete(&p.path, a.recursive).await {
             Ok(_) => println!("Deleted {}", p.path),
             Err(e) if is_not_found(&e) && a.force => {}
@@ -119,6 +137,19 @@ pub(super) async fn rm(a: RmArgs) -> anyhow::Result<()> {
         }
     }
     failed.map_or(Ok(()), Err)
+}
+
+pub(super) async fn expunge(a: ExpungeArgs) -> anyhow::Result<()> {
+    let client = super::connect(None).await?;
+    let interval = client.config().dfs.trash_interval_ms;
+    let (made, deleted) = client.expunge(interval, a.immediate).await?;
+    if let Some(c) = made {
+        println!("Created trash checkpoint: {c}");
+    }
+    for d in deleted {
+        println!("Deleted trash checkpoint: {d}");
+    }
+    Ok(())
 }
 
 pub(super) async fn mv(a: MvArgs) -> anyhow::Result<()> {

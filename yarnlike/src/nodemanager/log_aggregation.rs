@@ -1,6 +1,9 @@
 //! Log aggregation: when an application ends, each NodeManager copies the stdout/stderr of the
 //! application's containers it ran into the DFS under `/sheaf/logs/<user>/<app>/<container>/`
 //! and then deletes its local copies. `sheaf yarn logs APP` reads them back from there.
+//!
+//! `/sheaf/logs/<user>` belongs to the user, mode 0700 (Hadoop's log ACL: the application's
+//! owner and the administrators read its logs, nobody else does).
 
 use crate::protocol::{AppId, ContainerId, YarnError};
 use sheaf_dfs::client::DfsClient;
@@ -10,9 +13,14 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use tokio::sync::OnceCell;
 
+/// The DFS directory holding a user's applications' aggregated logs.
+pub fn user_log_dir(user: &str) -> String {
+    format!("/sheaf/logs/{user}")
+}
+
 /// The DFS directory holding an application's aggregated logs.
 pub fn app_log_dir(user: &str, app: AppId) -> String {
-    format!("/sheaf/logs/{user}/{app}")
+    format!("{}/{app}", user_log_dir(user))
 }
 
 /// The DFS path of one log file (`stdout` or `stderr`) of a container.
@@ -100,6 +108,16 @@ impl LogAggregator {
             return Ok(0);
         }
         let client = self.client().await?;
+        let user_dir = user_log_dir(user);
+        client.mkdirs(&user_dir, true).await.map_err(dfs_err)?;
+        client
+            .set_owner(&user_dir, Some(user), None)
+            .await
+            .map_err(dfs_err)?;
+        client
+            .set_permission(&user_dir, 0o700)
+            .await
+            .map_err(dfs_err)?;
         let base = app_log_dir(user, app);
         for (container, name, path) in &files {
             let dir = format!("{base}/{container}");

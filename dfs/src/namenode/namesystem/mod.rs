@@ -9,12 +9,13 @@
 //! - [`DatanodeProtocolRequest`](crate::protocol::DatanodeProtocolRequest)s in `datanodes` (registration, heartbeats, reports).
 //!
 //! Lease recovery (expired writers, `CommitBlockSynchronization`) is in `recovery`, `fsck` in
-//! `fsck`.
+//! `fsck`, the trash emptier in `trash`.
 
 mod client;
 mod datanodes;
 mod fsck;
 mod recovery;
+mod trash;
 mod write;
 
 #[cfg(test)]
@@ -61,6 +62,8 @@ pub struct NamesystemConfig {
     pub safemode_threshold: f64,
     /// Safe-mode extension.
     pub safemode_extension_ms: u64,
+    /// How long deleted paths stay in the trash (`[dfs] trash-interval-ms`; 0: no emptier).
+    pub trash_interval_ms: u64,
 }
 
 impl NamesystemConfig {
@@ -80,6 +83,7 @@ impl NamesystemConfig {
             recovery_retry_ms: c.dead_timeout_ms.max(1000),
             safemode_threshold: c.safemode_threshold,
             safemode_extension_ms: c.safemode_extension_ms,
+            trash_interval_ms: 0,
         }
     }
 }

@@ -28,6 +28,7 @@ fn cfg() -> NamesystemConfig {
         recovery_retry_ms: 1000,
         safemode_threshold: 1.0,
         safemode_extension_ms: 0,
+        trash_interval_ms: 0,
     }
 }
 

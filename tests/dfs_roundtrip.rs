@@ -317,6 +317,98 @@ fn shell_commands_behave_like_hadoop() {
     assert!(e.contains("-D nosuchkey: not a configuration key"), "{e}");
     let help = dfs.ok(&["dfs", "-help", "put"]);
     assert!(help.contains("Usage:") && help.contains("put"), "{help}");
+
+    // ls flags: -C paths only, -S by size, -r reversed, -d the directory itself.
+    assert_eq!(
+        dfs.ok(&["dfs", "-ls", "-C", "/h"]),
+        "/h/private\n/h/two\n/h/x.txt\n"
+    );
+    let by_size: Vec<String> = dfs
+        .ok(&["dfs", "-ls", "-S", "/h"])
+        .lines()
+        .skip(1)
+        .map(|l| l.rsplit(' ').next().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(by_size, ["/h/two", "/h/x.txt", "/h/private"]);
+    assert_eq!(
+        dfs.ok(&["dfs", "-ls", "-C", "-r", "/h"]),
+        "/h/x.txt\n/h/two\n/h/private\n"
+    );
+    let d = dfs.ok(&["dfs", "-ls", "-d", "/h"]);
+    assert!(
+        d.lines().count() == 1 && d.starts_with('d') && d.trim_end().ends_with(" /h"),
+        "{d}"
+    );
+    // count, in Hadoop's columns: /h holds x.txt (12 bytes), two (3000) and private (0).
+    assert_eq!(
+        dfs.ok(&["dfs", "-count", "/h"]),
+        format!("{:>12} {:>12} {:>18} /h\n", 1, 3, 3012)
+    );
+    let q = dfs.ok(&["dfs", "-count", "-q", "-v", "/h"]);
+    let lines: Vec<&str> = q.lines().collect();
+    assert_eq!(
+        lines[0],
+        "       QUOTA       REM_QUOTA     SPACE_QUOTA REM_SPACE_QUOTA    DIR_COUNT   FILE_COUNT       CONTENT_SIZE PATHNAME"
+    );
+    assert_eq!(
+        lines[1],
+        format!(
+            "{:>12} {:>15} {:>15} {:>15} {:>12} {:>12} {:>18} /h",
+            "none", "inf", "none", "inf", 1, 3, 3012
+        )
+    );
+    // getmerge: the files in name order (private, two, x.txt), -nl after each.
+    let merged = dfs.dir.path().join("merged");
+    dfs.ok(&["dfs", "-getmerge", "-nl", "/h", merged.to_str().unwrap()]);
+    let mut want = b"\n".to_vec();
+    want.extend_from_slice(&big);
+    want.push(b'\n');
+    want.extend_from_slice(b"hello sheaf\n\n");
+    assert!(std::fs::read(&merged).unwrap() == want, "getmerge differs");
+    // find
+    assert_eq!(
+        dfs.ok(&["dfs", "-find", "/h", "-name", "*.txt", "-print"]),
+        "/h/x.txt\n"
+    );
+    assert_eq!(
+        dfs.ok(&["dfs", "-find", "/h", "-iname", "X.TXT"]),
+        "/h/x.txt\n"
+    );
+    assert_eq!(dfs.ok(&["dfs", "-find", "/h"]).lines().count(), 4);
+    // rmdir: only empty directories.
+    let e = one_line_error(&dfs.sheaf(&["dfs", "-rmdir", "/h"]));
+    assert!(e.contains("/h: Directory is not empty"), "{e}");
+    dfs.ok(&["dfs", "-rmdir", "--ignore-fail-on-non-empty", "/h"]);
+    dfs.ok(&["dfs", "-mkdir", "/h/empty"]);
+    dfs.ok(&["dfs", "-rmdir", "/h/empty"]);
+    assert_eq!(
+        dfs.sheaf(&["dfs", "-test", "-e", "/h/empty"]).status.code(),
+        Some(1)
+    );
+    // copyFromLocal / copyToLocal / moveFromLocal
+    let moving = dfs.dir.path().join("moving.txt");
+    std::fs::write(&moving, b"moved\n").unwrap();
+    dfs.ok(&[
+        "dfs",
+        "-moveFromLocal",
+        moving.to_str().unwrap(),
+        "/h/moved.txt",
+    ]);
+    assert!(!moving.exists(), "moveFromLocal left the local file");
+    dfs.ok(&[
+        "dfs",
+        "-copyFromLocal",
+        src.to_str().unwrap(),
+        "/h/copied.txt",
+    ]);
+    let back = dfs.dir.path().join("copied-back.txt");
+    dfs.ok(&[
+        "dfs",
+        "-copyToLocal",
+        "/h/moved.txt",
+        back.to_str().unwrap(),
+    ]);
+    assert_eq!(std::fs::read(&back).unwrap(), b"moved\n");
 }
 
 #[test]

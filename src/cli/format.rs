@@ -4,7 +4,7 @@
 use sheaf_dfs::protocol::{FileKind, FileStatus};
 
 /// The `ls` lines for `entries`, columns padded to the widest value like Hadoop.
-pub fn listing_lines(entries: &[FileStatus], human: bool) -> Vec<String> {
+pub fn listing_lines(entries: &[FileStatus], human: bool, atime: bool) -> Vec<String> {
     let repl = |s: &FileStatus| {
         if s.kind == FileKind::Directory {
             "-".to_string()
@@ -38,7 +38,7 @@ pub fn listing_lines(entries: &[FileStatus], human: bool) -> Vec<String> {
                 s.owner,
                 s.group,
                 size(s),
-                local_time(s.mtime_ms, false),
+                local_time(if atime { s.atime_ms } else { s.mtime_ms }, false),
                 s.path
             )
         })
@@ -200,6 +200,7 @@ mod tests {
     fn ls_lines_have_hadoop_columns() {
         let lines = listing_lines(
             &[status(FileKind::Directory, 0), status(FileKind::File, 1234)],
+            false,
             false,
         );
         assert!(

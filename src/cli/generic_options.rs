@@ -16,6 +16,12 @@ use std::path::PathBuf;
 const LONG_FLAGS: &[(&str, &str)] = &[
     ("-skipTrash", "--skip-trash"),
     ("-immediate", "--immediate"),
+    ("-nl", "--nl"),
+    ("-skip-empty-file", "--skip-empty-file"),
+    ("-name", "--name"),
+    ("-iname", "--iname"),
+    ("-print", "--print"),
+    ("-print0", "--print0"),
 ];
 
 /// The sections of `sheaf.toml` a `-D section.key` may set.
@@ -301,6 +307,10 @@ mod tests {
         assert_eq!(
             rewritten("sheaf dfs -rm -r -skipTrash /x").0,
             "sheaf dfs rm -r --skip-trash /x"
+        );
+        assert_eq!(
+            rewritten("sheaf dfs -find / -iname x -print0").0,
+            "sheaf dfs -find / --iname x --print0"
         );
         let (_, o) = rewritten("sheaf dfs -D fs.trash.interval=1.5 -expunge -immediate");
         assert_eq!(

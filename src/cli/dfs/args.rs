@@ -39,6 +39,27 @@ pub struct LsArgs {
     /// Human-readable sizes (1.5 K, 128 M).
     #[arg(short = 'h')]
     pub(super) human: bool,
+    /// Directories are listed as plain files, not their contents.
+    #[arg(short = 'd')]
+    pub(super) directories: bool,
+    /// Sort by modification time, most recent first.
+    #[arg(short = 't')]
+    pub(super) by_time: bool,
+    /// Sort by size, largest first.
+    #[arg(short = 'S')]
+    pub(super) by_size: bool,
+    /// Reverse the order.
+    #[arg(short = 'r')]
+    pub(super) reverse: bool,
+    /// Access time instead of modification time (shown, and sorted by with `-t`).
+    #[arg(short = 'u')]
+    pub(super) atime: bool,
+    /// Paths only.
+    #[arg(short = 'C')]
+    pub(super) paths_only: bool,
+    /// `?` for non-printable characters in names.
+    #[arg(short = 'q')]
+    pub(super) quote: bool,
     /// Print help.
     #[arg(long, action = clap::ArgAction::Help)]
     pub(super) help: Option<bool>,
@@ -164,6 +185,71 @@ pub struct TestArgs {
     pub(super) zero: bool,
     /// The path to test.
     pub(super) path: String,
+}
+
+/// `count`.
+#[derive(clap::Args)]
+pub struct CountArgs {
+    /// Quota columns too (`none`/`inf`: Sheaf has no quotas yet).
+    #[arg(short = 'q')]
+    pub(super) quotas: bool,
+    /// Human-readable sizes.
+    #[arg(short = 'h')]
+    pub(super) human: bool,
+    /// A header line.
+    #[arg(short = 'v')]
+    pub(super) header: bool,
+    /// Print help.
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub(super) help: Option<bool>,
+    /// DFS paths.
+    #[arg(required = true)]
+    pub(super) paths: Vec<String>,
+}
+
+/// `rmdir`.
+#[derive(clap::Args)]
+pub struct RmdirArgs {
+    /// A directory that is not empty is left alone without an error.
+    #[arg(long = "ignore-fail-on-non-empty")]
+    pub(super) ignore_non_empty: bool,
+    /// Directories to delete (they must be empty).
+    #[arg(required = true)]
+    pub(super) paths: Vec<String>,
+}
+
+/// `getmerge`.
+#[derive(clap::Args)]
+pub struct GetmergeArgs {
+    /// A newline after each file.
+    #[arg(long = "nl")]
+    pub(super) newline: bool,
+    /// Empty files add nothing (not even the `-nl` newline).
+    #[arg(long = "skip-empty-file")]
+    pub(super) skip_empty: bool,
+    /// DFS sources (files, or directories whose files are merged in name order), then the
+    /// local destination file.
+    #[arg(required = true, num_args = 2..)]
+    pub(super) paths: Vec<String>,
+}
+
+/// `find`.
+#[derive(clap::Args)]
+pub struct FindArgs {
+    /// Paths whose file name matches this glob (Hadoop's `-name`).
+    #[arg(long)]
+    pub(super) name: Option<String>,
+    /// Like `-name`, ignoring case (Hadoop's `-iname`).
+    #[arg(long)]
+    pub(super) iname: Option<String>,
+    /// Print each match on a line (the default; Hadoop's `-print`).
+    #[arg(long)]
+    pub(super) print: bool,
+    /// Print each match followed by a NUL (Hadoop's `-print0`).
+    #[arg(long)]
+    pub(super) print0: bool,
+    /// Where to look (default: the home directory, Hadoop's working directory).
+    pub(super) paths: Vec<String>,
 }
 
 /// `expunge`.

@@ -15,9 +15,9 @@ mod transfer;
 use super::runtime::{runtime, Workload};
 use anyhow::anyhow;
 use args::{
-    ChgrpArgs, ChmodArgs, ChownArgs, CpArgs, DfArgs, DuArgs, ExpungeArgs, GetArgs, HeadArgs,
-    LsArgs, MkdirArgs, MvArgs, PathsArgs, PutArgs, RmArgs, SetrepArgs, StatArgs, TailArgs,
-    TestArgs,
+    ChgrpArgs, ChmodArgs, ChownArgs, CountArgs, CpArgs, DfArgs, DuArgs, ExpungeArgs, FindArgs,
+    GetArgs, GetmergeArgs, HeadArgs, LsArgs, MkdirArgs, MvArgs, PathsArgs, PutArgs, RmArgs,
+    RmdirArgs, SetrepArgs, StatArgs, TailArgs, TestArgs,
 };
 use sheaf_dfs::client::{DfsClient, DfsError};
 use sheaf_dfs::protocol::{FileKind, FileStatus, NamenodeError};
@@ -28,9 +28,16 @@ use std::net::SocketAddr;
 #[derive(clap::Subcommand)]
 pub enum DfsCommand {
     /// Copy local files, directories (recursively) or stdin (`-`) into the DFS.
+    #[command(alias = "copyFromLocal")]
     Put(PutArgs),
+    /// Like put, then delete the local sources.
+    #[command(name = "moveFromLocal")]
+    MoveFromLocal(PutArgs),
     /// Copy DFS files or directories to the local filesystem.
+    #[command(alias = "copyToLocal")]
     Get(GetArgs),
+    /// Concatenate DFS files (a directory: its files in name order) into one local file.
+    Getmerge(GetmergeArgs),
     /// Print files to stdout.
     Cat(PathsArgs),
     /// List directories (Hadoop's columns).
@@ -38,6 +45,13 @@ pub enum DfsCommand {
     Ls(LsArgs),
     /// Create directories.
     Mkdir(MkdirArgs),
+    /// Delete empty directories.
+    Rmdir(RmdirArgs),
+    /// Directories, files and bytes under paths (Hadoop's columns; `-q` quotas, `-h`, `-v`).
+    #[command(disable_help_flag = true)]
+    Count(CountArgs),
+    /// Paths under the given ones whose name matches (`-name GLOB`, `-iname GLOB`, `-print`).
+    Find(FindArgs),
     /// Delete files or directories (into the trash unless `-skipTrash` or the trash is off).
     Rm(RmArgs),
     /// Checkpoint the trash and delete checkpoints older than the trash interval.
@@ -78,7 +92,12 @@ pub enum DfsCommand {
 pub fn verb(cmd: &DfsCommand) -> &'static str {
     match cmd {
         DfsCommand::Put(_) => "dfs put",
+        DfsCommand::MoveFromLocal(_) => "dfs moveFromLocal",
         DfsCommand::Get(_) => "dfs get",
+        DfsCommand::Getmerge(_) => "dfs getmerge",
+        DfsCommand::Rmdir(_) => "dfs rmdir",
+        DfsCommand::Count(_) => "dfs count",
+        DfsCommand::Find(_) => "dfs find",
         DfsCommand::Cat(_) => "dfs cat",
         DfsCommand::Ls(_) => "dfs ls",
         DfsCommand::Mkdir(_) => "dfs mkdir",
@@ -134,6 +153,23 @@ async fn connect_expanded(args: &[String]) -> anyhow::Result<(DfsClient, Vec<Dfs
     Ok((client, paths))
 }
 
+/// [`connect_expanded`], then every path's status: a missing one is Hadoop's "No such file or
+/// directory".
+async fn connect_existing(
+    args: &[String],
+) -> anyhow::Result<(DfsClient, Vec<(DfsUri, FileStatus)>)> {
+    let (client, paths) = connect_expanded(args).await?;
+    let mut out = Vec::with_capacity(paths.len());
+    for p in paths {
+        let status = client
+            .status(&p.path)
+            .await?
+            .ok_or_else(|| not_found(&p.path))?;
+        out.push((p, status));
+    }
+    Ok((client, out))
+}
+
 /// The path arguments of `ls`, `du` and `df`: `/` when none is given.
 fn paths_or_root(args: &[String]) -> Vec<String> {
     if args.is_empty() {
@@ -151,7 +187,12 @@ pub fn run(cmd: DfsCommand) -> anyhow::Result<()> {
 async fn run_async(cmd: DfsCommand) -> anyhow::Result<()> {
     match cmd {
         DfsCommand::Put(a) => transfer::put(a).await,
+        DfsCommand::MoveFromLocal(a) => transfer::move_from_local(a).await,
         DfsCommand::Get(a) => transfer::get(a).await,
+        DfsCommand::Getmerge(a) => transfer::getmerge(a).await,
+        DfsCommand::Rmdir(a) => namespace::rmdir(a).await,
+        DfsCommand::Count(a) => namespace::count(a).await,
+        DfsCommand::Find(a) => namespace::find(a).await,
         DfsCommand::Cat(a) => transfer::cat(a).await,
         DfsCommand::Ls(a) => namespace::ls(a).await,
         DfsCommand::Mkdir(a) => namespace::mkdir(a).await,

@@ -2,12 +2,13 @@
 //! `mkdir`, `rm`, `mv`, `stat`, `du`, `df`, `setrep`, `test`, `touchz`, `head`, `tail`, `checksum`.
 
 use super::args::{
-    DfArgs, DuArgs, ExpungeArgs, HeadArgs, LsArgs, MkdirArgs, MvArgs, PathsArgs, RmArgs,
-    SetrepArgs, StatArgs, TailArgs, TestArgs,
+    CountArgs, DfArgs, DuArgs, ExpungeArgs, FindArgs, HeadArgs, LsArgs, MkdirArgs, MvArgs,
+    PathsArgs, RmArgs, RmdirArgs, SetrepArgs, StatArgs, TailArgs, TestArgs,
 };
 use super::transfer::{map_write_error, write_stdout};
 use super::{
-    connect_all, connect_expanded, connect_one, is_not_found, not_found, paths_or_root, target_in,
+    connect_all, connect_existing, connect_expanded, connect_one, is_not_found, not_found,
+    paths_or_root, target_in,
 };
 use crate::cli::exit::SilentExit;
 use crate::cli::format::{format_stat, human_size, listing_lines};
@@ -24,41 +25,74 @@ pub(super) async fn ls(a: LsArgs) -> anyhow::Result<()> {
             .status(&p.path)
             .await?
             .ok_or_else(|| not_found(&p.path))?;
-        if status.kind == FileKind::File {
-            print_listing(&[status], a.human);
+        if status.kind == FileKind::File || a.directories {
+            print_listing(&[status], &a);
             continue;
         }
-        let entries = client.list(&p.path).await?;
+        let mut entries = client.list(&p.path).await?;
+        sort_listing(&mut entries, &a);
         if a.recursive {
-            ls_recursive(&client, entries, a.human).await?;
+            ls_recursive(&client, entries, &a).await?;
         } else {
-            println!("Found {} items", entries.len());
-            print_listing(&entries, a.human);
+            if !a.paths_only {
+                println!("Found {} items", entries.len());
+            }
+            print_listing(&entries, &a);
         }
     }
     Ok(())
 }
 
+/// Hadoop's orders: by name, `-t` by time (newest first), `-S` by size (largest first), `-r`
+/// reversed.
+fn sort_listing(entries: &mut [FileStatus], a: &LsArgs) {
+    let time = |s: &FileStatus| if a.atime { s.atime_ms } else { s.mtime_ms };
+    if a.by_time {
+        entries.sort_by(|x, y| time(y).cmp(&time(x)).then_with(|| x.path.cmp(&y.path)));
+    } else if a.by_size {
+        entries.sort_by(|x, y| y.len.cmp(&x.len).then_with(|| x.path.cmp(&y.path)));
+    } else {
+        entries.sort_by(|x, y| x.path.cmp(&y.path));
+    }
+    if a.reverse {
+        entries.reverse();
+    }
+}
+
 async fn ls_recursive(
     client: &DfsClient,
     entries: Vec<FileStatus>,
-    human: bool,
+    a: &LsArgs,
 ) -> anyhow::Result<()> {
     for e in entries {
-        print_listing(std::slice::from_ref(&e), human);
+        print_listing(std::slice::from_ref(&e), a);
         if e.kind == FileKind::Directory {
-            let children = client.list(&e.path).await?;
-            Box::pin(ls_recursive(client, children, human)).await?;
+            let mut children = client.list(&e.path).await?;
+            sort_listing(&mut children, a);
+            Box::pin(ls_recursive(client, children, a)).await?;
         }
     }
     Ok(())
 }
 
 /// Hadoop's `ls` columns: permissions, replication (`-` for directories), owner, group, size,
-/// `yyyy-MM-dd HH:mm`, path.
-fn print_listing(entries: &[FileStatus], human: bool) {
-    for line in listing_lines(entries, human) {
-        println!("{line}");
+/// `yyyy-MM-dd HH:mm`, path (`-C`: the path alone; `-q`: `?` for non-printable characters).
+fn print_listing(entries: &[FileStatus], a: &LsArgs) {
+    let lines = if a.paths_only {
+        entries.iter().map(|e| e.path.clone()).collect()
+    } else {
+        listing_lines(entries, a.human, a.atime)
+    };
+    for line in lines {
+        if a.quote {
+            let quoted: String = line
+                .chars()
+                .map(|c| if c.is_control() { '?' } else { c })
+                .collect();
+            println!("{quoted}");
+        } else {
+            println!("{line}");
+        }
     }
 }
 
@@ -137,6 +171,120 @@ pub(super) async fn rm(a: RmArgs) -> anyhow::Result<()> {
         }
     }
     failed.map_or(Ok(()), Err)
+}
+
+/// Hadoop's `count` columns: `%12s %12s %18s ` (with `-q`, `%12s %15s %15s %15s ` before).
+pub(super) async fn count(a: CountArgs) -> anyhow::Result<()> {
+    let (client, paths) = connect_expanded(&a.paths).await?;
+    if a.header {
+        let quota = if a.quotas {
+            format!(
+                "{:>12} {:>15} {:>15} {:>15} ",
+                "QUOTA", "REM_QUOTA", "SPACE_QUOTA", "REM_SPACE_QUOTA"
+            )
+        } else {
+            String::new()
+        };
+        println!(
+            "{quota}{:>12} {:>12} {:>18} PATHNAME",
+            "DIR_COUNT", "FILE_COUNT", "CONTENT_SIZE"
+        );
+    }
+    for p in &paths {
+        if client.status(&p.path).await?.is_none() {
+            return Err(not_found(&p.path));
+        }
+        let c = client.content_summary(&p.path).await?;
+        let size = if a.human {
+            human_size(c.length)
+        } else {
+            c.length.to_string()
+        };
+        let quota = if a.quotas {
+            format!("{:>12} {:>15} {:>15} {:>15} ", "none", "inf", "none", "inf")
+        } else {
+            String::new()
+        };
+        println!(
+            "{quota}{:>12} {:>12} {:>18} {}",
+            c.directories, c.files, size, p.path
+        );
+    }
+    Ok(())
+}
+
+pub(super) async fn rmdir(a: RmdirArgs) -> anyhow::Result<()> {
+    let (client, paths) = connect_existing(&a.paths).await?;
+    for (p, status) in &paths {
+        if status.kind != FileKind::Directory {
+            bail!("{}: Is not a directory", p.path);
+        }
+        if !client.list(&p.path).await?.is_empty() {
+            if a.ignore_non_empty {
+                continue;
+            }
+            bail!("{}: Directory is not empty", p.path);
+        }
+        client.delete(&p.path, false).await?;
+    }
+    Ok(())
+}
+
+/// `find PATH… [-name GLOB | -iname GLOB] [-print | -print0]`: every path under the given ones
+/// (themselves included) whose last component matches.
+pub(super) async fn find(a: FindArgs) -> anyhow::Result<()> {
+    let (pattern, case_sensitive) = match (&a.name, &a.iname) {
+        (Some(_), Some(_)) => bail!("give -name or -iname, not both"),
+        (Some(p), None) => (Some(p), true),
+        (None, Some(p)) => (Some(p), false),
+        (None, None) => (None, true),
+    };
+    let pattern = pattern
+        .map(|p| glob::Pattern::new(p).map_err(|e| anyhow!("{p}: bad pattern: {e}")))
+        .transpose()?;
+    let options = glob::MatchOptions {
+        case_sensitive,
+        ..glob::MatchOptions::new()
+    };
+    let start = if a.paths.is_empty() {
+        let client = super::connect(None).await?;
+        vec![sheaf_dfs::client::home_dir(client.user())]
+    } else {
+        a.paths.clone()
+    };
+    let (client, paths) = connect_expanded(&start).await?;
+    let end = if a.print0 { '\0' } else { '\n' };
+    let mut out = String::new();
+    let mut pending: Vec<String> = Vec::new();
+    for p in paths.iter().rev() {
+        if client.status(&p.path).await?.is_none() {
+            return Err(not_found(&p.path));
+        }
+        pending.push(p.path.clone());
+    }
+    // Depth first, in name order, as Hadoop walks.
+    while let Some(path) = pending.pop() {
+        let name = sheaf_dfs::path::file_name(&path);
+        if pattern
+            .as_ref()
+            .is_none_or(|g| g.matches_with(name, options))
+        {
+            out.push_str(&path);
+            out.push(end);
+        }
+        let mut children: Vec<String> = match client.status(&path).await? {
+            Some(s) if s.kind == FileKind::Directory => client
+                .list(&path)
+                .await?
+                .into_iter()
+                .map(|e| e.path)
+                .collect(),
+            _ => Vec::new(),
+        };
+        children.sort();
+        pending.extend(children.into_iter().rev());
+    }
+    write_stdout(out.as_bytes())
 }
 
 pub(super) async fn expunge(a: ExpungeArgs) -> anyhow::Result<()> {
@@ -406,12 +554,8 @@ pub(super) async fn tail(a: TailArgs) -> anyhow::Result<()> {
 }
 
 pub(super) async fn checksum(a: PathsArgs) -> anyhow::Result<()> {
-    let (client, paths) = connect_expanded(&a.paths).await?;
-    for p in &paths {
-        let status = client
-            .status(&p.path)
-            .await?
-            .ok_or_else(|| not_found(&p.path))?;
+    let (client, paths) = connect_existing(&a.paths).await?;
+    for (p, status) in &paths {
         if status.kind == FileKind::Directory {
             bail!("{}: Is a directory", p.path);
         }

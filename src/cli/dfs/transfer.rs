@@ -1,9 +1,10 @@
-//! Commands that move file contents: `put` (local → DFS), `get` (DFS → local), `cat` and `cp`
-//! (within the DFS), with progress bars on a terminal. Every copy goes to `target._COPYING_`
+//! Commands that move file contents: `put`/`copyFromLocal`/`moveFromLocal` (local → DFS), `get`/
+//! `copyToLocal` and `getmerge` (DFS → local), `cat` and `cp` (within the DFS), with progress bars
+//! on a terminal. Every copy goes to `target._COPYING_`
 //! first and is renamed into place, so a failed copy never leaves a partial file.
 
-use super::args::{CpArgs, GetArgs, PathsArgs, PutArgs};
-use super::{connect_all, connect_expanded, connect_one, is_not_found, not_found, target_in};
+use super::args::{CpArgs, GetArgs, GetmergeArgs, PathsArgs, PutArgs};
+use super::{connect_all, connect_existing, connect_one, is_not_found, not_found, target_in};
 use anyhow::{anyhow, bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 use sheaf_dfs::client::{CopyProgress, DfsClient, DfsError, WriteOutcome};
@@ -399,12 +400,8 @@ async fn get_file(
 }
 
 pub(super) async fn cat(a: PathsArgs) -> anyhow::Result<()> {
-    let (client, paths) = connect_expanded(&a.paths).await?;
-    for p in &paths {
-        let status = client
-            .status(&p.path)
-            .await?
-            .ok_or_else(|| not_found(&p.path))?;
+    let (client, paths) = connect_existing(&a.paths).await?;
+    for (p, status) in &paths {
         if status.kind == FileKind::Directory {
             bail!("{}: Is a directory", p.path);
         }
@@ -412,6 +409,77 @@ pub(super) async fn cat(a: PathsArgs) -> anyhow::Result<()> {
             .copy_to_writer(&p.path, Box::new(QuietStdout), "stdout", None)
             .await?;
     }
+    Ok(())
+}
+
+/// `moveFromLocal`: `put`, then the local sources are deleted.
+pub(super) async fn move_from_local(a: PutArgs) -> anyhow::Result<()> {
+    let sources: Vec<PathBuf> = a.paths[..a.paths.len() - 1]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+    if sources.iter().any(|s| s.as_os_str() == "-") {
+        bail!("-: standard input cannot be moved (use put)");
+    }
+    put(a).await?;
+    for s in &sources {
+        let removed = if s.is_dir() {
+            std::fs::remove_dir_all(s)
+        } else {
+            std::fs::remove_file(s)
+        };
+        removed.map_err(|e| {
+            anyhow!(
+                "{}: copied, but not removed: {}",
+                s.display(),
+                io_reason(&e)
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// `getmerge`: the sources' bytes, one file after another, into one local file.
+pub(super) async fn getmerge(a: GetmergeArgs) -> anyhow::Result<()> {
+    let (srcs, dst) = a.paths.split_at(a.paths.len() - 1);
+    let dst = std::path::PathBuf::from(&dst[0]);
+    let (client, paths) = connect_existing(srcs).await?;
+    let mut files = Vec::new();
+    for (p, status) in paths {
+        if status.kind == FileKind::Directory {
+            let mut children: Vec<_> = client
+                .list(&p.path)
+                .await?
+                .into_iter()
+                .filter(|e| e.kind == FileKind::File)
+                .collect();
+            children.sort_by(|x, y| x.path.cmp(&y.path));
+            files.extend(children);
+        } else {
+            files.push(status);
+        }
+    }
+    let sink = std::fs::File::create(&dst)
+        .map_err(|e| anyhow::anyhow!("{}: {}", dst.display(), io_reason(&e)))?;
+    for f in files {
+        if a.skip_empty && f.len == 0 {
+            continue;
+        }
+        let out = sink
+            .try_clone()
+            .map_err(|e| anyhow::anyhow!("{}: {}", dst.display(), io_reason(&e)))?;
+        client
+            .copy_to_writer(&f.path, Box::new(out), &dst.display().to_string(), None)
+            .await?;
+        if a.newline {
+            use std::io::Write;
+            (&sink)
+                .write_all(b"\n")
+                .map_err(|e| anyhow::anyhow!("{}: {}", dst.display(), io_reason(&e)))?;
+        }
+    }
+    sink.sync_all()
+        .map_err(|e| anyhow::anyhow!("{}: {}", dst.display(), io_reason(&e)))?;
     Ok(())
 }
 

@@ -422,12 +422,18 @@ fn rm_moves_to_the_trash_expunge_checkpoints_and_the_namenode_empties_old_checkp
     let nn = format!("sheaf://{}", dfs.namenode_addr);
     let src = dfs.dir.path().join("f.txt");
     std::fs::write(&src, b"keep me\n").unwrap();
-    let in_trash = |name: &str| {
-        dfs.ok(&["dfs", "ls", "-R", &trash])
-            .lines()
-            .filter(|l| l.contains(name))
-            .count()
+    // The NameNode's emptier may delete a checkpoint while `ls -R` walks it: list again then.
+    let listing = || {
+        for _ in 0..20 {
+            let out = dfs.sheaf(&["dfs", "ls", "-R", &trash]);
+            if out.status.success() {
+                return String::from_utf8_lossy(&out.stdout).into_owned();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("cannot list {trash}");
     };
+    let in_trash = |name: &str| listing().lines().filter(|l| l.contains(name)).count();
 
     dfs.ok(&["dfs", "mkdir", "/d"]);
     dfs.ok(&["dfs", "put", src.to_str().unwrap(), "/d/f"]);
@@ -475,7 +481,7 @@ fn rm_moves_to_the_trash_expunge_checkpoints_and_the_namenode_empties_old_checkp
         assert!(
             std::time::Instant::now() < deadline,
             "the trash was not emptied: {}",
-            dfs.ok(&["dfs", "ls", "-R", &trash])
+            listing()
         );
         std::thread::sleep(std::time::Duration::from_millis(500));
     }

@@ -94,16 +94,27 @@ impl DfsClient {
             self.mkdirs(&root, true).await?;
             self.set_permission(&root, TRASH_MODE).await?;
         }
-        let mut target = trash_target(&user, &path);
-        if let Some(parent) = crate::path::parent(&target) {
-            self.mkdirs(parent, true).await?;
+        // Twice, as Hadoop does: the emptier may turn `Current` into a checkpoint between the
+        // mkdirs and the rename.
+        let mut tries = 0;
+        loop {
+            let mut target = trash_target(&user, &path);
+            if let Some(parent) = crate::path::parent(&target) {
+                self.mkdirs(parent, true).await?;
+            }
+            // A name clash (the same path deleted twice) gets the time as a suffix, as in Hadoop.
+            if self.status(&target).await?.is_some() {
+                target = format!("{target}{}", wall_ms());
+            }
+            match self.rename(&path, &target).await {
+                Ok(()) => return Ok(Some(target)),
+                Err(e) if tries == 0 && self.status(&path).await?.is_some() => {
+                    tracing::debug!(%path, error = %e, "moving to the trash again");
+                    tries += 1;
+                }
+                Err(e) => return Err(e),
+            }
         }
-        // A name clash (the same path deleted twice) gets the time as a suffix, as in Hadoop.
-        if self.status(&target).await?.is_some() {
-            target = format!("{target}{}", wall_ms());
-        }
-        self.rename(&path, &target).await?;
-        Ok(Some(target))
     }
 
     /// `expunge`: checkpoints the caller's `Current` trash and deletes its checkpoints older

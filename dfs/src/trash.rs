@@ -9,6 +9,7 @@
 
 use crate::client::{home_dir, DfsClient, DfsError};
 use chrono::{DateTime, NaiveDateTime};
+use sheaf_rpc::time::wall_clock_ms;
 
 /// The trash directory's name in a home directory.
 pub const TRASH_DIR: &str = ".Trash";
@@ -68,13 +69,6 @@ pub fn expired(names: &[String], now_ms: u64, interval_ms: u64) -> Vec<&str> {
         .collect()
 }
 
-fn wall_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 impl DfsClient {
     /// Moves `path` into the caller's trash; returns where it went. A path already in the trash
     /// returns `None` (the caller deletes it for good, as Hadoop does).
@@ -104,7 +98,7 @@ impl DfsClient {
             }
             // A name clash (the same path deleted twice) gets the time as a suffix, as in Hadoop.
             if self.status(&target).await?.is_some() {
-                target = format!("{target}{}", wall_ms());
+                target = format!("{target}{}", wall_clock_ms());
             }
             match self.rename(&path, &target).await {
                 Ok(()) => return Ok(Some(target)),
@@ -129,7 +123,7 @@ impl DfsClient {
         if self.status(&root).await?.is_none() {
             return Ok((None, Vec::new()));
         }
-        let now = wall_ms();
+        let now = wall_clock_ms();
         let current = format!("{root}/{CURRENT}");
         let mut made = None;
         if self.status(&current).await?.is_some() {

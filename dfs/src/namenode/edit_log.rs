@@ -120,19 +120,23 @@ fn is_marker(payload: &[u8]) -> bool {
     payload.len() == BATCH_END.len() + 8 && payload.starts_with(&BATCH_END)
 }
 
-/// A batch-end marker record for a batch whose last record has sequence number `seq`.
-fn marker(seq: u64) -> Vec<u8> {
-    let mut payload = BATCH_END.to_vec();
-    payload.extend_from_slice(&seq.to_be_bytes());
-    let mut rec = Vec::with_capacity(8 + payload.len());
-    rec.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    rec.extend_from_slice(&crc32fast::hash(&payload).to_be_bytes());
-    rec.extend_from_slice(&payload);
-    rec
+/// Appends one record (`len | crc32 | payload`) to `buf`.
+fn encode_record(buf: &mut Vec<u8>, payload: &[u8]) {
+    buf.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    buf.extend_from_slice(&crc32fast::hash(payload).to_be_bytes());
+    buf.extend_from_slice(payload);
 }
 
-/// True if a later, acknowledged batch follows the bad record at `bad`: an intact end marker
-/// after it, directly followed by an intact record.
+/// Appends the batch-end marker of a batch whose last record has sequence number `seq`.
+fn encode_marker(buf: &mut Vec<u8>, seq: u64) {
+    let mut payload = [0u8; BATCH_END.len() + 8];
+    payload[..BATCH_END.len()].copy_from_slice(&BATCH_END);
+    payload[BATCH_END.len()..].copy_from_slice(&seq.to_be_bytes());
+    encode_record(buf, &payload);
+}
+
+/// Where a later, acknowledged batch starts after the bad record at `bad`, if one does: an
+/// intact end marker after it, directly followed by an intact record.
 fn synced_data_follows(data: &[u8], bad: usize) -> Option<usize> {
     (bad + 1..data.len().saturating_sub(8)).find(|&q| {
         intact_record(data, q)
@@ -237,11 +241,7 @@ impl EditLog {
         if let Some(f) = &st.failed {
             return Err(EditLogError::Failed(f.clone()));
         }
-        st.buf
-            .extend_from_slice(&(payload.len() as u32).to_be_bytes());
-        st.buf
-            .extend_from_slice(&crc32fast::hash(payload).to_be_bytes());
-        st.buf.extend_from_slice(payload);
+        encode_record(&mut st.buf, payload);
         st.last_appended = seq;
         self.shared.changed.notify_all();
         Ok(())
@@ -367,7 +367,7 @@ fn committer_loop(shared: &LogShared) {
         }
         let mut batch = std::mem::take(&mut st.buf);
         let upto = st.last_appended;
-        batch.extend_from_slice(&marker(upto));
+        encode_marker(&mut batch, upto);
         st.writing = true;
         drop(st);
 

@@ -175,7 +175,7 @@ pub(super) async fn rm(a: RmArgs) -> anyhow::Result<()> {
 
 /// Hadoop's `count` columns: `%12s %12s %18s ` (with `-q`, `%12s %15s %15s %15s ` before).
 pub(super) async fn count(a: CountArgs) -> anyhow::Result<()> {
-    let (client, paths) = connect_expanded(&a.paths).await?;
+    let (client, paths) = connect_existing(&a.paths).await?;
     if a.header {
         let quota = if a.quotas {
             format!(
@@ -190,10 +190,7 @@ pub(super) async fn count(a: CountArgs) -> anyhow::Result<()> {
             "DIR_COUNT", "FILE_COUNT", "CONTENT_SIZE"
         );
     }
-    for p in &paths {
-        if client.status(&p.path).await?.is_none() {
-            return Err(not_found(&p.path));
-        }
+    for (p, _) in &paths {
         let c = client.content_summary(&p.path).await?;
         let size = if a.human {
             human_size(c.length)
@@ -246,43 +243,36 @@ pub(super) async fn find(a: FindArgs) -> anyhow::Result<()> {
         case_sensitive,
         ..glob::MatchOptions::new()
     };
-    let start = if a.paths.is_empty() {
+    let (client, mut pending): (DfsClient, Vec<FileStatus>) = if a.paths.is_empty() {
         let client = super::connect(None).await?;
-        vec![sheaf_dfs::client::home_dir(client.user())]
+        let home = sheaf_dfs::client::home_dir(client.user());
+        let status = client
+            .status(&home)
+            .await?
+            .ok_or_else(|| not_found(&home))?;
+        (client, vec![status])
     } else {
-        a.paths.clone()
+        let (client, paths) = connect_existing(&a.paths).await?;
+        (client, paths.into_iter().map(|(_, s)| s).collect())
     };
-    let (client, paths) = connect_expanded(&start).await?;
     let end = if a.print0 { '\0' } else { '\n' };
     let mut out = String::new();
-    let mut pending: Vec<String> = Vec::new();
-    for p in paths.iter().rev() {
-        if client.status(&p.path).await?.is_none() {
-            return Err(not_found(&p.path));
-        }
-        pending.push(p.path.clone());
-    }
-    // Depth first, in name order, as Hadoop walks.
-    while let Some(path) = pending.pop() {
-        let name = sheaf_dfs::path::file_name(&path);
+    // Depth first, in name order, as Hadoop walks; a listing carries each child's kind.
+    pending.reverse();
+    while let Some(entry) = pending.pop() {
+        let name = sheaf_dfs::path::file_name(&entry.path);
         if pattern
             .as_ref()
             .is_none_or(|g| g.matches_with(name, options))
         {
-            out.push_str(&path);
+            out.push_str(&entry.path);
             out.push(end);
         }
-        let mut children: Vec<String> = match client.status(&path).await? {
-            Some(s) if s.kind == FileKind::Directory => client
-                .list(&path)
-                .await?
-                .into_iter()
-                .map(|e| e.path)
-                .collect(),
-            _ => Vec::new(),
-        };
-        children.sort();
-        pending.extend(children.into_iter().rev());
+        if entry.kind == FileKind::Directory {
+            let mut children = client.list(&entry.path).await?;
+            children.sort_by(|x, y| y.path.cmp(&x.path));
+            pending.extend(children);
+        }
     }
     write_stdout(out.as_bytes())
 }

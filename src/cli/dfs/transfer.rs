@@ -422,21 +422,30 @@ pub(super) async fn move_from_local(a: PutArgs) -> anyhow::Result<()> {
         bail!("-: standard input cannot be moved (use put)");
     }
     put(a).await?;
-    for s in &sources {
-        let removed = if s.is_dir() {
-            std::fs::remove_dir_all(s)
-        } else {
-            std::fs::remove_file(s)
-        };
-        removed.map_err(|e| {
-            anyhow!(
-                "{}: copied, but not removed: {}",
-                s.display(),
-                io_reason(&e)
-            )
-        })?;
+    for s in sources {
+        let what = format!("{}: copied, but not removed", s.display());
+        local_io(what, move || {
+            if s.is_dir() {
+                std::fs::remove_dir_all(&s)
+            } else {
+                std::fs::remove_file(&s)
+            }
+        })
+        .await?;
     }
     Ok(())
+}
+
+/// Local-file work off the async runtime; an error names `what`.
+async fn local_io<T: Send + 'static>(
+    what: String,
+    work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(anyhow!("{what}: {}", io_reason(&e))),
+        Err(e) => Err(anyhow!("{what}: {e}")),
+    }
 }
 
 /// `getmerge`: the sources' bytes, one file after another, into one local file.
@@ -459,28 +468,30 @@ pub(super) async fn getmerge(a: GetmergeArgs) -> anyhow::Result<()> {
             files.push(status);
         }
     }
-    let sink = std::fs::File::create(&dst)
-        .map_err(|e| anyhow::anyhow!("{}: {}", dst.display(), io_reason(&e)))?;
+    let name = dst.display().to_string();
+    let target = dst.clone();
+    let sink = local_io(name.clone(), move || std::fs::File::create(target)).await?;
     for f in files {
         if a.skip_empty && f.len == 0 {
             continue;
         }
         let out = sink
             .try_clone()
-            .map_err(|e| anyhow::anyhow!("{}: {}", dst.display(), io_reason(&e)))?;
+            .map_err(|e| anyhow!("{name}: {}", io_reason(&e)))?;
         client
-            .copy_to_writer(&f.path, Box::new(out), &dst.display().to_string(), None)
+            .copy_to_writer(&f.path, Box::new(out), &name, None)
             .await?;
         if a.newline {
-            use std::io::Write;
-            (&sink)
-                .write_all(b"\n")
-                .map_err(|e| anyhow::anyhow!("{}: {}", dst.display(), io_reason(&e)))?;
+            let mut out = sink
+                .try_clone()
+                .map_err(|e| anyhow!("{name}: {}", io_reason(&e)))?;
+            local_io(name.clone(), move || {
+                std::io::Write::write_all(&mut out, b"\n")
+            })
+            .await?;
         }
     }
-    sink.sync_all()
-        .map_err(|e| anyhow::anyhow!("{}: {}", dst.display(), io_reason(&e)))?;
-    Ok(())
+    local_io(name, move || sink.sync_all()).await
 }
 
 pub(super) async fn cp(a: CpArgs) -> anyhow::Result<()> {

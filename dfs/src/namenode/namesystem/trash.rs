@@ -22,11 +22,12 @@ impl Namesystem {
             superuser: true,
         };
         let here = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        let list = |sys: &mut Namesystem, path: &str| match sys.handle_client(
+        // Every change goes through the client protocol, as the emptier's own requests.
+        let call =
+            |sys: &mut Namesystem, req: ClientRequest| sys.handle_client(req, now, here, &emptier);
+        let list = |sys: &mut Namesystem, path: &str| match call(
+            sys,
             ClientRequest::ListStatus { path: path.into() },
-            now,
-            here,
-            &emptier,
         ) {
             Ok(NamenodeReply::Listing(entries)) => entries,
             _ => Vec::new(),
@@ -36,39 +37,26 @@ impl Namesystem {
                 continue;
             }
             let root = format!("{}/{TRASH_DIR}", home.path);
-            let entries = list(self, &root);
-            let names: Vec<String> = entries
+            let names: Vec<String> = list(self, &root)
                 .iter()
                 .map(|e| crate::path::file_name(&e.path).to_string())
                 .collect();
             if names.iter().any(|n| n == CURRENT) {
                 let checkpoint = format!("{root}/{}", checkpoint_name(now.wall_ms));
-                let renamed = self.handle_client(
-                    ClientRequest::Rename {
-                        src: format!("{root}/{CURRENT}"),
-                        dst: checkpoint.clone(),
-                    },
-                    now,
-                    here,
-                    &emptier,
-                );
-                match renamed {
+                let src = format!("{root}/{CURRENT}");
+                let dst = checkpoint.clone();
+                match call(self, ClientRequest::Rename { src, dst }) {
                     Ok(_) => tracing::info!(%checkpoint, "trash checkpoint made"),
                     Err(e) => tracing::warn!(%root, error = %e, "cannot checkpoint the trash"),
                 }
             }
             for name in expired(&names, now.wall_ms, interval) {
                 let path = format!("{root}/{name}");
-                let deleted = self.handle_client(
-                    ClientRequest::Delete {
-                        path: path.clone(),
-                        recursive: true,
-                    },
-                    now,
-                    here,
-                    &emptier,
-                );
-                match deleted {
+                let req = ClientRequest::Delete {
+                    path: path.clone(),
+                    recursive: true,
+                };
+                match call(self, req) {
                     Ok(_) => tracing::info!(%path, "expired trash checkpoint deleted"),
                     Err(e) => tracing::warn!(%path, error = %e, "cannot delete a trash checkpoint"),
                 }
